@@ -1,0 +1,38 @@
+/*
+ * The only code that changes credentials: after the listeners are bound the
+ * process keeps CAP_NET_BIND_SERVICE (to bind again on reload) and nothing
+ * else of root.
+ */
+#ifndef CAPS_CAPS_H
+#define CAPS_CAPS_H
+
+#include <sys/types.h>
+#include <stddef.h>
+
+struct caps_user {
+	char	name[64];
+	uid_t	uid;
+	gid_t	gid;
+};
+
+/* Looks up name. Returns 0, or -1 with a message (unknown user, or root). */
+int	caps_lookup_user(const char *name, struct caps_user *u, char *err,
+	    size_t errlen);
+/*
+ * From root: becomes u with its groups, keeping only CAP_NET_BIND_SERVICE
+ * (permitted and effective), everything else dropped from the bounding set,
+ * no ambient capabilities, no-new-privs set; then proves it cannot regain
+ * root. Returns 0, or -1 with a message (the caller must exit).
+ */
+int	caps_drop_root(const struct caps_user *u, char *err, size_t errlen);
+/*
+ * Not root: keeps CAP_NET_BIND_SERVICE if a file capability gave it, drops
+ * any other, clears ambient capabilities and sets no-new-privs.
+ */
+int	caps_restrict(char *err, size_t errlen);
+/* Whether the process may bind ports below 1024 right now. */
+int	caps_can_bind_low(void);
+/* Writes "uid=N gid=N caps=..." for the start-up log line. */
+void	caps_describe(char *buf, size_t len);
+
+#endif

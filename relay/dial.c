@@ -1,0 +1,293 @@
+/*
+ * Non-blocking connect. Names are looked up with evdns when each connection
+ * is made (the answer may change), IP literals and unix paths need no
+ * lookup. Each address is tried in turn until one answers or the deadline
+ * passes.
+ */
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <event2/util.h>
+
+#include "relay/dial.h"
+#include "relay/log.h"
+
+struct dial {
+	struct event_base		*base;
+	dial_cb				*cb;
+	void				*arg;
+	struct evdns_getaddrinfo_request *req;
+	struct evutil_addrinfo		*res;	/* from evdns, or NULL */
+	struct evutil_addrinfo		*next;	/* next to try */
+	struct evutil_addrinfo		 one;	/* literal or unix address */
+	struct sockaddr_storage		 one_sa;
+	struct event			 timer;
+	struct event			 conn_ev;
+	int				 fd;
+	int				 last_error;
+	int				 sync;	/* still inside dial_start */
+	/* A result found inside dial_start, delivered from the loop. */
+	int				 result_fd;
+	socklen_t			 result_salen;
+	char				 result_why[160];
+};
+
+static struct evdns_base	*dns;
+
+static void	try_next(struct dial *);
+
+static void
+dial_free(struct dial *d)
+{
+	if (d->req != NULL)
+		evdns_getaddrinfo_cancel(d->req);
+	if (d->res != NULL)
+		evutil_freeaddrinfo(d->res);
+	event_del(&d->timer);
+	if (d->result_fd != -1)
+		close(d->result_fd);
+	if (d->fd != -1) {
+		event_del(&d->conn_ev);
+		close(d->fd);
+	}
+	free(d);
+}
+
+static void
+deliver(evutil_socket_t unused, short what, void *arg)
+{
+	struct dial	*d = arg;
+	dial_cb		*cb = d->cb;
+	void		*cbarg = d->arg;
+	int		 fd = d->result_fd;
+	char		 why[sizeof(d->result_why)];
+
+	memcpy(why, d->result_why, sizeof(why));
+	d->result_fd = -1;
+	cb(fd, (struct sockaddr *)&d->one_sa, d->result_salen,
+	    fd == -1 ? why : NULL, cbarg);
+	dial_free(d);
+}
+
+/*
+ * Reports the outcome once and frees d. Inside dial_start the caller has
+ * no handle yet, so the report is deferred to the loop.
+ */
+static void
+finish(struct dial *d, int fd, const struct sockaddr *sa, socklen_t salen,
+    const char *why)
+{
+	if (d->sync) {
+		d->result_fd = fd;
+		if (sa != NULL && salen <= sizeof(d->one_sa)) {
+			memmove(&d->one_sa, sa, salen);
+			d->result_salen = salen;
+		}
+		snprintf(d->result_why, sizeof(d->result_why), "%s",
+		    why ? why : "");
+		event_del(&d->timer);
+		evtimer_assign(&d->timer, d->base, deliver, d);
+		event_active(&d->timer, EV_TIMEOUT, 0);
+		return;
+	}
+	d->cb(fd, sa, salen, why, d->arg);
+	dial_free(d);
+}
+
+static void
+fail(struct dial *d, const char *what, const char *detail)
+{
+	char	why[256];
+
+	snprintf(why, sizeof(why), "%s%s", what, detail);
+	finish(d, -1, NULL, 0, why);
+}
+
+static void
+on_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct dial	*d = arg;
+
+	fail(d, "connect timeout", "");
+}
+
+static void
+on_connected(evutil_socket_t fd, short what, void *arg)
+{
+	struct dial		*d = arg;
+	struct evutil_addrinfo	*ai = d->next;
+	int			 error = 0;
+	socklen_t		 len = sizeof(error);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len) == -1)
+		error = errno;
+	if (error != 0) {
+		d->last_error = error;
+		close(d->fd);
+		d->fd = -1;
+		d->next = ai->ai_next;
+		try_next(d);
+		return;
+	}
+	d->fd = -1;	/* handed over */
+	finish(d, (int)fd, ai->ai_addr, ai->ai_addrlen, NULL);
+}
+
+/* Starts a connect to d->next; on immediate failure moves on. */
+static void
+try_next(struct dial *d)
+{
+	struct evutil_addrinfo	*ai;
+	int			 fd, one = 1;
+
+	for (ai = d->next; ai != NULL; ai = d->next = ai->ai_next) {
+		fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK |
+		    SOCK_CLOEXEC, 0);
+		if (fd == -1) {
+			d->last_error = errno;
+			continue;
+		}
+		if (ai->ai_family != AF_UNIX)
+			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
+			    sizeof(one));
+		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+			finish(d, fd, ai->ai_addr, ai->ai_addrlen, NULL);
+			return;
+		}
+		if (errno == EINPROGRESS) {
+			d->fd = fd;
+			event_assign(&d->conn_ev, d->base, fd, EV_WRITE,
+			    on_connected, d);
+			event_add(&d->conn_ev, NULL);
+			return;
+		}
+		d->last_error = errno;
+		close(fd);
+	}
+	fail(d, "connect failed: ", strerror(d->last_error));
+}
+
+static void
+on_resolved(int result, struct evutil_addrinfo *res, void *arg)
+{
+	struct dial	*d = arg;
+
+	d->req = NULL;
+	if (result != 0) {
+		if (result == EVUTIL_EAI_CANCEL)
+			return;
+		fail(d, "resolve failed: ", evutil_gai_strerror(result));
+		return;
+	}
+	d->res = d->next = res;
+	try_next(d);
+}
+
+static void
+resolve(struct dial *d, const struct addr_spec *spec)
+{
+	struct evutil_addrinfo	hints;
+	char			port[8];
+
+	if (dns == NULL && (dns = evdns_base_new(d->base,
+	    EVDNS_BASE_INITIALIZE_NAMESERVERS)) == NULL) {
+		fail(d, "resolve failed: ", "cannot start the resolver");
+		return;
+	}
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_protocol = IPPROTO_TCP;
+	snprintf(port, sizeof(port), "%u", spec->port);
+	d->req = evdns_getaddrinfo(dns, spec->host, port, &hints, on_resolved,
+	    d);
+}
+
+/* Fills d->one with a literal IP or unix address. */
+static void
+literal(struct dial *d, const struct addr_spec *spec)
+{
+	struct sockaddr_in	*s4 = (struct sockaddr_in *)&d->one_sa;
+	struct sockaddr_in6	*s6 = (struct sockaddr_in6 *)&d->one_sa;
+
+	memset(&d->one_sa, 0, sizeof(d->one_sa));
+	if (spec->kind == ADDR_UNIX) {
+		d->one.ai_family = AF_UNIX;
+		d->one.ai_addrlen = addr_unix_sockaddr(spec->path,
+		    (struct sockaddr_un *)&d->one_sa);
+	} else if (inet_pton(AF_INET, spec->host, &s4->sin_addr) == 1) {
+		s4->sin_family = d->one.ai_family = AF_INET;
+		s4->sin_port = htons(spec->port);
+		d->one.ai_addrlen = sizeof(*s4);
+	} else {
+		inet_pton(AF_INET6, spec->host, &s6->sin6_addr);
+		s6->sin6_family = d->one.ai_family = AF_INET6;
+		s6->sin6_port = htons(spec->port);
+		d->one.ai_addrlen = sizeof(*s6);
+	}
+	d->one.ai_addr = (struct sockaddr *)&d->one_sa;
+	d->next = &d->one;
+}
+
+struct dial *
+dial_start(struct event_base *base, const struct addr_spec *spec,
+    int timeout_sec, dial_cb *cb, void *arg)
+{
+	struct timeval	 tv = { timeout_sec, 0 };
+	struct dial	*d;
+
+	if ((d = calloc(1, sizeof(*d))) == NULL)
+		return NULL;
+	d->base = base;
+	d->cb = cb;
+	d->arg = arg;
+	d->fd = -1;
+	d->result_fd = -1;
+	d->last_error = ECONNREFUSED;
+	d->sync = 1;
+	evtimer_assign(&d->timer, base, on_timeout, d);
+	evtimer_add(&d->timer, &tv);
+	if (spec->kind == ADDR_UNIX || spec->numeric) {
+		literal(d, spec);
+		try_next(d);
+	} else
+		resolve(d, spec);
+	d->sync = 0;
+	return d;
+}
+
+void
+dial_cancel(struct dial *d)
+{
+	if (d != NULL)
+		dial_free(d);
+}
+
+void
+dial_after_fork(void)
+{
+	/* The parent's resolver sockets are its own; free our copy only. */
+	if (dns != NULL)
+		evdns_base_free(dns, 0);
+	dns = NULL;
+}
+
+void
+dial_shutdown(void)
+{
+	if (dns != NULL)
+		evdns_base_free(dns, 0);
+	dns = NULL;
+}

@@ -1,0 +1,35 @@
+/* Connecting to a target without blocking the loop: lookup, every address
+ * in turn, one deadline for all of it. */
+#ifndef RELAY_DIAL_H
+#define RELAY_DIAL_H
+
+#include <sys/socket.h>
+
+#include "relay/addr.h"
+
+struct event_base;
+struct dial;
+
+/*
+ * Called once: with a connected non-blocking fd (the callee owns it) and
+ * the address it reached, or with fd -1 and why it failed ("connect failed:
+ * Connection refused", "connect timeout", "resolve failed: ...").
+ */
+typedef void dial_cb(int fd, const struct sockaddr *sa, socklen_t salen,
+	    const char *why, void *arg);
+
+/*
+ * Starts connecting to spec. The callback always runs later from the loop,
+ * after which the handle is gone. Returns NULL only when out of memory
+ * (the callback will then never run).
+ */
+struct dial *dial_start(struct event_base *, const struct addr_spec *spec,
+	    int timeout_sec, dial_cb *, void *);
+/* Aborts a dial in progress; its callback will not run. */
+void	dial_cancel(struct dial *);
+/* In a forked child: forgets the parent's resolver state. */
+void	dial_after_fork(void);
+/* Frees the resolver at exit. */
+void	dial_shutdown(void);
+
+#endif

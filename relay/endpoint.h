@@ -1,0 +1,59 @@
+/*
+ * One end of a relayed connection. The pump moves bytes between two
+ * endpoints without knowing whether each is a socket or, later, an SSH
+ * channel: readiness arrives through the callback, interest is declared
+ * with want().
+ */
+#ifndef RELAY_ENDPOINT_H
+#define RELAY_ENDPOINT_H
+
+#include <sys/types.h>
+
+#define EP_READ		0x01
+#define EP_WRITE	0x02
+
+struct endpoint;
+
+/* Called when the endpoint became readable and/or writable (EP_* bits). */
+typedef void endpoint_cb(struct endpoint *, int what, void *arg);
+
+struct endpoint_ops {
+	/* >0 bytes, 0 at EOF, -1 with errno (EAGAIN: wait for EP_READ). */
+	ssize_t	(*read)(struct endpoint *, void *, size_t);
+	/* >0 bytes taken, -1 with errno (EAGAIN: wait for EP_WRITE). */
+	ssize_t	(*write)(struct endpoint *, const void *, size_t);
+	/* Sends EOF: no more writes. Returns 0 or -1 with errno. */
+	int	(*shutdown_write)(struct endpoint *);
+	/* Declares interest (EP_* bits); endpoint_want() skips no-ops. */
+	void	(*want)(struct endpoint *, int what);
+	/* Closes and frees. Must not be called from inside the callback's
+	 * own endpoint code, only from the owner. */
+	void	(*free)(struct endpoint *);
+};
+
+struct endpoint {
+	const struct endpoint_ops	*ops;
+	endpoint_cb			*cb;
+	void				*cbarg;
+	int				 wanted;
+};
+
+/* Changes interest only when it differs from what is armed. */
+static inline void
+endpoint_want(struct endpoint *ep, int what)
+{
+	if (ep->wanted != what) {
+		ep->ops->want(ep, what);
+		ep->wanted = what;
+	}
+}
+
+struct event_base;
+/*
+ * Wraps a connected non-blocking socket. Returns NULL on allocation
+ * failure (fd is then left open for the caller). The endpoint owns fd.
+ */
+struct endpoint *endpoint_fd_new(struct event_base *, int fd, endpoint_cb *,
+	    void *);
+
+#endif

@@ -1,0 +1,329 @@
+/*
+ * Listening sockets. Accepting runs in a bounded loop per wakeup. When the
+ * process runs out of descriptors (EMFILE/ENFILE) the pending connection
+ * cannot be taken, so a level-triggered listener would wake us again at
+ * once: instead the listener is paused and re-armed from a timer, leaving
+ * the clients waiting in the backlog until descriptors free up.
+ */
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+
+#include "relay/listener.h"
+#include "relay/log.h"
+
+#define LISTEN_BACKLOG	4096
+#define ACCEPT_BATCH	64
+#define MAX_SOCKETS	8
+#define PAUSE_MSEC	200
+
+struct listen_sock {
+	int			 fd;
+	struct event		 ev;
+	struct listener		*owner;
+	char			 name[ADDR_STR_MAX];
+};
+
+struct listener {
+	struct addr_spec	 spec;
+	listener_cb		*cb;
+	void			*arg;
+	struct event		 resume;
+	int			 enabled;
+	int			 paused;
+	size_t			 nsocks;
+	struct listen_sock	 socks[MAX_SOCKETS];
+};
+
+static void
+on_resume(evutil_socket_t fd, short what, void *arg)
+{
+	struct listener	*l = arg;
+	size_t		 i;
+
+	l->paused = 0;
+	if (l->enabled)
+		for (i = 0; i < l->nsocks; i++)
+			event_add(&l->socks[i].ev, NULL);
+}
+
+static void
+pause_accepting(struct listener *l)
+{
+	struct timeval	tv = { 0, PAUSE_MSEC * 1000 };
+	size_t		i;
+
+	if (!l->paused)
+		log_warn("accept on %s; pausing accepts", l->socks[0].name);
+	l->paused = 1;
+	for (i = 0; i < l->nsocks; i++)
+		event_del(&l->socks[i].ev);
+	evtimer_add(&l->resume, &tv);
+}
+
+static void
+on_accept(evutil_socket_t lfd, short what, void *arg)
+{
+	struct listen_sock	*s = arg;
+	struct listener		*l = s->owner;
+	struct sockaddr_storage	 ss;
+	socklen_t		 len;
+	int			 fd, i, one = 1;
+
+	for (i = 0; i < ACCEPT_BATCH; i++) {
+		len = sizeof(ss);
+		fd = accept4(lfd, (struct sockaddr *)&ss, &len,
+		    SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd == -1) {
+			if (errno == EMFILE || errno == ENFILE ||
+			    errno == ENOBUFS || errno == ENOMEM)
+				pause_accepting(l);
+			else if (errno != EAGAIN && errno != EWOULDBLOCK &&
+			    errno != EINTR && errno != ECONNABORTED)
+				log_warn("accept on %s", s->name);
+			return;
+		}
+		if (ss.ss_family != AF_UNIX)
+			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
+			    sizeof(one));
+		l->cb(fd, (struct sockaddr *)&ss, len, l->arg);
+		if (!l->enabled)
+			return;
+	}
+}
+
+static const char *
+bind_hint(const struct addr_spec *spec)
+{
+	if (spec->kind == ADDR_INET && spec->port < 1024 && geteuid() != 0)
+		return "; ports below 1024 need privilege: run as root (sudo), "
+		    "give the binary the capability (sudo setcap "
+		    "cap_net_bind_service+ep relayd) or start it from systemd "
+		    "with AmbientCapabilities=CAP_NET_BIND_SERVICE";
+	return "";
+}
+
+static int
+exit_code_for(int error)
+{
+	switch (error) {
+	case EACCES:
+	case EPERM:
+		return 77;	/* EX_NOPERM */
+	case EADDRINUSE:
+	case EADDRNOTAVAIL:
+		return 69;	/* EX_UNAVAILABLE */
+	default:
+		return 71;	/* EX_OSERR */
+	}
+}
+
+/* A unix socket file left by a dead process is removed; a live one is not. */
+static void
+remove_stale_unix(const char *path)
+{
+	struct sockaddr_un	sun;
+	struct stat		st;
+	socklen_t		len;
+	int			fd;
+
+	if (lstat(path, &st) == -1 || !S_ISSOCK(st.st_mode))
+		return;
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
+		return;
+	len = addr_unix_sockaddr(path, &sun);
+	if (connect(fd, (struct sockaddr *)&sun, len) == -1 &&
+	    errno == ECONNREFUSED)
+		unlink(path);
+	close(fd);
+}
+
+static int
+bind_one(struct listener *l, struct event_base *base, int family,
+    const struct sockaddr *sa, socklen_t salen, int v6only, char *err,
+    size_t errlen, int *exitcode)
+{
+	struct listen_sock	*s = &l->socks[l->nsocks];
+	int			 fd, one = 1;
+
+	addr_sa_format(sa, salen, s->name, sizeof(s->name));
+	if (l->spec.kind == ADDR_INET && l->spec.host[0] == '\0')
+		snprintf(s->name, sizeof(s->name), "*:%u", l->spec.port);
+	if ((fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0)) == -1)
+		goto fail;
+	if (family != AF_UNIX)
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only,
+		    sizeof(v6only));
+	if (family == AF_UNIX)
+		remove_stale_unix(l->spec.path);
+	if (bind(fd, sa, salen) == -1 || listen(fd, LISTEN_BACKLOG) == -1)
+		goto fail;
+	s->fd = fd;
+	s->owner = l;
+	event_assign(&s->ev, base, fd, EV_READ | EV_PERSIST, on_accept, s);
+	l->nsocks++;
+	return 0;
+fail:
+	*exitcode = exit_code_for(errno);
+	snprintf(err, errlen, "cannot listen on %s: %s%s", s->name,
+	    strerror(errno), errno == EACCES ? bind_hint(&l->spec) : "");
+	if (fd != -1)
+		close(fd);
+	return -1;
+}
+
+/* No address: one dual-stack socket, or IPv4 alone where IPv6 is off. */
+static int
+bind_any(struct listener *l, struct event_base *base, char *err,
+    size_t errlen, int *exitcode)
+{
+	struct sockaddr_in6	s6 = { .sin6_family = AF_INET6 };
+	struct sockaddr_in	s4 = { .sin_family = AF_INET };
+	int			fd;
+
+	if ((fd = socket(AF_INET6, SOCK_STREAM, 0)) != -1) {
+		close(fd);
+		s6.sin6_port = htons(l->spec.port);
+		s6.sin6_addr = in6addr_any;
+		return bind_one(l, base, AF_INET6, (struct sockaddr *)&s6,
+		    sizeof(s6), 0, err, errlen, exitcode);
+	}
+	s4.sin_port = htons(l->spec.port);
+	s4.sin_addr.s_addr = htonl(INADDR_ANY);
+	return bind_one(l, base, AF_INET, (struct sockaddr *)&s4, sizeof(s4),
+	    0, err, errlen, exitcode);
+}
+
+static int
+bind_host(struct listener *l, struct event_base *base, char *err,
+    size_t errlen, int *exitcode)
+{
+	struct addrinfo	 hints, *res, *ai;
+	char		 port[8];
+	int		 rc;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | (l->spec.numeric ? AI_NUMERICHOST : 0);
+	snprintf(port, sizeof(port), "%u", l->spec.port);
+	if ((rc = getaddrinfo(l->spec.host, port, &hints, &res)) != 0) {
+		snprintf(err, errlen, "cannot listen on %s: %s", l->spec.host,
+		    gai_strerror(rc));
+		*exitcode = 68;	/* EX_NOHOST */
+		return -1;
+	}
+	rc = 0;
+	for (ai = res; ai != NULL && rc == 0; ai = ai->ai_next) {
+		if (l->nsocks == MAX_SOCKETS)
+			break;
+		rc = bind_one(l, base, ai->ai_family, ai->ai_addr,
+		    ai->ai_addrlen, 1, err, errlen, exitcode);
+	}
+	freeaddrinfo(res);
+	return rc;
+}
+
+struct listener *
+listener_bind(struct event_base *base, const struct addr_spec *spec,
+    listener_cb *cb, void *arg, char *err, size_t errlen, int *exitcode)
+{
+	struct sockaddr_un	 sun;
+	struct listener		*l;
+	socklen_t		 len;
+	int			 rc;
+
+	if ((l = calloc(1, sizeof(*l))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		*exitcode = 71;
+		return NULL;
+	}
+	l->spec = *spec;
+	l->cb = cb;
+	l->arg = arg;
+	evtimer_assign(&l->resume, base, on_resume, l);
+	if (spec->kind == ADDR_UNIX) {
+		len = addr_unix_sockaddr(spec->path, &sun);
+		rc = bind_one(l, base, AF_UNIX, (struct sockaddr *)&sun, len, 0,
+		    err, errlen, exitcode);
+	} else if (spec->host[0] == '\0')
+		rc = bind_any(l, base, err, errlen, exitcode);
+	else
+		rc = bind_host(l, base, err, errlen, exitcode);
+	if (rc == -1) {
+		listener_free_in_child(l);
+		return NULL;
+	}
+	return l;
+}
+
+void
+listener_enable(struct listener *l)
+{
+	size_t	i;
+
+	l->enabled = 1;
+	if (!l->paused)
+		for (i = 0; i < l->nsocks; i++)
+			event_add(&l->socks[i].ev, NULL);
+}
+
+void
+listener_disable(struct listener *l)
+{
+	size_t	i;
+
+	l->enabled = 0;
+	for (i = 0; i < l->nsocks; i++)
+		event_del(&l->socks[i].ev);
+}
+
+void
+listener_free_in_child(struct listener *l)
+{
+	size_t	i;
+
+	if (l == NULL)
+		return;
+	listener_disable(l);
+	event_del(&l->resume);
+	for (i = 0; i < l->nsocks; i++)
+		close(l->socks[i].fd);
+	free(l);
+}
+
+void
+listener_free(struct listener *l)
+{
+	if (l == NULL)
+		return;
+	if (l->spec.kind == ADDR_UNIX && l->nsocks > 0 &&
+	    unlink(l->spec.path) == -1)
+		log_debug("cannot remove %s: %s", l->spec.path,
+		    strerror(errno));
+	listener_free_in_child(l);
+}
+
+void
+listener_describe(const struct listener *l, char *buf, size_t len)
+{
+	size_t	i, off = 0;
+
+	buf[0] = '\0';
+	for (i = 0; i < l->nsocks && off < len; i++)
+		off += (size_t)snprintf(buf + off, len - off, "%s%s",
+		    i ? ", " : "", l->socks[i].name);
+}

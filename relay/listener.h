@@ -1,0 +1,33 @@
+/* Listening sockets: bound while privileged, accepting once enabled. */
+#ifndef RELAY_LISTENER_H
+#define RELAY_LISTENER_H
+
+#include <sys/socket.h>
+#include <stddef.h>
+
+#include "relay/addr.h"
+
+struct event_base;
+struct listener;
+
+/* Called with each accepted non-blocking fd (the callee owns it). */
+typedef void listener_cb(int fd, const struct sockaddr *sa, socklen_t salen,
+	    void *arg);
+
+/*
+ * Binds every socket that spec names (a host name may give several).
+ * Returns NULL with a one-line message and a sysexits.h code on failure.
+ */
+struct listener *listener_bind(struct event_base *, const struct addr_spec *,
+	    listener_cb *, void *, char *err, size_t errlen, int *exitcode);
+/* Starts or stops accepting. */
+void	listener_enable(struct listener *);
+void	listener_disable(struct listener *);
+/* Closes the sockets (and removes a unix socket file). */
+void	listener_free(struct listener *);
+/* Closes the sockets without touching the file system (forked children). */
+void	listener_free_in_child(struct listener *);
+/* Writes the bound addresses, comma-separated, into buf. */
+void	listener_describe(const struct listener *, char *buf, size_t len);
+
+#endif
