@@ -41,6 +41,7 @@ struct listener {
 	struct event		 resume;
 	int			 enabled;
 	int			 paused;
+	int			 starved;	/* logged; quiet until an accept works */
 	size_t			 nsocks;
 	struct listen_sock	 socks[MAX_SOCKETS];
 };
@@ -58,13 +59,15 @@ on_resume(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
-pause_accepting(struct listener *l)
+pause_accepting(struct listener *l, int error)
 {
 	struct timeval	tv = { 0, PAUSE_MSEC * 1000 };
 	size_t		i;
 
-	if (!l->paused)
-		log_warn("accept on %s; pausing accepts", l->socks[0].name);
+	if (!l->starved)
+		log_warnx("accept on %s: %s; pausing accepts",
+		    l->socks[0].name, strerror(error));
+	l->starved = 1;
 	l->paused = 1;
 	for (i = 0; i < l->nsocks; i++)
 		event_del(&l->socks[i].ev);
@@ -87,11 +90,15 @@ on_accept(evutil_socket_t lfd, short what, void *arg)
 		if (fd == -1) {
 			if (errno == EMFILE || errno == ENFILE ||
 			    errno == ENOBUFS || errno == ENOMEM)
-				pause_accepting(l);
+				pause_accepting(l, errno);
 			else if (errno != EAGAIN && errno != EWOULDBLOCK &&
 			    errno != EINTR && errno != ECONNABORTED)
 				log_warn("accept on %s", s->name);
 			return;
+		}
+		if (l->starved) {
+			log_info("accepting on %s again", s->name);
+			l->starved = 0;
 		}
 		if (ss.ss_family != AF_UNIX)
 			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,

@@ -1,0 +1,820 @@
+"""One harness for the relayd end-to-end tests: relayd processes, loopback
+addresses, stoppable in-process backends and byte-stream checks, so that each
+test stays a few lines about one case."""
+
+import hashlib
+import itertools
+import os
+import random
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+RELAYD = Path(os.environ.get("RELAYD", str(REPO / "relayd")))
+SANITIZE = os.environ.get("RELAYD_SANITIZE") == "1"
+EXTRA_ARGS = os.environ.get("RELAYD_EXTRA_ARGS", "").split()
+
+TEST_TIMEOUT = 60       # seconds for one test body (SIGALRM, see below)
+READY_TIMEOUT = 10      # seconds to wait for "relayd: ready"
+IO_TIMEOUT = 30         # default timeout of every socket the harness makes
+CHUNK = 65536
+SETPRIV_NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+
+# relayd: conn <ID> <client> -> <target> in=N out=N time=S.mmm end=<reason>
+CONN_RE = re.compile(
+    r"^relayd: conn (?P<id>\S+) (?P<client>.*?) -> (?P<target>\S+) "
+    r"in=(?P<inb>\d+) out=(?P<outb>\d+) time=(?P<time>\d+\.\d{3}) "
+    r"end=(?P<end>.+)$", re.M)
+
+
+# ---------------------------------------------------------------- pytest hooks
+
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("root") and os.geteuid() != 0:
+        pytest.skip("needs root")
+
+
+class TestTimeout(Exception):
+    """Raised in the main thread when a test body runs too long."""
+    __test__ = False
+
+
+def _on_alarm(signum, frame):
+    raise TestTimeout(f"test body still running after {TEST_TIMEOUT} s")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    # No timeout plugin: an interval timer interrupts whatever the main
+    # thread is blocked in; fixtures then kill the processes as usual.
+    previous = signal.signal(signal.SIGALRM, _on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, TEST_TIMEOUT)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    # relayd logs are kept in files and shown only when something failed.
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for r in getattr(item, "relayds", ()):
+            report.sections.append((f"relayd {r.name} ({report.when})", r.describe()))
+
+
+# ---------------------------------------------------------------- byte streams
+
+class Digest:
+    """Length and SHA-256 of a byte stream, fed piece by piece."""
+
+    def __init__(self):
+        self.n = 0
+        self._h = hashlib.sha256()
+
+    def update(self, data):
+        self.n += len(data)
+        self._h.update(data)
+
+    def result(self):
+        return (self.n, self._h.hexdigest())
+
+
+def digest_of(data):
+    d = Digest()
+    d.update(data)
+    return d.result()
+
+
+def payload(seed, nbytes):
+    """nbytes of deterministic pseudo-random data, distinct per seed."""
+    return random.Random(seed).randbytes(nbytes)
+
+
+def send_stream(sock, seed, nbytes, progress=None):
+    """Send nbytes of seeded pseudo-random data; return (length, sha256)."""
+    rng = random.Random(seed)
+    d = Digest()
+    while d.n < nbytes:
+        block = rng.randbytes(min(CHUNK, nbytes - d.n))
+        sock.sendall(block)
+        d.update(block)
+        if progress:
+            progress(d.n)
+    return d.result()
+
+
+def recv_all(sock, bufsize=CHUNK):
+    """Read until EOF; return (length, sha256)."""
+    d = Digest()
+    while True:
+        data = sock.recv(bufsize)
+        if not data:
+            return d.result()
+        d.update(data)
+
+
+def recv_until_eof(sock):
+    buf = bytearray()
+    while data := sock.recv(CHUNK):
+        buf += data
+    return bytes(buf)
+
+
+def recv_exact(sock, n):
+    buf = bytearray()
+    while len(buf) < n:
+        data = sock.recv(n - len(buf))
+        if not data:
+            raise AssertionError(f"EOF after {len(buf)} of {n} bytes")
+        buf += data
+    return bytes(buf)
+
+
+def sink_reply(result):
+    """What SinkBackend answers for a received (length, sha256)."""
+    return f"{result[0]} {result[1]}\n".encode()
+
+
+def wait_closed(sock, timeout):
+    """Seconds until the peer closed the connection (EOF or reset), draining
+    anything still arriving; fails if it is still open after timeout."""
+    t0 = time.monotonic()
+    while (left := t0 + timeout - time.monotonic()) > 0:
+        sock.settimeout(left)
+        try:
+            if not sock.recv(CHUNK):
+                break
+        except ConnectionResetError:
+            break
+        except socket.timeout:
+            continue
+    else:
+        raise AssertionError(f"connection still open after {timeout} s")
+    return time.monotonic() - t0
+
+
+# ---------------------------------------------------------------- addresses
+
+class Addr:
+    """A loopback stream address: family, sockaddr and its relayd spelling."""
+
+    def __init__(self, family, sockaddr):
+        self.family = family
+        self.sockaddr = sockaddr if family == socket.AF_UNIX else tuple(sockaddr[:2])
+
+    @property
+    def port(self):
+        return self.sockaddr[1]
+
+    @property
+    def spec(self):
+        return fmt_addr(self.family, self.sockaddr)
+
+    def connect(self, timeout=IO_TIMEOUT):
+        s = socket.socket(self.family, socket.SOCK_STREAM)
+        s.settimeout(timeout)
+        try:
+            s.connect(self.sockaddr)
+        except BaseException:
+            s.close()
+            raise
+        return s
+
+    def __repr__(self):
+        return self.spec
+
+
+def fmt_addr(family, sockaddr):
+    """Address as relayd writes it: 1.2.3.4:80, [::1]:80, unix:/path."""
+    if family == socket.AF_UNIX:
+        return f"unix:{sockaddr}"
+    if family == socket.AF_INET6:
+        return f"[{sockaddr[0]}]:{sockaddr[1]}"
+    return f"{sockaddr[0]}:{sockaddr[1]}"
+
+
+def local_spec(sock):
+    """The relayd spelling of a connected TCP socket's own address."""
+    return fmt_addr(sock.family, sock.getsockname())
+
+
+def tcp4(port=0):
+    return Addr(socket.AF_INET, ("127.0.0.1", port))
+
+
+def tcp6(port=0):
+    return Addr(socket.AF_INET6, ("::1", port))
+
+
+def unix(path):
+    return Addr(socket.AF_UNIX, str(path))
+
+
+def _bindable(family, host, port):
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        if family == socket.AF_INET6:
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+_handed_out = set()
+
+
+def free_port():
+    """An ephemeral TCP port free right now on 127.0.0.1 and on ::1, and not
+    handed out before in this run (so two calls never give the same port)."""
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+            if port not in _handed_out and _bindable(socket.AF_INET6, "::1", port):
+                _handed_out.add(port)
+                return port
+    raise RuntimeError("no free port on both 127.0.0.1 and ::1")
+
+
+@pytest.fixture
+def low_port():
+    """A port in 600..1000 free on every address (needs root to probe)."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(600, 1000)
+        if _bindable(socket.AF_INET, "0.0.0.0", port) and _bindable(socket.AF_INET6, "::", port):
+            return port
+    pytest.skip("no free port in 600..1000")
+
+
+@pytest.fixture
+def sockdir():
+    """A short private directory that the nobody user can traverse: for unix
+    sockets (sun_path is short) and binaries run as another user."""
+    d = Path(tempfile.mkdtemp(prefix="relayd-e2e-", dir="/tmp"))
+    d.chmod(0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- backends
+
+class Backend:
+    """A stream server on one address; each connection runs self.handle(conn,
+    record) in its own thread. record is a dict the handler fills; all of them
+    are in self.records, in accept order. stop() ends everything."""
+
+    def __init__(self, addr, backlog=128):
+        self.lsock = socket.socket(addr.family, socket.SOCK_STREAM)
+        if addr.family != socket.AF_UNIX:
+            self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if addr.family == socket.AF_INET6:
+            self.lsock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        self.lsock.bind(addr.sockaddr)
+        if addr.family == socket.AF_UNIX:
+            os.chmod(addr.sockaddr, 0o666)     # relayd connects as nobody
+        self.lsock.listen(backlog)
+        self.addr = Addr(addr.family, self.lsock.getsockname())
+        self.records = []
+        self._lock = threading.Lock()
+        self._conns = set()
+        self._threads = []
+        self._stopping = threading.Event()
+        self._acceptor = threading.Thread(target=self._accept_loop, daemon=True)
+        self._acceptor.start()
+
+    @property
+    def spec(self):
+        return self.addr.spec
+
+    def _accept_loop(self):
+        self.lsock.settimeout(0.1)
+        while not self._stopping.is_set():
+            try:
+                conn, peer = self.lsock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            conn.settimeout(IO_TIMEOUT)
+            record = {"peer": peer, "done": False}
+            t = threading.Thread(target=self._serve, args=(conn, record), daemon=True)
+            with self._lock:
+                self.records.append(record)
+                self._conns.add(conn)
+                self._threads.append(t)
+            t.start()
+
+    def _serve(self, conn, record):
+        try:
+            self.handle(conn, record)
+        except (OSError, AssertionError) as e:
+            record["error"] = e
+        finally:
+            with self._lock:
+                self._conns.discard(conn)
+                conn.close()
+            record["done"] = True
+
+    def handle(self, conn, record):
+        raise NotImplementedError
+
+    def wait_done(self, n, timeout=10):
+        """The first n connection records once all n handlers finished."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                recs = list(self.records)
+            if len(recs) >= n and all(r["done"] for r in recs[:n]):
+                return recs[:n]
+            time.sleep(0.01)
+        raise AssertionError(f"{self.spec}: {len(self.records)} connections, "
+                             f"wanted {n} finished within {timeout} s")
+
+    def stop(self):
+        self._stopping.set()
+        self._acceptor.join(2)
+        self.lsock.close()
+        with self._lock:
+            for conn in self._conns:
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            threads = list(self._threads)
+        for t in threads:
+            t.join(2)
+        if self.addr.family == socket.AF_UNIX:
+            with_suppressed_oserror(os.unlink, self.addr.sockaddr)
+
+
+def with_suppressed_oserror(fn, *args):
+    try:
+        fn(*args)
+    except OSError:
+        pass
+
+
+class EchoBackend(Backend):
+    """Echoes everything; on EOF shuts down its write side."""
+
+    def handle(self, conn, record):
+        n = 0
+        while data := conn.recv(CHUNK):
+            conn.sendall(data)
+            n += len(data)
+        record["received"] = n
+        conn.shutdown(socket.SHUT_WR)
+
+
+class SinkBackend(Backend):
+    """Reads to EOF, records (length, sha256) as "received", then answers
+    sink_reply() of it: the answer can only come after the EOF."""
+
+    def handle(self, conn, record):
+        record["received"] = recv_all(conn)
+        conn.sendall(sink_reply(record["received"]))
+        conn.shutdown(socket.SHUT_WR)
+
+
+class PumpBackend(Backend):
+    """Sends nbytes of seeded data while reading to EOF, both at full speed.
+    Records "sent" and "received" (length, sha256); "sent_so_far" grows while
+    sending, for backpressure checks; "send_error" if the peer went away."""
+
+    def __init__(self, addr, nbytes, seed=7, **kw):
+        self.nbytes = nbytes
+        self.seed = seed
+        super().__init__(addr, **kw)
+
+    def handle(self, conn, record):
+        record["sent_so_far"] = 0
+
+        def progress(n):
+            record["sent_so_far"] = n
+
+        def sender():
+            try:
+                record["sent"] = send_stream(conn, self.seed, self.nbytes, progress)
+                conn.shutdown(socket.SHUT_WR)
+            except OSError as e:
+                record["send_error"] = e
+
+        t = threading.Thread(target=sender, daemon=True)
+        t.start()
+        try:
+            record["received"] = recv_all(conn)
+        finally:
+            t.join(IO_TIMEOUT)
+
+
+class Backends:
+    """Factory for backends, all stopped at teardown. addr defaults to
+    127.0.0.1 on an ephemeral port."""
+
+    def __init__(self):
+        self.made = []
+
+    def _make(self, cls, addr, *args, **kw):
+        b = cls(addr or tcp4(), *args, **kw)
+        self.made.append(b)
+        return b
+
+    def echo(self, addr=None, **kw):
+        return self._make(EchoBackend, addr, **kw)
+
+    def sink(self, addr=None, **kw):
+        return self._make(SinkBackend, addr, **kw)
+
+    def pump(self, nbytes, addr=None, **kw):
+        return self._make(PumpBackend, addr, nbytes, **kw)
+
+    def stop_all(self):
+        for b in self.made:
+            b.stop()
+
+
+@pytest.fixture
+def backends():
+    pool = Backends()
+    yield pool
+    pool.stop_all()
+
+
+@pytest.fixture
+def echo(backends):
+    return backends.echo()
+
+
+@pytest.fixture
+def sink(backends):
+    return backends.sink()
+
+
+def sink_roundtrip(addr, seed=1, nbytes=100_000):
+    """Send a payload through addr to a SinkBackend and check its answer.
+    Returns the client's own address as relayd would log it."""
+    with addr.connect() as s:
+        me = local_spec(s) if addr.family != socket.AF_UNIX else None
+        sent = send_stream(s, seed, nbytes)
+        s.shutdown(socket.SHUT_WR)
+        answer = recv_until_eof(s)
+    assert answer == sink_reply(sent), f"sent {sent}, sink answered {answer!r}"
+    return me
+
+
+def echo_roundtrip(sock, seed=1, nbytes=4096):
+    """One request/answer exchange with an EchoBackend, connection kept open."""
+    data = payload(seed, nbytes)
+    sock.sendall(data)
+    assert recv_exact(sock, len(data)) == data
+
+
+def echo_stream(sock, seed, nbytes):
+    """Stream nbytes to an EchoBackend while reading the echo, half-close,
+    read to EOF; asserts the echo's length and SHA-256 match what was sent."""
+    def send():
+        sent = send_stream(sock, seed, nbytes)
+        sock.shutdown(socket.SHUT_WR)
+        return sent
+    sender = Background(send)
+    got = recv_all(sock)
+    sent = sender.result()
+    assert got == sent, f"sent {sent}, echo returned {got}"
+
+
+class Background:
+    """fn(*args) in a daemon thread; result() joins it and returns its value
+    or re-raises its exception in the caller."""
+
+    def __init__(self, fn, *args):
+        self._value = self._error = None
+        self._thread = threading.Thread(target=self._run, args=(fn, args), daemon=True)
+        self._thread.start()
+
+    def _run(self, fn, args):
+        try:
+            self._value = fn(*args)
+        except BaseException as e:      # handed to the caller by result()
+            self._error = e
+
+    def result(self, timeout=IO_TIMEOUT):
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise AssertionError(f"background task still running after {timeout} s")
+        if self._error:
+            raise self._error
+        return self._value
+
+
+# ---------------------------------------------------------------- /proc
+
+def proc_status(pid):
+    """/proc/PID/status as a dict of stripped strings."""
+    fields = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            fields[key] = value.strip()
+    return fields
+
+
+def proc_stat(pid):
+    """Fields of /proc/PID/stat after the command name: [0] is the state,
+    [1] the ppid, [11]/[12] utime/stime in clock ticks."""
+    with open(f"/proc/{pid}/stat") as f:
+        text = f.read()
+    return text[text.rindex(")") + 2:].split()
+
+
+def children_of(pid):
+    """[(child pid, state letter)] of processes whose parent is pid."""
+    kids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            st = proc_stat(entry)
+        except (OSError, ValueError):
+            continue
+        if int(st[1]) == pid:
+            kids.append((int(entry), st[0]))
+    return kids
+
+
+def vmhwm(pid):
+    """Peak resident set size of pid, in bytes."""
+    kib, unit = proc_status(pid)["VmHWM"].split()
+    assert unit == "kB"
+    return int(kib) * 1024
+
+
+# What a relayd process must look like after dropping root (or starting
+# unprivileged with a file capability): only CAP_NET_BIND_SERVICE, nothing
+# inheritable or ambient, no way back up.
+DROPPED_CAPS = {
+    "CapInh": "0000000000000000",
+    "CapPrm": "0000000000000400",
+    "CapEff": "0000000000000400",
+    "CapBnd": "0000000000000400",
+    "CapAmb": "0000000000000000",
+    "NoNewPrivs": "1",
+}
+
+
+def assert_dropped(status, uid, gid):
+    """status: proc_status() of a relayd process that dropped root to uid:gid."""
+    got = {k: status.get(k) for k in DROPPED_CAPS}
+    assert got == DROPPED_CAPS, f"capabilities after the drop: {got}"
+    assert status["Uid"].split() == [str(uid)] * 4, f"Uid: {status['Uid']}"
+    assert status["Gid"].split() == [str(gid)] * 4, f"Gid: {status['Gid']}"
+    assert set(status["Groups"].split()) <= {str(gid)}, f"Groups: {status['Groups']}"
+
+
+def kill_pid(pid, sig=signal.SIGKILL):
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+# ---------------------------------------------------------------- relayd
+
+class Relayd:
+    """One relayd process: stderr kept in a file under the test's tmp dir."""
+
+    _seq = itertools.count(1)
+
+    def __init__(self, workdir, args, *, as_nobody=False, nofile=None,
+                 binary=None, prefix=()):
+        self.name = f"#{next(self._seq)}"
+        stem = self.name.lstrip("#")
+        self.logpath = Path(workdir) / f"relayd-{stem}.stderr"
+        self.outpath = Path(workdir) / f"relayd-{stem}.stdout"
+        self.cmd = [*prefix, *(SETPRIV_NOBODY if as_nobody else ()),
+                    str(binary or RELAYD), *map(str, args), *EXTRA_ARGS]
+        self.nofile = nofile
+        self.proc = None
+        self.expected_exit = False
+
+    def start(self):
+        nofile = self.nofile
+
+        def limits():
+            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
+        with open(self.logpath, "wb") as err, open(self.outpath, "wb") as out:
+            self.proc = subprocess.Popen(
+                self.cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                preexec_fn=limits if nofile else None, start_new_session=True)
+        return self
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def log(self):
+        return self.logpath.read_text(errors="replace")
+
+    def describe(self):
+        rc = self.proc.poll() if self.proc else "not started"
+        out = self.outpath.read_text(errors="replace") if self.outpath.exists() else ""
+        return (f"command: {' '.join(self.cmd)}\nexit status: {rc}\n"
+                f"--- stderr ---\n{self.log() if self.logpath.exists() else ''}"
+                + (f"--- stdout ---\n{out}" if out else ""))
+
+    def wait_log(self, pattern, timeout=5):
+        """The first match of pattern (multiline regex) in the log; fails with
+        the log if it does not show up in time."""
+        rx = re.compile(pattern, re.M)
+        deadline = time.monotonic() + timeout
+        while True:
+            exited = self.proc.poll() is not None
+            m = rx.search(self.log())
+            if m:
+                return m
+            if exited:
+                pytest.fail(f"relayd exited before logging /{pattern}/\n{self.describe()}",
+                            pytrace=False)
+            if time.monotonic() > deadline:
+                pytest.fail(f"no /{pattern}/ in relayd log after {timeout} s\n"
+                            f"{self.describe()}", pytrace=False)
+            time.sleep(0.02)
+
+    def wait_ready(self, timeout=READY_TIMEOUT):
+        self.wait_log(r"^relayd: ready$", timeout)
+        return self
+
+    def conns(self):
+        """Every per-connection summary line so far, parsed."""
+        out = []
+        for m in CONN_RE.finditer(self.log()):
+            c = m.groupdict()
+            c["inb"], c["outb"], c["time"] = int(c["inb"]), int(c["outb"]), float(c["time"])
+            c["line"] = m.group(0)
+            out.append(c)
+        return out
+
+    def wait_conn(self, client=None, timeout=5):
+        """The summary line of the connection from client (relayd spelling),
+        or the first one if client is None."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [c for c in self.conns() if client is None or c["client"] == client]
+            if found:
+                assert len(found) == 1, f"several summary lines for {client}: {found}"
+                return found[0]
+            if time.monotonic() > deadline:
+                pytest.fail(f"no conn line for client {client} after {timeout} s\n"
+                            f"{self.describe()}", pytrace=False)
+            time.sleep(0.02)
+
+    def wait_conns(self, n, timeout=5):
+        deadline = time.monotonic() + timeout
+        while len(found := self.conns()) < n:
+            if time.monotonic() > deadline:
+                pytest.fail(f"{len(found)} conn lines, wanted {n}, after {timeout} s\n"
+                            f"{self.describe()}", pytrace=False)
+            time.sleep(0.02)
+        return found
+
+    def status(self, pid=None):
+        return proc_status(pid or self.pid)
+
+    def cpu_seconds(self):
+        st = proc_stat(self.pid)
+        return (int(st[11]) + int(st[12])) / os.sysconf("SC_CLK_TCK")
+
+    def children(self):
+        return [pid for pid, _ in children_of(self.pid)]
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def wait_exit(self, timeout=10):
+        """Exit status of a relayd expected to exit by itself."""
+        self.expected_exit = True
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"relayd still running after {timeout} s\n{self.describe()}",
+                        pytrace=False)
+
+    def stop(self, sig=signal.SIGTERM, within=2.0):
+        """Send sig; relayd must exit 0 within `within` s. Returns seconds taken."""
+        assert self.alive(), f"relayd died before stop\n{self.describe()}"
+        self.expected_exit = True
+        t0 = time.monotonic()
+        os.kill(self.pid, sig)
+        try:
+            rc = self.proc.wait(within)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"relayd still running {within} s after {sig.name}\n"
+                        f"{self.describe()}", pytrace=False)
+        elapsed = time.monotonic() - t0
+        assert rc == 0, f"relayd exited {rc} after {sig.name}\n{self.describe()}"
+        return elapsed
+
+    def kill(self):
+        """Kill this relayd and its children, by PID only."""
+        if self.proc is None:
+            return
+        if self.alive():
+            for pid in self.children():
+                kill_pid(pid)
+            kill_pid(self.pid)
+        self.proc.wait()
+
+
+@pytest.fixture(scope="session")
+def relayd_bin():
+    if not os.access(RELAYD, os.X_OK):
+        pytest.fail(f"{RELAYD} is not built: run make (or set RELAYD=)", pytrace=False)
+    return RELAYD
+
+
+@pytest.fixture
+def relayd(request, tmp_path, relayd_bin):
+    """Factory: relayd(*args, ready=True, as_nobody=False, nofile=None,
+    binary=None, prefix=()) starts relayd and by default waits for ready.
+    Teardown kills every relayd it started, and fails the test if one of
+    them exited without the test expecting it (a crash, a signal)."""
+    started = []
+    request.node.relayds = started
+
+    def start(*args, ready=True, **kw):
+        r = Relayd(tmp_path, args, **kw)
+        started.append(r)
+        r.start()
+        if ready:
+            r.wait_ready()
+        return r
+
+    yield start
+    unexpected = [f"relayd {r.name} exited with {r.proc.returncode} during the test"
+                  for r in started
+                  if r.proc and r.proc.poll() is not None and not r.expected_exit]
+    for r in started:
+        r.kill()
+    if unexpected:
+        pytest.fail("\n".join(unexpected), pytrace=False)
+
+
+def run_relayd(*args, as_nobody=False, binary=None, prefix=(), timeout=10):
+    """Run relayd to completion (CLI checks); returns CompletedProcess."""
+    cmd = [*prefix, *(SETPRIV_NOBODY if as_nobody else ()), str(binary or RELAYD), *map(str, args)]
+    return subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+# ---------------------------------------------------------------- host names
+
+class PrivateHosts:
+    """Host-name lookups under our control: relayd runs in its own mount
+    namespace where /etc/hosts is our file and nsswitch says files only, so
+    name tests are deterministic, never wait for DNS and leave the machine's
+    configuration alone. write() edits the file in place (same inode), which
+    the running relayd sees at its next lookup."""
+
+    def __init__(self, directory):
+        self.hosts = Path(directory) / "hosts"
+        self.nsswitch = Path(directory) / "nsswitch.conf"
+        # Keep the machine's other databases (passwd for --user), replace hosts.
+        lines = [ln for ln in Path("/etc/nsswitch.conf").read_text().splitlines()
+                 if not ln.startswith("hosts:")]
+        self.nsswitch.write_text("\n".join(lines + ["hosts: files", ""]))
+        self.nsswitch.chmod(0o644)
+        self.write([])
+        self.hosts.chmod(0o644)
+
+    def write(self, entries):
+        """entries: [(address, name), ...]"""
+        with open(self.hosts, "w") as f:
+            f.writelines(f"{a} {n}\n" for a, n in entries)
+
+    @property
+    def prefix(self):
+        script = ('mount --bind "$1" /etc/hosts && mount --bind "$2" /etc/nsswitch.conf'
+                  ' && shift 2 && exec "$@"')
+        return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script,
+                "sh", str(self.hosts), str(self.nsswitch)]
+
+
+@pytest.fixture
+def private_hosts(sockdir):
+    return PrivateHosts(sockdir)

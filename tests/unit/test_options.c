@@ -1,0 +1,164 @@
+/* Unit tests for the option table and whole-config checks. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "relay/config.h"
+#include "relay/options.h"
+
+static char err[512];
+
+/* Parses a NULL-terminated argument list (argv[0] added). */
+static enum options_result
+parse(struct config *cfg, ...)
+{
+	char	*argv[32] = { (char *)"relayd" };
+	int	 argc = 1;
+	va_list	 ap;
+
+	config_init(cfg);
+	va_start(ap, cfg);
+	while ((argv[argc] = va_arg(ap, char *)) != NULL)
+		argc++;
+	va_end(ap);
+	return options_parse(cfg, argc, argv, err, sizeof(err));
+}
+
+static void
+full_command_line(void **state)
+{
+	struct config cfg;
+
+	assert_int_equal(parse(&cfg, "--listen", "80", "--listen", "[::1]:81",
+	    "--to", "127.0.0.1:10080", "--user", "daemon", "--fork",
+	    "--connect-timeout", "3", "--idle-timeout", "60", "--max-conns",
+	    "100", "-v", NULL), OPTIONS_OK);
+	assert_int_equal(cfg.relay.nlisten, 2);
+	assert_int_equal(cfg.relay.listen[1].port, 81);
+	assert_int_equal(cfg.relay.to.port, 10080);
+	assert_string_equal(cfg.user, "daemon");
+	assert_true(cfg.relay.fork_mode);
+	assert_int_equal(cfg.relay.connect_timeout, 3);
+	assert_int_equal(cfg.relay.idle_timeout, 60);
+	assert_int_equal(cfg.relay.max_conns, 100);
+	assert_int_equal(cfg.log_level, LOG_LVL_DEBUG);
+	assert_int_equal(config_validate(&cfg, err, sizeof(err)), 0);
+	config_free(&cfg);
+}
+
+static void
+defaults(void **state)
+{
+	struct config cfg;
+
+	assert_int_equal(parse(&cfg, "--listen", "80", "--to", "h:1", NULL),
+	    OPTIONS_OK);
+	assert_int_equal(cfg.relay.connect_timeout, 10);
+	assert_int_equal(cfg.relay.idle_timeout, 0);
+	assert_int_equal(cfg.relay.max_conns, 0);
+	assert_false(cfg.relay.fork_mode);
+	assert_string_equal(cfg.user, "");
+	assert_int_equal(cfg.log_level, LOG_LVL_INFO);
+	config_free(&cfg);
+}
+
+static void
+help_and_version(void **state)
+{
+	struct config cfg;
+
+	assert_int_equal(parse(&cfg, "--help", NULL), OPTIONS_HELP);
+	config_free(&cfg);
+	assert_int_equal(parse(&cfg, "--version", NULL), OPTIONS_VERSION);
+	config_free(&cfg);
+}
+
+/* The last error names the problem; frees what parsing kept. */
+static void
+expect_error(const char *needle, struct config *cfg)
+{
+	if (strstr(err, needle) == NULL)
+		fail_msg("error \"%s\" lacks \"%s\"", err, needle);
+	config_free(cfg);
+}
+
+static void
+bad_options(void **state)
+{
+	struct config cfg;
+
+	assert_int_equal(parse(&cfg, "--bogus", NULL), OPTIONS_ERROR);
+	expect_error("--bogus", &cfg);
+	assert_int_equal(parse(&cfg, "-x", NULL), OPTIONS_ERROR);
+	expect_error("-x", &cfg);
+	assert_int_equal(parse(&cfg, "--listen", NULL), OPTIONS_ERROR);
+	expect_error("needs a value", &cfg);
+	assert_int_equal(parse(&cfg, "--listen", "0", NULL), OPTIONS_ERROR);
+	expect_error("--listen 0", &cfg);
+	assert_int_equal(parse(&cfg, "--to", "a:1", "--to", "b:2", NULL),
+	    OPTIONS_ERROR);
+	expect_error("only one --to", &cfg);
+	assert_int_equal(parse(&cfg, "--connect-timeout", "0", NULL),
+	    OPTIONS_ERROR);
+	expect_error("at least 1", &cfg);
+	assert_int_equal(parse(&cfg, "--idle-timeout", "ten", NULL),
+	    OPTIONS_ERROR);
+	expect_error("\"ten\" is not a number", &cfg);
+	assert_int_equal(parse(&cfg, "--max-conns", "-5", NULL),
+	    OPTIONS_ERROR);
+	expect_error("--max-conns", &cfg);
+	assert_int_equal(parse(&cfg, "--max-conns", "99999999999", NULL),
+	    OPTIONS_ERROR);
+	expect_error("larger than", &cfg);
+	assert_int_equal(parse(&cfg, "stray", NULL), OPTIONS_ERROR);
+	expect_error("stray", &cfg);
+}
+
+static void
+validation(void **state)
+{
+	struct config cfg;
+
+	assert_int_equal(parse(&cfg, "--listen", "80", NULL), OPTIONS_OK);
+	assert_int_equal(config_validate(&cfg, err, sizeof(err)), -1);
+	expect_error("missing --to", &cfg);
+	assert_int_equal(parse(&cfg, "--to", "a:1", NULL), OPTIONS_OK);
+	assert_int_equal(config_validate(&cfg, err, sizeof(err)), -1);
+	expect_error("missing --listen", &cfg);
+	assert_int_equal(parse(&cfg, NULL), OPTIONS_OK);
+	assert_int_equal(config_validate(&cfg, err, sizeof(err)), -1);
+	expect_error("nothing to do", &cfg);
+}
+
+static void
+set_by_name(void **state)
+{
+	struct config cfg;
+
+	config_init(&cfg);
+	assert_int_equal(options_set(&cfg, "listen", "8080", err,
+	    sizeof(err)), 0);
+	assert_int_equal(options_set(&cfg, "max-conns", "7", err,
+	    sizeof(err)), 0);
+	assert_int_equal(cfg.relay.max_conns, 7);
+	assert_int_equal(options_set(&cfg, "nope", "1", err, sizeof(err)), -1);
+	expect_error("unknown option \"nope\"", &cfg);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(full_command_line),
+		cmocka_unit_test(defaults),
+		cmocka_unit_test(help_and_version),
+		cmocka_unit_test(bad_options),
+		cmocka_unit_test(validation),
+		cmocka_unit_test(set_by_name),
+	};
+
+	return cmocka_run_group_tests_name("options", tests, NULL, NULL);
+}
