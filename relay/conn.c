@@ -1,8 +1,8 @@
 /*
- * A relayed connection: accepted client, dialled target, the pump between
- * them, and one close path that frees everything and logs one line.
+ * A relayed connection: a client endpoint, the target endpoint its service
+ * opened, the pump between them, and one close path that frees everything
+ * and logs one line.
  */
-#include <sys/queue.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -14,26 +14,35 @@
 #include <event2/event_struct.h>
 
 #include "relay/dial.h"
-#include "relay/endpoint.h"
 #include "relay/log.h"
 #include "relay/pump.h"
-#include "relay/relay_priv.h"
+#include "relay/service.h"
 
 #define CLIENT_NAME_MAX	64
 
 struct conn {
 	TAILQ_ENTRY(conn)	 entry;
-	struct relay		*relay;
+	struct service		*svc;
 	uint64_t		 id;
 	struct endpoint		*client;
 	struct endpoint		*target;
-	struct dial		*dial;
+	const struct addr_spec	*to;
+	struct addr_spec	*own_to;	/* when not the service's */
+	void			*opening;	/* open in progress */
 	struct pump		 pump;
 	struct event		 idle;
 	struct timespec		 start;
 	struct timespec		 last;	/* last activity, for --idle-timeout */
 	char			 client_name[CLIENT_NAME_MAX];
 };
+
+static uint64_t	next_id;
+
+void
+conn_skip_id(void)
+{
+	next_id++;
+}
 
 static double
 elapsed(const struct timespec *since)
@@ -45,27 +54,42 @@ elapsed(const struct timespec *since)
 	    (double)(now.tv_nsec - since->tv_nsec) / 1e9;
 }
 
+static void
+cancel_open(struct conn *c)
+{
+	if (c->opening == NULL)
+		return;
+	if (c->svc->ops != NULL && c->svc->ops->open != NULL)
+		c->svc->ops->cancel(c->opening);
+	else
+		dial_cancel(c->opening);
+	c->opening = NULL;
+}
+
 void
 conn_close(struct conn *c, const char *why)
 {
-	struct relay	*r = c->relay;
-	int		 failed_dial = c->target == NULL;
+	struct service	*svc = c->svc;
+	char		 to[ADDR_STR_MAX];
 
-	dial_cancel(c->dial);
+	cancel_open(c);
 	pump_stop(&c->pump);
-	(failed_dial ? log_warnx : log_info)("conn %" PRIu64 " %s -> %s "
-	    "in=%" PRIu64 " out=%" PRIu64 " time=%.3f end=%s", c->id,
-	    c->client_name, r->target, c->pump.ab.bytes, c->pump.ba.bytes,
+	addr_spec_format(c->to, to, sizeof(to));
+	(c->target == NULL ? log_warnx : log_info)("conn %" PRIu64 "%s%s%s "
+	    "%s -> %s in=%" PRIu64 " out=%" PRIu64 " time=%.3f end=%s", c->id,
+	    svc->tag ? " [" : "", svc->tag ? svc->tag : "", svc->tag ? "]" : "",
+	    c->client_name, to, c->pump.ab.bytes, c->pump.ba.bytes,
 	    elapsed(&c->start), why);
 	event_del(&c->idle);
 	if (c->target != NULL)
 		c->target->ops->free(c->target);
 	c->client->ops->free(c->client);
-	TAILQ_REMOVE(&r->conns, c, entry);
-	r->active--;
+	TAILQ_REMOVE(&svc->conns, c, entry);
+	svc->active--;
+	free(c->own_to);
 	free(c);
-	if (relay_in_child && r->active == 0)
-		relay_child_done(r);
+	if (svc->ops != NULL && svc->ops->closed != NULL)
+		svc->ops->closed(svc);
 }
 
 static void
@@ -88,7 +112,7 @@ on_ready(struct endpoint *ep, int what, void *arg)
 {
 	struct conn	*c = arg;
 
-	if (c->relay->conf->idle_timeout > 0)
+	if (c->svc->idle_timeout > 0)
 		clock_gettime(CLOCK_MONOTONIC_COARSE, &c->last);
 	switch (pump_ready(&c->pump, ep, what)) {
 	case PUMP_RUNNING:
@@ -109,7 +133,7 @@ on_idle(evutil_socket_t fd, short what, void *arg)
 	struct conn	*c = arg;
 	struct timespec	 now;
 	struct timeval	 tv;
-	long		 left_ms, limit_ms = c->relay->conf->idle_timeout * 1000L;
+	long		 left_ms, limit_ms = c->svc->idle_timeout * 1000L;
 
 	clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
 	left_ms = limit_ms - ((now.tv_sec - c->last.tv_sec) * 1000L +
@@ -123,56 +147,148 @@ on_idle(evutil_socket_t fd, short what, void *arg)
 	evtimer_add(&c->idle, &tv);
 }
 
+void
+conn_target_ready(struct conn *c, struct endpoint *target)
+{
+	c->opening = NULL;
+	c->target = target;
+	target->cb = on_ready;
+	target->cbarg = c;
+	pump_start(&c->pump, c->client, c->target);
+}
+
+void
+conn_target_failed(struct conn *c, const char *why)
+{
+	c->opening = NULL;
+	conn_close(c, why);
+}
+
+struct endpoint *
+conn_client(struct conn *c)
+{
+	return c->client;
+}
+
 static void
 on_dialled(int fd, const struct sockaddr *sa, socklen_t salen,
     const char *why, void *arg)
 {
 	struct conn	*c = arg;
+	struct endpoint	*ep;
 	char		 name[ADDR_STR_MAX];
 
-	c->dial = NULL;
+	c->opening = NULL;
 	if (fd == -1) {
-		conn_close(c, why);
+		conn_target_failed(c, why);
 		return;
 	}
-	if ((c->target = endpoint_fd_new(c->relay->base, fd, on_ready,
-	    c)) == NULL) {
+	if ((ep = endpoint_fd_new(c->svc->base, fd, NULL, NULL)) == NULL) {
 		close(fd);
-		conn_close(c, "target error: out of memory");
+		conn_target_failed(c, "target error: out of memory");
 		return;
 	}
 	if (log_get_level() >= LOG_LVL_DEBUG) {
 		addr_sa_format(sa, salen, name, sizeof(name));
 		log_debug("conn %" PRIu64 " connected to %s", c->id, name);
 	}
-	pump_start(&c->pump, c->client, c->target);
+	conn_target_ready(c, ep);
+}
+
+static void *
+open_target(struct conn *c)
+{
+	if (c->svc->ops != NULL && c->svc->ops->open != NULL)
+		return c->svc->ops->open(c->svc, c, c->to);
+	return dial_start(c->svc->base, c->to, c->svc->connect_timeout,
+	    on_dialled, c);
+}
+
+struct conn *
+conn_start(struct service *svc, struct endpoint *client,
+    const char *client_name, const struct addr_spec *to)
+{
+	struct timeval	 tv = { svc->idle_timeout, 0 };
+	struct conn	*c;
+
+	if ((c = calloc(1, sizeof(*c))) == NULL || (to != NULL &&
+	    (c->own_to = malloc(sizeof(*to))) == NULL)) {
+		log_warnx("%s: out of memory", client_name);
+		free(c);
+		client->ops->free(client);
+		return NULL;
+	}
+	c->svc = svc;
+	c->id = ++next_id;
+	c->client = client;
+	client->cb = on_ready;
+	client->cbarg = c;
+	if (to != NULL)
+		*c->own_to = *to;
+	c->to = to != NULL ? c->own_to : svc->to;
+	clock_gettime(CLOCK_MONOTONIC, &c->start);
+	c->last = c->start;
+	snprintf(c->client_name, sizeof(c->client_name), "%s", client_name);
+	TAILQ_INSERT_TAIL(&svc->conns, c, entry);
+	svc->active++;
+	svc->total++;
+	evtimer_assign(&c->idle, svc->base, on_idle, c);
+	if (svc->idle_timeout > 0)
+		evtimer_add(&c->idle, &tv);
+	if ((c->opening = open_target(c)) == NULL) {
+		conn_close(c, "connect failed: out of resources");
+		return NULL;
+	}
+	return c;
+}
+
+struct conn *
+conn_start_fd(struct service *svc, int fd, const struct sockaddr *sa,
+    socklen_t salen)
+{
+	struct endpoint	*ep;
+	char		 name[ADDR_STR_MAX];
+
+	addr_sa_format(sa, salen, name, sizeof(name));
+	if ((ep = endpoint_fd_new(svc->base, fd, NULL, NULL)) == NULL) {
+		log_warnx("%s: out of memory", name);
+		close(fd);
+		return NULL;
+	}
+	return conn_start(svc, ep, name, NULL);
 }
 
 void
-conn_new(struct relay *r, int fd, const struct sockaddr *sa, socklen_t salen,
-    uint64_t id)
+service_init(struct service *svc, struct event_base *base,
+    const struct service_ops *ops)
 {
-	struct timeval	 tv = { r->conf->idle_timeout, 0 };
+	memset(svc, 0, sizeof(*svc));
+	svc->ops = ops;
+	svc->base = base;
+	svc->connect_timeout = 10;
+	TAILQ_INIT(&svc->conns);
+}
+
+int
+service_admit(struct service *svc, const struct sockaddr *sa,
+    socklen_t salen)
+{
+	char	name[ADDR_STR_MAX];
+
+	if (svc->max_conns == 0 || svc->active < svc->max_conns)
+		return 1;
+	svc->rejected++;
+	addr_sa_format(sa, salen, name, sizeof(name));
+	log_warnx("rejected %s: max-conns %u reached (%" PRIu64 " rejected)",
+	    name, svc->max_conns, svc->rejected);
+	return 0;
+}
+
+void
+service_close_all(struct service *svc, const char *why)
+{
 	struct conn	*c;
 
-	if ((c = calloc(1, sizeof(*c))) == NULL ||
-	    (c->client = endpoint_fd_new(r->base, fd, on_ready, c)) == NULL) {
-		log_warnx("conn %" PRIu64 ": out of memory", id);
-		free(c);
-		close(fd);
-		return;
-	}
-	c->relay = r;
-	c->id = id;
-	clock_gettime(CLOCK_MONOTONIC, &c->start);
-	c->last = c->start;
-	addr_sa_format(sa, salen, c->client_name, sizeof(c->client_name));
-	TAILQ_INSERT_TAIL(&r->conns, c, entry);
-	r->active++;
-	evtimer_assign(&c->idle, r->base, on_idle, c);
-	if (r->conf->idle_timeout > 0)
-		evtimer_add(&c->idle, &tv);
-	if ((c->dial = dial_start(r->base, &r->conf->to,
-	    r->conf->connect_timeout, on_dialled, c)) == NULL)
-		conn_close(c, "connect failed: out of memory");
+	while ((c = TAILQ_FIRST(&svc->conns)) != NULL)
+		conn_close(c, why);
 }

@@ -1,8 +1,7 @@
 /*
- * Non-blocking connect. Names are looked up with evdns when each connection
- * is made (the answer may change), IP literals and unix paths need no
- * lookup. Each address is tried in turn until one answers or the deadline
- * passes.
+ * Non-blocking connect. Names are looked up when each connection is made
+ * (the answer may change), IP literals and unix paths need no lookup. Each
+ * address is tried in turn until one answers or the deadline passes.
  */
 #include <sys/socket.h>
 #include <netinet/in.h>
@@ -16,22 +15,22 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
 #include <event2/util.h>
 
 #include "relay/dial.h"
 #include "relay/log.h"
+#include "relay/resolve.h"
 
 struct dial {
 	struct event_base		*base;
 	dial_cb				*cb;
 	void				*arg;
-	struct evdns_getaddrinfo_request *req;
-	struct evutil_addrinfo		*res;	/* from evdns, or NULL */
-	struct evutil_addrinfo		*next;	/* next to try */
-	struct evutil_addrinfo		 one;	/* literal or unix address */
+	struct resolve			*req;
+	struct addrinfo			*res;	/* looked up, or NULL */
+	struct addrinfo			*next;	/* next to try */
+	struct addrinfo			 one;	/* literal or unix address */
 	struct sockaddr_storage		 one_sa;
 	struct event			 timer;
 	struct event			 conn_ev;
@@ -44,24 +43,21 @@ struct dial {
 	char				 result_why[160];
 };
 
-static struct evdns_base	*dns;
-
 static void	try_next(struct dial *);
 
 static void
 dial_free(struct dial *d)
 {
 	if (d->req != NULL)
-		evdns_getaddrinfo_cancel(d->req);
+		resolve_cancel(d->req);
 	if (d->res != NULL)
-		evutil_freeaddrinfo(d->res);
+		freeaddrinfo(d->res);
 	event_del(&d->timer);
+	event_del(&d->conn_ev);
 	if (d->result_fd != -1)
 		close(d->result_fd);
-	if (d->fd != -1) {
-		event_del(&d->conn_ev);
+	if (d->fd != -1)
 		close(d->fd);
-	}
 	free(d);
 }
 
@@ -127,7 +123,7 @@ static void
 on_connected(evutil_socket_t fd, short what, void *arg)
 {
 	struct dial		*d = arg;
-	struct evutil_addrinfo	*ai = d->next;
+	struct addrinfo		*ai = d->next;
 	int			 error = 0;
 	socklen_t		 len = sizeof(error);
 
@@ -145,16 +141,31 @@ on_connected(evutil_socket_t fd, short what, void *arg)
 	finish(d, (int)fd, ai->ai_addr, ai->ai_addrlen, NULL);
 }
 
+static const struct timeval retry_tv = { 0, 100 * 1000 };
+
+static void
+retry(evutil_socket_t unused, short what, void *arg)
+{
+	try_next(arg);
+}
+
 /* Starts a connect to d->next; on immediate failure moves on. */
 static void
 try_next(struct dial *d)
 {
-	struct evutil_addrinfo	*ai;
-	int			 fd, one = 1;
+	struct addrinfo	*ai;
+	int		 fd, one = 1;
 
 	for (ai = d->next; ai != NULL; ai = d->next = ai->ai_next) {
 		fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK |
 		    SOCK_CLOEXEC, 0);
+		if (fd == -1 && (errno == EMFILE || errno == ENFILE)) {
+			/* Out of descriptors: wait for a connection to close
+			 * rather than fail this one; the deadline still holds. */
+			event_assign(&d->conn_ev, d->base, -1, 0, retry, d);
+			event_add(&d->conn_ev, &retry_tv);
+			return;
+		}
 		if (fd == -1) {
 			d->last_error = errno;
 			continue;
@@ -180,15 +191,13 @@ try_next(struct dial *d)
 }
 
 static void
-on_resolved(int result, struct evutil_addrinfo *res, void *arg)
+on_resolved(int result, struct addrinfo *res, void *arg)
 {
 	struct dial	*d = arg;
 
 	d->req = NULL;
 	if (result != 0) {
-		if (result == EVUTIL_EAI_CANCEL)
-			return;
-		fail(d, "resolve failed: ", evutil_gai_strerror(result));
+		fail(d, "resolve failed: ", gai_strerror(result));
 		return;
 	}
 	d->res = d->next = res;
@@ -198,21 +207,12 @@ on_resolved(int result, struct evutil_addrinfo *res, void *arg)
 static void
 resolve(struct dial *d, const struct addr_spec *spec)
 {
-	struct evutil_addrinfo	hints;
-	char			port[8];
+	char	port[8];
 
-	if (dns == NULL && (dns = evdns_base_new(d->base,
-	    EVDNS_BASE_INITIALIZE_NAMESERVERS)) == NULL) {
-		fail(d, "resolve failed: ", "cannot start the resolver");
-		return;
-	}
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_protocol = IPPROTO_TCP;
 	snprintf(port, sizeof(port), "%u", spec->port);
-	d->req = evdns_getaddrinfo(dns, spec->host, port, &hints, on_resolved,
-	    d);
+	if ((d->req = resolve_start(d->base, spec->host, port, on_resolved,
+	    d)) == NULL)
+		fail(d, "resolve failed: ", "cannot start a lookup");
 }
 
 /* Fills d->one with a literal IP or unix address. */
@@ -258,6 +258,7 @@ dial_start(struct event_base *base, const struct addr_spec *spec,
 	d->last_error = ECONNREFUSED;
 	d->sync = 1;
 	evtimer_assign(&d->timer, base, on_timeout, d);
+	event_assign(&d->conn_ev, base, -1, 0, retry, d);
 	evtimer_add(&d->timer, &tv);
 	if (spec->kind == ADDR_UNIX || spec->numeric) {
 		literal(d, spec);
@@ -273,21 +274,4 @@ dial_cancel(struct dial *d)
 {
 	if (d != NULL)
 		dial_free(d);
-}
-
-void
-dial_after_fork(void)
-{
-	/* The parent's resolver sockets are its own; free our copy only. */
-	if (dns != NULL)
-		evdns_base_free(dns, 0);
-	dns = NULL;
-}
-
-void
-dial_shutdown(void)
-{
-	if (dns != NULL)
-		evdns_base_free(dns, 0);
-	dns = NULL;
 }

@@ -27,9 +27,5 @@ struct dial *dial_start(struct event_base *, const struct addr_spec *spec,
 	    int timeout_sec, dial_cb *, void *);
 /* Aborts a dial in progress; its callback will not run. */
 void	dial_cancel(struct dial *);
-/* In a forked child: forgets the parent's resolver state. */
-void	dial_after_fork(void);
-/* Frees the resolver at exit. */
-void	dial_shutdown(void);
 
 #endif

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -41,7 +42,7 @@ struct listener {
 	struct event		 resume;
 	int			 enabled;
 	int			 paused;
-	int			 starved;	/* logged; quiet until an accept works */
+	time_t			 warned;	/* last EMFILE warning */
 	size_t			 nsocks;
 	struct listen_sock	 socks[MAX_SOCKETS];
 };
@@ -62,12 +63,15 @@ static void
 pause_accepting(struct listener *l, int error)
 {
 	struct timeval	tv = { 0, PAUSE_MSEC * 1000 };
+	time_t		now = time(NULL);
 	size_t		i;
 
-	if (!l->starved)
+	/* Under a flood this repeats every pause: say it once in a while. */
+	if (now - l->warned >= 10) {
 		log_warnx("accept on %s: %s; pausing accepts",
 		    l->socks[0].name, strerror(error));
-	l->starved = 1;
+		l->warned = now;
+	}
 	l->paused = 1;
 	for (i = 0; i < l->nsocks; i++)
 		event_del(&l->socks[i].ev);
@@ -95,10 +99,6 @@ on_accept(evutil_socket_t lfd, short what, void *arg)
 			    errno != EINTR && errno != ECONNABORTED)
 				log_warn("accept on %s", s->name);
 			return;
-		}
-		if (l->starved) {
-			log_info("accepting on %s again", s->name);
-			l->starved = 0;
 		}
 		if (ss.ss_family != AF_UNIX)
 			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
@@ -324,13 +324,14 @@ listener_free(struct listener *l)
 	listener_free_in_child(l);
 }
 
-void
-listener_describe(const struct listener *l, char *buf, size_t len)
+size_t
+listener_nsockets(const struct listener *l)
 {
-	size_t	i, off = 0;
+	return l->nsocks;
+}
 
-	buf[0] = '\0';
-	for (i = 0; i < l->nsocks && off < len; i++)
-		off += (size_t)snprintf(buf + off, len - off, "%s%s",
-		    i ? ", " : "", l->socks[i].name);
+const char *
+listener_name(const struct listener *l, size_t i)
+{
+	return l->socks[i].name;
 }

@@ -27,7 +27,8 @@ void	listener_disable(struct listener *);
 void	listener_free(struct listener *);
 /* Closes the sockets without touching the file system (forked children). */
 void	listener_free_in_child(struct listener *);
-/* Writes the bound addresses, comma-separated, into buf. */
-void	listener_describe(const struct listener *, char *buf, size_t len);
+/* How many sockets the spec gave, and the address each is bound to. */
+size_t	listener_nsockets(const struct listener *);
+const char *listener_name(const struct listener *, size_t i);
 
 #endif

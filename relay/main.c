@@ -16,7 +16,7 @@
 #include "caps/caps.h"
 #include "relay/bufpool.h"
 #include "relay/config.h"
-#include "relay/dial.h"
+#include "relay/resolve.h"
 #include "relay/log.h"
 #include "relay/options.h"
 #include "relay/relay.h"
@@ -152,7 +152,7 @@ main(int argc, char **argv)
 
 	relay_kill_children();
 	relay_free(d.relay);
-	dial_shutdown();
+	resolve_shutdown();
 	for (i = 0; i < sizeof(d.sigs) / sizeof(d.sigs[0]); i++)
 		event_free(d.sigs[i]);
 	event_base_free(d.base);

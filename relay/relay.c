@@ -1,11 +1,9 @@
 /*
- * Relays: accept, enforce --max-conns, and either serve the connection in
- * this event loop or, with --fork, in a child process of its own.
+ * Relays: listeners whose connections go to one target, served in this
+ * event loop or, with --fork, each in a child process of its own.
  */
 #include <sys/queue.h>
 #include <sys/wait.h>
-#include <errno.h>
-#include <inttypes.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,11 +11,19 @@
 
 #include <event2/event.h>
 
-#include "relay/dial.h"
+#include "relay/resolve.h"
 #include "relay/listener.h"
 #include "relay/log.h"
 #include "relay/relay.h"
-#include "relay/relay_priv.h"
+#include "relay/service.h"
+
+struct relay {
+	struct service		 svc;
+	TAILQ_ENTRY(relay)	 entry;
+	const struct relay_conf	*conf;
+	struct listener		**listeners;
+	size_t			 nlisteners;
+};
 
 struct child {
 	TAILQ_ENTRY(child)	 entry;
@@ -25,21 +31,19 @@ struct child {
 	struct relay		*relay;
 };
 
-int				 relay_in_child;
+static int			 in_child;
 static TAILQ_HEAD(, relay)	 relays = TAILQ_HEAD_INITIALIZER(relays);
 static TAILQ_HEAD(, child)	 children = TAILQ_HEAD_INITIALIZER(children);
 
+/* A --fork child exits once its one connection is done. */
 static void
-reject(struct relay *r, int fd, const struct sockaddr *sa, socklen_t salen)
+on_conn_closed(struct service *svc)
 {
-	char	name[ADDR_STR_MAX];
-
-	close(fd);
-	r->rejected++;
-	addr_sa_format(sa, salen, name, sizeof(name));
-	log_warnx("rejected %s: max-conns %u reached (%" PRIu64 " rejected)",
-	    name, r->conf->max_conns, r->rejected);
+	if (in_child && svc->active == 0)
+		event_base_loopbreak(svc->base);
 }
+
+static const struct service_ops relay_ops = { NULL, NULL, on_conn_closed };
 
 /* Closes the parent's listeners once the accept callback has returned. */
 static void
@@ -64,16 +68,16 @@ become_child(struct relay *serving)
 	struct child	*ch;
 	size_t		 i;
 
-	relay_in_child = 1;
-	if (event_reinit(serving->base) == -1)
+	in_child = 1;
+	if (event_reinit(serving->svc.base) == -1)
 		fatalx(71, "event_reinit failed in --fork child");
-	dial_after_fork();
+	resolve_after_fork();
 	TAILQ_FOREACH(r, &relays, entry) {
 		for (i = 0; i < r->nlisteners; i++)
 			listener_disable(r->listeners[i]);
-		r->active = 0;
+		r->svc.active = 0;
 	}
-	event_base_once(serving->base, -1, EV_TIMEOUT,
+	event_base_once(serving->svc.base, -1, EV_TIMEOUT,
 	    close_listeners_in_child, NULL, &now);
 	while ((ch = TAILQ_FIRST(&children)) != NULL) {
 		TAILQ_REMOVE(&children, ch, entry);
@@ -83,18 +87,18 @@ become_child(struct relay *serving)
 
 static void
 fork_conn(struct relay *r, int fd, const struct sockaddr *sa,
-    socklen_t salen, uint64_t id)
+    socklen_t salen)
 {
 	struct child	*ch;
 	pid_t		 pid;
 
 	if ((ch = calloc(1, sizeof(*ch))) == NULL) {
-		log_warnx("conn %" PRIu64 ": out of memory", id);
+		log_warnx("cannot serve a connection: out of memory");
 		close(fd);
 		return;
 	}
 	if ((pid = fork()) == -1) {
-		log_warn("conn %" PRIu64 ": fork", id);
+		log_warn("cannot serve a connection: fork");
 		free(ch);
 		close(fd);
 		return;
@@ -102,15 +106,17 @@ fork_conn(struct relay *r, int fd, const struct sockaddr *sa,
 	if (pid == 0) {
 		free(ch);
 		become_child(r);
-		conn_new(r, fd, sa, salen, id);
+		conn_start_fd(&r->svc, fd, sa, salen);
 		return;
 	}
 	close(fd);
+	conn_skip_id();
 	ch->pid = pid;
 	ch->relay = r;
 	TAILQ_INSERT_TAIL(&children, ch, entry);
-	r->active++;
-	log_debug("conn %" PRIu64 " served by process %ld", id, (long)pid);
+	r->svc.active++;
+	r->svc.total++;
+	log_debug("connection served by process %ld", (long)pid);
 }
 
 static void
@@ -118,39 +124,29 @@ on_accept(int fd, const struct sockaddr *sa, socklen_t salen, void *arg)
 {
 	struct relay	*r = arg;
 
-	if (r->conf->max_conns > 0 && r->active >= r->conf->max_conns) {
-		reject(r, fd, sa, salen);
-		return;
-	}
-	r->total++;
-	if (r->conf->fork_mode)
-		fork_conn(r, fd, sa, salen, ++r->next_id);
+	if (!service_admit(&r->svc, sa, salen))
+		close(fd);
+	else if (r->conf->fork_mode)
+		fork_conn(r, fd, sa, salen);
 	else
-		conn_new(r, fd, sa, salen, ++r->next_id);
-}
-
-void
-relay_child_done(struct relay *r)
-{
-	event_base_loopbreak(r->base);
+		conn_start_fd(&r->svc, fd, sa, salen);
 }
 
 void
 relay_reap_children(void)
 {
-	struct child	*ch, *next;
+	struct child	*ch;
 	pid_t		 pid;
 	int		 status;
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-		for (ch = TAILQ_FIRST(&children); ch != NULL; ch = next) {
-			next = TAILQ_NEXT(ch, entry);
-			if (ch->pid != pid)
-				continue;
-			ch->relay->active--;
+		TAILQ_FOREACH(ch, &children, entry)
+			if (ch->pid == pid)
+				break;
+		if (ch != NULL) {
+			ch->relay->svc.active--;
 			TAILQ_REMOVE(&children, ch, entry);
 			free(ch);
-			break;
 		}
 		if (WIFSIGNALED(status))
 			log_warnx("process %ld killed by signal %d",
@@ -182,10 +178,12 @@ relay_new(struct event_base *base, const struct relay_conf *conf, char *err,
 		*exitcode = 71;
 		return NULL;
 	}
+	service_init(&r->svc, base, &relay_ops);
+	r->svc.to = &conf->to;
+	r->svc.connect_timeout = conf->connect_timeout;
+	r->svc.idle_timeout = conf->idle_timeout;
+	r->svc.max_conns = conf->max_conns;
 	r->conf = conf;
-	r->base = base;
-	TAILQ_INIT(&r->conns);
-	addr_spec_format(&conf->to, r->target, sizeof(r->target));
 	TAILQ_INSERT_TAIL(&relays, r, entry);
 	for (i = 0; i < conf->nlisten; i++) {
 		r->listeners[i] = listener_bind(base, &conf->listen[i],
@@ -202,12 +200,12 @@ relay_new(struct event_base *base, const struct relay_conf *conf, char *err,
 void
 relay_start(struct relay *r)
 {
-	char	names[512];
-	size_t	i;
+	size_t	i, j;
 
 	for (i = 0; i < r->nlisteners; i++) {
-		listener_describe(r->listeners[i], names, sizeof(names));
-		log_info("listening on %s", names);
+		for (j = 0; j < listener_nsockets(r->listeners[i]); j++)
+			log_info("listening on %s",
+			    listener_name(r->listeners[i], j));
 		listener_enable(r->listeners[i]);
 	}
 }
@@ -215,13 +213,11 @@ relay_start(struct relay *r)
 void
 relay_stop(struct relay *r)
 {
-	struct conn	*c;
-	size_t		 i;
+	size_t	i;
 
 	for (i = 0; i < r->nlisteners; i++)
 		listener_disable(r->listeners[i]);
-	while ((c = TAILQ_FIRST(&r->conns)) != NULL)
-		conn_close(c, "shutdown");
+	service_close_all(&r->svc, "shutdown");
 }
 
 void
