@@ -2,6 +2,7 @@
 addresses, stoppable in-process backends and byte-stream checks, so that each
 test stays a few lines about one case."""
 
+import contextlib
 import hashlib
 import itertools
 import os
@@ -334,13 +335,16 @@ class Backend:
     def handle(self, conn, record):
         raise NotImplementedError
 
-    def wait_done(self, n, timeout=10):
-        """The first n connection records once all n handlers finished."""
+    def wait_done(self, n, timeout=10, clean=True):
+        """The first n connection records once all n handlers finished;
+        with clean, fails if a handler hit an error (reset, timeout)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self._lock:
                 recs = list(self.records)
             if len(recs) >= n and all(r["done"] for r in recs[:n]):
+                errors = [(i, r["error"]) for i, r in enumerate(recs[:n]) if "error" in r]
+                assert not (clean and errors), f"{self.spec}: handler errors {errors}"
                 return recs[:n]
             time.sleep(0.01)
         raise AssertionError(f"{self.spec}: {len(self.records)} connections, "
@@ -352,22 +356,14 @@ class Backend:
         self.lsock.close()
         with self._lock:
             for conn in self._conns:
-                try:
+                with contextlib.suppress(OSError):
                     conn.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
             threads = list(self._threads)
         for t in threads:
             t.join(2)
         if self.addr.family == socket.AF_UNIX:
-            with_suppressed_oserror(os.unlink, self.addr.sockaddr)
-
-
-def with_suppressed_oserror(fn, *args):
-    try:
-        fn(*args)
-    except OSError:
-        pass
+            with contextlib.suppress(OSError):
+                os.unlink(self.addr.sockaddr)
 
 
 class EchoBackend(Backend):
@@ -631,11 +627,17 @@ class Relayd:
     def log(self):
         return self.logpath.read_text(errors="replace")
 
-    def describe(self):
+    def describe(self, head=40, tail=120):
+        """Command, exit status and output, long logs cut in the middle (the
+        whole log stays in the test's tmp dir)."""
         rc = self.proc.poll() if self.proc else "not started"
+        lines = self.log().splitlines() if self.logpath.exists() else []
+        if len(lines) > head + tail:
+            cut = len(lines) - head - tail
+            lines = lines[:head] + [f"[... {cut} lines, see {self.logpath} ...]"] + lines[-tail:]
         out = self.outpath.read_text(errors="replace") if self.outpath.exists() else ""
-        return (f"command: {' '.join(self.cmd)}\nexit status: {rc}\n"
-                f"--- stderr ---\n{self.log() if self.logpath.exists() else ''}"
+        return (f"command: {' '.join(self.cmd)}\nexit status: {rc}\n--- stderr ---\n"
+                + "".join(f"{ln}\n" for ln in lines)
                 + (f"--- stdout ---\n{out}" if out else ""))
 
     def wait_log(self, pattern, timeout=5):
@@ -649,11 +651,11 @@ class Relayd:
             if m:
                 return m
             if exited:
-                pytest.fail(f"relayd exited before logging /{pattern}/\n{self.describe()}",
+                pytest.fail(f"relayd {self.name} exited before logging /{pattern}/",
                             pytrace=False)
             if time.monotonic() > deadline:
-                pytest.fail(f"no /{pattern}/ in relayd log after {timeout} s\n"
-                            f"{self.describe()}", pytrace=False)
+                pytest.fail(f"no /{pattern}/ in relayd {self.name} log after {timeout} s",
+                            pytrace=False)
             time.sleep(0.02)
 
     def wait_ready(self, timeout=READY_TIMEOUT):
@@ -680,16 +682,16 @@ class Relayd:
                 assert len(found) == 1, f"several summary lines for {client}: {found}"
                 return found[0]
             if time.monotonic() > deadline:
-                pytest.fail(f"no conn line for client {client} after {timeout} s\n"
-                            f"{self.describe()}", pytrace=False)
+                pytest.fail(f"relayd {self.name}: no conn line for client {client} after "
+                            f"{timeout} s", pytrace=False)
             time.sleep(0.02)
 
     def wait_conns(self, n, timeout=5):
         deadline = time.monotonic() + timeout
         while len(found := self.conns()) < n:
             if time.monotonic() > deadline:
-                pytest.fail(f"{len(found)} conn lines, wanted {n}, after {timeout} s\n"
-                            f"{self.describe()}", pytrace=False)
+                pytest.fail(f"relayd {self.name}: {len(found)} conn lines, wanted {n}, after "
+                            f"{timeout} s", pytrace=False)
             time.sleep(0.02)
         return found
 
@@ -712,22 +714,21 @@ class Relayd:
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            pytest.fail(f"relayd still running after {timeout} s\n{self.describe()}",
-                        pytrace=False)
+            pytest.fail(f"relayd {self.name} still running after {timeout} s", pytrace=False)
 
     def stop(self, sig=signal.SIGTERM, within=2.0):
         """Send sig; relayd must exit 0 within `within` s. Returns seconds taken."""
-        assert self.alive(), f"relayd died before stop\n{self.describe()}"
+        assert self.alive(), f"relayd {self.name} died before stop"
         self.expected_exit = True
         t0 = time.monotonic()
         os.kill(self.pid, sig)
         try:
             rc = self.proc.wait(within)
         except subprocess.TimeoutExpired:
-            pytest.fail(f"relayd still running {within} s after {sig.name}\n"
-                        f"{self.describe()}", pytrace=False)
+            pytest.fail(f"relayd {self.name} still running {within} s after {sig.name}",
+                        pytrace=False)
         elapsed = time.monotonic() - t0
-        assert rc == 0, f"relayd exited {rc} after {sig.name}\n{self.describe()}"
+        assert rc == 0, f"relayd {self.name} exited {rc} after {sig.name}"
         return elapsed
 
     def kill(self):
@@ -784,37 +785,109 @@ def run_relayd(*args, as_nobody=False, binary=None, prefix=(), timeout=10):
 
 # ---------------------------------------------------------------- host names
 
-class PrivateHosts:
-    """Host-name lookups under our control: relayd runs in its own mount
-    namespace where /etc/hosts is our file and nsswitch says files only, so
-    name tests are deterministic, never wait for DNS and leave the machine's
-    configuration alone. write() edits the file in place (same inode), which
-    the running relayd sees at its next lookup."""
+class DnsServer:
+    """A minimal DNS server on UDP addr:53 answering A and AAAA queries from
+    self.names ({name: [address, ...]}, editable while running), NXDOMAIN
+    for anything else, TTL 0 so nothing may be cached."""
+
+    def __init__(self, address):
+        self.names = {}
+        self.queries = []
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((address, 53))
+        self.sock.settimeout(0.1)
+        self.address = address
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self):
+        while not self._stopping.is_set():
+            try:
+                query, peer = self.sock.recvfrom(4096)
+                self.sock.sendto(self.answer(query), peer)
+            except socket.timeout:
+                continue
+            except (OSError, ValueError, IndexError):
+                continue
+
+    def answer(self, query):
+        # Header, then one question: labels, QTYPE, QCLASS. The question is
+        # echoed byte for byte (resolvers may randomise the name's case).
+        pos, labels = 12, []
+        while query[pos]:
+            labels.append(query[pos + 1:pos + 1 + query[pos]].decode().lower())
+            pos += 1 + query[pos]
+        qtype = int.from_bytes(query[pos + 1:pos + 3], "big")
+        question = query[12:pos + 5]
+        name = ".".join(labels)
+        self.queries.append((name, qtype))
+        known = self.names.get(name)
+        family = {1: socket.AF_INET, 28: socket.AF_INET6}.get(qtype)
+        records = [socket.inet_pton(family, a) for a in known or ()
+                   if family and (":" in a) == (family == socket.AF_INET6)]
+        flags = 0x8180 | (0 if known is not None else 3)     # QR RD RA, NXDOMAIN
+        out = query[:2] + flags.to_bytes(2, "big") + b"\x00\x01" \
+            + len(records).to_bytes(2, "big") + b"\x00\x00\x00\x00" + question
+        for rdata in records:
+            out += (b"\xc0\x0c" + qtype.to_bytes(2, "big") + b"\x00\x01"
+                    + b"\x00\x00\x00\x00" + len(rdata).to_bytes(2, "big") + rdata)
+        return out
+
+    def stop(self):
+        self._stopping.set()
+        self._thread.join(2)
+        self.sock.close()
+
+
+class PrivateNames:
+    """Name lookups under our control: relayd runs in its own mount namespace
+    where /etc/hosts, /etc/resolv.conf and /etc/nsswitch.conf are our files,
+    the name server being our DnsServer on a random 127.x.y.z. Name tests
+    are then deterministic and never touch the machine's configuration or
+    the network. write_hosts() edits the hosts file in place (same inode, so
+    the bind mount shows the change); dns.names can change at any time."""
 
     def __init__(self, directory):
-        self.hosts = Path(directory) / "hosts"
-        self.nsswitch = Path(directory) / "nsswitch.conf"
+        d = Path(directory)
+        self.hosts, self.resolv, self.nsswitch = d / "hosts", d / "resolv.conf", d / "nsswitch.conf"
+        self.dns = self._start_dns()
+        self.resolv.write_text(f"nameserver {self.dns.address}\noptions timeout:1 attempts:1\n")
         # Keep the machine's other databases (passwd for --user), replace hosts.
         lines = [ln for ln in Path("/etc/nsswitch.conf").read_text().splitlines()
                  if not ln.startswith("hosts:")]
-        self.nsswitch.write_text("\n".join(lines + ["hosts: files", ""]))
-        self.nsswitch.chmod(0o644)
-        self.write([])
-        self.hosts.chmod(0o644)
+        self.nsswitch.write_text("\n".join(lines + ["hosts: files dns", ""]))
+        self.write_hosts([])
+        for f in (self.hosts, self.resolv, self.nsswitch):
+            f.chmod(0o644)
 
-    def write(self, entries):
+    @staticmethod
+    def _start_dns():
+        rng = random.Random()
+        for _ in range(20):
+            address = f"127.{rng.randrange(1, 255)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+            try:
+                return DnsServer(address)
+            except OSError:
+                continue
+        pytest.skip("no loopback address with a free port 53")
+
+    def write_hosts(self, entries):
         """entries: [(address, name), ...]"""
         with open(self.hosts, "w") as f:
             f.writelines(f"{a} {n}\n" for a, n in entries)
 
     @property
     def prefix(self):
-        script = ('mount --bind "$1" /etc/hosts && mount --bind "$2" /etc/nsswitch.conf'
-                  ' && shift 2 && exec "$@"')
+        """Command prefix that runs the rest of the command line in the namespace."""
+        script = ('mount --bind "$1" /etc/hosts && mount --bind "$2" /etc/resolv.conf'
+                  ' && mount --bind "$3" /etc/nsswitch.conf && shift 3 && exec "$@"')
         return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script,
-                "sh", str(self.hosts), str(self.nsswitch)]
+                "sh", str(self.hosts), str(self.resolv), str(self.nsswitch)]
 
 
 @pytest.fixture
-def private_hosts(sockdir):
-    return PrivateHosts(sockdir)
+def private_names(sockdir):
+    names = PrivateNames(sockdir)
+    yield names
+    names.dns.stop()

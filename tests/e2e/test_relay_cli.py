@@ -3,10 +3,11 @@ with its sysexits code and exactly one "relayd: " line naming the problem."""
 
 import re
 import socket
+import time
 
 import pytest
 
-from conftest import free_port, run_relayd
+from conftest import free_port, run_relayd, sink_roundtrip, tcp4
 
 EX_USAGE, EX_NOUSER, EX_NOHOST, EX_UNAVAILABLE = 64, 67, 68, 69
 
@@ -30,6 +31,24 @@ def test_help():
     p = run_relayd("--help")
     assert p.returncode == 0, p
     assert "--listen" in p.stdout and "--to" in p.stdout, p.stdout
+
+
+def test_verbose_and_quiet_accepted(relayd, sink):
+    # Their effect on the log is not part of the contract; that they start
+    # a working relay is.
+    for flag in ("-v", "--verbose", "-q", "--quiet"):
+        port = free_port()
+        r = relayd(flag, "--listen", f"127.0.0.1:{port}", "--to", sink.spec, ready=False)
+        # -q may silence "ready": wait for the port instead.
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                sink_roundtrip(tcp4(port))
+                break
+            except ConnectionRefusedError:
+                assert r.alive() and time.monotonic() < deadline, f"{flag}: never listened"
+                time.sleep(0.05)
+        r.stop()
 
 
 def test_version():
@@ -67,9 +86,9 @@ def test_listen_octet_out_of_range():
 
 
 @pytest.mark.root
-def test_listen_host_unresolvable(private_hosts):
+def test_listen_host_unresolvable(private_names):
     p = run_relayd("--listen", "no-such-host.invalid:8080", "--to", TO,
-                   prefix=private_hosts.prefix)
+                   prefix=private_names.prefix)
     assert_one_error(p, EX_NOHOST, r"no-such-host\.invalid")
 
 

@@ -15,7 +15,8 @@ static char err[512];
 static enum options_result
 parse(struct config *cfg, ...)
 {
-	char	*argv[32] = { (char *)"relayd" };
+	static char prog[] = "relayd";
+	char	*argv[32] = { prog };
 	int	 argc = 1;
 	va_list	 ap;
 
