@@ -11,6 +11,8 @@ config_init(struct config *cfg)
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->log_level = LOG_LVL_INFO;
 	cfg->relay.connect_timeout = 10;
+	cfg->tunnel.keepalive = 15;
+	cfg->tunnel.keepalive_count = 3;
 }
 
 void
@@ -19,6 +21,32 @@ config_free(struct config *cfg)
 	free(cfg->relay.listen);
 	cfg->relay.listen = NULL;
 	cfg->relay.nlisten = 0;
+	free(cfg->tunnel.fwd);
+	free(cfg->tunnel.identity);
+	free(cfg->tunnel.passphrase_file);
+	free(cfg->tunnel.known_hosts);
+	memset(&cfg->tunnel, 0, sizeof(cfg->tunnel));
+}
+
+static int
+validate_tunnel(const struct tunnel_conf *t, char *err, size_t errlen)
+{
+	if (!t->enabled && t->nfwd > 0) {
+		snprintf(err, errlen, "forwards need a server: give --ssh "
+		    "[USER@]HOST[:PORT]");
+		return -1;
+	}
+	if (t->enabled && t->nfwd == 0) {
+		snprintf(err, errlen, "--ssh needs at least one forward "
+		    "(-R, -L or -D)");
+		return -1;
+	}
+	if (!t->enabled && (t->identity || t->passphrase_file ||
+	    t->known_hosts)) {
+		snprintf(err, errlen, "tunnel options need --ssh");
+		return -1;
+	}
+	return 0;
 }
 
 int
@@ -26,9 +54,13 @@ config_validate(const struct config *cfg, char *err, size_t errlen)
 {
 	const struct relay_conf	*r = &cfg->relay;
 
+	if (validate_tunnel(&cfg->tunnel, err, errlen) == -1)
+		return -1;
 	if (r->nlisten == 0 && !r->has_to) {
-		snprintf(err, errlen, "nothing to do: give --listen and --to "
-		    "(see --help)");
+		if (cfg->tunnel.enabled)
+			return 0;
+		snprintf(err, errlen, "nothing to do: give --listen and --to, "
+		    "or --ssh with forwards (see --help)");
 		return -1;
 	}
 	if (r->nlisten == 0) {

@@ -6,6 +6,7 @@
 
 #include "relay/addr.h"
 #include "relay/log.h"
+#include "relay/spec.h"
 
 #define CONF_USER_MAX	64
 
@@ -20,10 +21,26 @@ struct relay_conf {
 	int			 fork_mode;
 };
 
+struct tunnel_conf {
+	int			 enabled;	/* --ssh given */
+	struct ssh_dest		 dest;
+	struct forward_spec	*fwd;		/* nfwd entries, owned */
+	size_t			 nfwd;
+	char			*identity;	/* paths, owned; NULL = default */
+	char			*passphrase_file;
+	char			*known_hosts;
+	int			 accept_new_host_key;
+	int			 keepalive;		/* seconds */
+	int			 keepalive_count;
+	int			 exit_on_forward_failure;
+	int			 compress;
+};
+
 struct config {
 	char			 user[CONF_USER_MAX];	/* "" = default */
 	enum log_level		 log_level;
 	struct relay_conf	 relay;		/* the command line's relay */
+	struct tunnel_conf	 tunnel;	/* the command line's tunnel */
 };
 
 /* Fills defaults. */

@@ -112,6 +112,12 @@ on_ready(struct endpoint *ep, int what, void *arg)
 {
 	struct conn	*c = arg;
 
+	if (what & EP_LOST) {
+		conn_close(c, "tunnel lost");
+		return;
+	}
+	if (c->target == NULL)
+		return;		/* not pumping yet */
 	if (c->svc->idle_timeout > 0)
 		clock_gettime(CLOCK_MONOTONIC_COARSE, &c->last);
 	switch (pump_ready(&c->pump, ep, what)) {

@@ -11,6 +11,7 @@
 
 #define EP_READ		0x01
 #define EP_WRITE	0x02
+#define EP_LOST		0x04	/* the transport under it is gone */
 
 struct endpoint;
 

@@ -20,10 +20,12 @@
 #include "relay/log.h"
 #include "relay/options.h"
 #include "relay/relay.h"
+#include "tunnel/tunnel.h"
 
 struct daemon {
 	struct event_base	*base;
 	struct relay		*relay;
+	struct tunnel		*tunnel;
 	struct event		*sigs[3];
 };
 
@@ -140,23 +142,38 @@ main(int argc, char **argv)
 
 	if ((d.base = event_base_new()) == NULL)
 		fatalx(EX_OSERR, "cannot create the event loop");
-	if ((d.relay = relay_new(d.base, &cfg.relay, err, sizeof(err),
-	    &code)) == NULL)
+	if (cfg.relay.nlisten > 0 && (d.relay = relay_new(d.base, &cfg.relay,
+	    err, sizeof(err), &code)) == NULL)
 		fatalx(code, "%s", err);
+	if (cfg.tunnel.enabled) {
+		if (tunnel_global_init() == -1)
+			fatalx(EX_SOFTWARE, "cannot initialise libssh2");
+		if ((d.tunnel = tunnel_new(d.base, &cfg.tunnel, err,
+		    sizeof(err), &code)) == NULL)
+			fatalx(code, "%s", err);
+	}
 	drop_privileges(from_root, &u);
 	watch_signals(&d);
-	relay_start(d.relay);
+	if (d.relay != NULL)
+		relay_start(d.relay);
+	if (d.tunnel != NULL)
+		tunnel_start(d.tunnel);
 	log_info("ready");
 
 	event_base_dispatch(d.base);
 
+	code = tunnel_exit_code(d.tunnel);
 	relay_kill_children();
 	relay_free(d.relay);
+	if (d.tunnel != NULL) {
+		tunnel_free(d.tunnel);
+		tunnel_global_exit();
+	}
 	resolve_shutdown();
 	for (i = 0; i < sizeof(d.sigs) / sizeof(d.sigs[0]); i++)
 		event_free(d.sigs[i]);
 	event_base_free(d.base);
 	bufpool_drain();
 	config_free(&cfg);
-	return 0;
+	return code;
 }

@@ -151,6 +151,145 @@ set_quiet(struct config *cfg, const char *v, char *err, size_t errlen)
 	return 0;
 }
 
+static int
+set_ssh(struct config *cfg, const char *v, char *err, size_t errlen)
+{
+	if (cfg->tunnel.enabled) {
+		snprintf(err, errlen, "--ssh %s: only one --ssh per tunnel", v);
+		return -1;
+	}
+	if (ssh_dest_parse(v, &cfg->tunnel.dest, err, errlen) == -1)
+		return -1;
+	cfg->tunnel.enabled = 1;
+	return 0;
+}
+
+static int
+add_forward(struct config *cfg, enum forward_kind kind, const char *v,
+    char *err, size_t errlen)
+{
+	struct tunnel_conf	*t = &cfg->tunnel;
+	struct forward_spec	 f, *n;
+
+	if (forward_parse(kind, v, &f, err, errlen) == -1)
+		return -1;
+	if ((n = reallocarray(t->fwd, t->nfwd + 1, sizeof(*n))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	t->fwd = n;
+	t->fwd[t->nfwd++] = f;
+	return 0;
+}
+
+static int
+set_remote(struct config *cfg, const char *v, char *err, size_t errlen)
+{
+	return add_forward(cfg, FWD_REMOTE, v, err, errlen);
+}
+
+static int
+set_local(struct config *cfg, const char *v, char *err, size_t errlen)
+{
+	return add_forward(cfg, FWD_LOCAL, v, err, errlen);
+}
+
+static int
+set_dynamic(struct config *cfg, const char *v, char *err, size_t errlen)
+{
+	return add_forward(cfg, FWD_DYNAMIC, v, err, errlen);
+}
+
+static int
+set_path(char **dst, const char *opt, const char *v, char *err,
+    size_t errlen)
+{
+	if (*v == '\0') {
+		snprintf(err, errlen, "%s: empty path", opt);
+		return -1;
+	}
+	free(*dst);
+	if ((*dst = strdup(v)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+static int
+set_identity(struct config *cfg, const char *v, char *err, size_t errlen)
+{
+	return set_path(&cfg->tunnel.identity, "--identity", v, err, errlen);
+}
+
+static int
+set_passphrase_file(struct config *cfg, const char *v, char *err,
+    size_t errlen)
+{
+	return set_path(&cfg->tunnel.passphrase_file,
+	    "--identity-passphrase-file", v, err, errlen);
+}
+
+static int
+set_known_hosts(struct config *cfg, const char *v, char *err, size_t errlen)
+{
+	return set_path(&cfg->tunnel.known_hosts, "--known-hosts", v, err,
+	    errlen);
+}
+
+static int
+set_accept_new(struct config *cfg, const char *v, char *err, size_t errlen)
+{
+	cfg->tunnel.accept_new_host_key = 1;
+	return 0;
+}
+
+static int
+set_keepalive(struct config *cfg, const char *v, char *err, size_t errlen)
+{
+	unsigned long	n;
+
+	if (parse_uint(v, "--keepalive", 3600, &n, err, errlen) == -1)
+		return -1;
+	if (n == 0) {
+		snprintf(err, errlen, "--keepalive: must be at least 1");
+		return -1;
+	}
+	cfg->tunnel.keepalive = (int)n;
+	return 0;
+}
+
+static int
+set_keepalive_count(struct config *cfg, const char *v, char *err,
+    size_t errlen)
+{
+	unsigned long	n;
+
+	if (parse_uint(v, "--keepalive-count", 100, &n, err, errlen) == -1)
+		return -1;
+	if (n == 0) {
+		snprintf(err, errlen, "--keepalive-count: must be at least 1");
+		return -1;
+	}
+	cfg->tunnel.keepalive_count = (int)n;
+	return 0;
+}
+
+static int
+set_exit_on_forward_failure(struct config *cfg, const char *v, char *err,
+    size_t errlen)
+{
+	cfg->tunnel.exit_on_forward_failure = 1;
+	return 0;
+}
+
+static int
+set_compress(struct config *cfg, const char *v, char *err, size_t errlen)
+{
+	cfg->tunnel.compress = 1;
+	return 0;
+}
+
 #define OPT_HELP	'h'
 #define OPT_VERSION	'V'
 
@@ -169,6 +308,29 @@ static const struct opt_def opts[] = {
 	  "(default 0: never)", set_idle_timeout },
 	{ "max-conns", 0, "N", "accept and close at once connections "
 	  "beyond N (default 0: no limit)", set_max_conns },
+	{ "ssh", 0, "[USER@]HOST[:PORT]", "keep an SSH session to HOST "
+	  "carrying the forwards below", set_ssh },
+	{ "remote", 'R', "[BIND:]RPORT:HOST:PORT", "remote forward: the "
+	  "server's RPORT (0: it picks) to HOST:PORT here", set_remote },
+	{ "local", 'L', "[BIND:]LPORT:HOST:PORT", "local forward: LPORT here "
+	  "to HOST:PORT as the server sees it", set_local },
+	{ "dynamic", 'D', "[BIND:]PORT", "SOCKS5 proxy on PORT here, "
+	  "connecting through the server", set_dynamic },
+	{ "identity", 'i', "FILE", "private key (ed25519 or ecdsa; default: "
+	  "ssh-agent, then ~/.ssh/id_*)", set_identity },
+	{ "identity-passphrase-file", 0, "FILE", "read the key's passphrase "
+	  "from FILE", set_passphrase_file },
+	{ "known-hosts", 0, "FILE", "host keys to trust (default "
+	  "~/.ssh/known_hosts)", set_known_hosts },
+	{ "accept-new-host-key", 0, NULL, "trust and record an unknown host "
+	  "key (never a changed one)", set_accept_new },
+	{ "keepalive", 0, "SEC", "probe the server after SEC of silence "
+	  "(default 15)", set_keepalive },
+	{ "keepalive-count", 0, "N", "declare it dead after N unanswered "
+	  "probes (default 3)", set_keepalive_count },
+	{ "exit-on-forward-failure", 0, NULL, "exit if a forward is refused "
+	  "at first start", set_exit_on_forward_failure },
+	{ "compress", 'C', NULL, "ask for zlib compression", set_compress },
 	{ "verbose", 'v', NULL, "log debugging detail", set_verbose },
 	{ "quiet", 'q', NULL, "log only warnings and errors", set_quiet },
 	{ "help", OPT_HELP, NULL, "show this help and exit", NULL },
@@ -286,10 +448,12 @@ options_usage(FILE *fp)
 	size_t	i;
 
 	fprintf(fp, "usage: relayd --listen [ADDR:]PORT --to HOST:PORT "
+	    "[options]\n"
+	    "       relayd --ssh [USER@]HOST[:PORT] -R|-L|-D SPEC ... "
 	    "[options]\n\n"
-	    "Relays TCP and unix-socket connections; binds privileged ports, "
-	    "then runs\nas an unprivileged user keeping only "
-	    "CAP_NET_BIND_SERVICE.\n\noptions:\n");
+	    "Relays TCP and unix-socket connections and keeps SSH forwards "
+	    "up; binds\nprivileged ports, then runs as an unprivileged user "
+	    "keeping only\nCAP_NET_BIND_SERVICE.\n\noptions:\n");
 	for (i = 0; i < NOPTS; i++) {
 		if (opts[i].shortopt)
 			snprintf(left, sizeof(left), "-%c, --%s%s%s",
@@ -300,6 +464,6 @@ options_usage(FILE *fp)
 			snprintf(left, sizeof(left), "    --%s%s%s",
 			    opts[i].name, opts[i].argname ? " " : "",
 			    opts[i].argname ? opts[i].argname : "");
-		fprintf(fp, "  %-28s %s\n", left, opts[i].help);
+		fprintf(fp, "  %-36s %s\n", left, opts[i].help);
 	}
 }

@@ -71,9 +71,9 @@ flow_run(struct pump *p, struct flow *f)
 				break;
 			return flow_fail(p, f->dst, errno);
 		}
+		/* A short write is retried: sockets then say EAGAIN, while
+		 * SSH channels take one packet per call. */
 		f->off += (uint32_t)m;
-		if (f->off < f->len)
-			break;
 	}
 	if (f->off == f->len && f->buf != NULL) {
 		bufpool_put(f->buf);

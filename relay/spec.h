@@ -1,6 +1,6 @@
 /* Tunnel specs as users write them: --ssh destinations and -R/-L/-D. */
-#ifndef TUNNEL_SPEC_H
-#define TUNNEL_SPEC_H
+#ifndef RELAY_SPEC_H
+#define RELAY_SPEC_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "tunnel/spec.h"
+#include "relay/spec.h"
 
 #define MAX_FIELDS	4
 

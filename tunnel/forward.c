@@ -1,0 +1,425 @@
+/*
+ * Forwards. -R asks the server to listen and accepts the channels it
+ * opens; -L and -D listen here and open a channel per connection. libssh2
+ * keeps one channel open and one listen request in progress per session,
+ * so each kind is queued and served one at a time.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "relay/listener.h"
+#include "relay/log.h"
+#include "tunnel/tunnel_int.h"
+
+/* libssh2 queues at most this many unaccepted channels per -R listener. */
+#define RFWD_QUEUE	64
+
+/* --- the channel-open queue --- */
+
+static void
+open_free(struct open_req *r)
+{
+	TAILQ_REMOVE(&r->t->opens, r, entry);
+	event_del(&r->timer);
+	free(r);
+}
+
+static void
+open_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct open_req	*r = arg;
+	void		(*done)(struct endpoint *, const char *, void *) =
+			    r->done;
+	void		*darg = r->arg;
+
+	open_cancel(r);
+	done(NULL, "connect timeout", darg);
+}
+
+struct open_req *
+open_request(struct tunnel *t, const struct addr_spec *to, int timeout_sec,
+    void (*done)(struct endpoint *, const char *, void *), void *arg)
+{
+	struct timeval	 tv = { timeout_sec, 0 };
+	struct open_req	*r;
+
+	if ((r = calloc(1, sizeof(*r))) == NULL)
+		return NULL;
+	r->t = t;
+	r->ping = to == NULL;
+	if (to != NULL)
+		r->to = *to;
+	r->done = done;
+	r->arg = arg;
+	evtimer_assign(&r->timer, t->base, open_timeout, r);
+	if (timeout_sec > 0)
+		evtimer_add(&r->timer, &tv);
+	TAILQ_INSERT_TAIL(&t->opens, r, entry);
+	tunnel_kick(t);
+	return r;
+}
+
+void
+open_cancel(struct open_req *r)
+{
+	/* libssh2 is in the middle of opening it: let that finish, then
+	 * close what it gives, or the next open would receive it. */
+	if (r->in_progress) {
+		r->abandoned = 1;
+		r->done = NULL;
+		event_del(&r->timer);
+		return;
+	}
+	if (r->ping)
+		r->t->pinging = 0;
+	open_free(r);
+}
+
+void
+open_fail_all(struct tunnel *t, const char *why)
+{
+	struct open_req	*r;
+	void		(*done)(struct endpoint *, const char *, void *);
+	void		*arg;
+
+	while ((r = TAILQ_FIRST(&t->opens)) != NULL) {
+		done = r->abandoned ? NULL : r->done;
+		arg = r->arg;
+		open_free(r);
+		if (done != NULL)
+			done(NULL, why, arg);
+	}
+	t->pinging = 0;
+}
+
+/* Delivers the outcome of the open at the head of the queue. */
+static void
+open_finish(struct tunnel *t, struct open_req *r, LIBSSH2_CHANNEL *ch)
+{
+	void		(*done)(struct endpoint *, const char *, void *) =
+			    r->abandoned ? NULL : r->done;
+	void		*arg = r->arg;
+	struct chan	*c = NULL;
+	char		 why[300], *msg = NULL;
+
+	if (r->ping)
+		t->pinging = 0;
+	open_free(r);
+	if (ch != NULL && (c = chan_new(t, ch)) == NULL) {
+		libssh2_channel_free(ch);
+		ch = NULL;
+	}
+	if (c != NULL && done == NULL) {
+		c->ep.ops->free(&c->ep);	/* nobody wants it any more */
+		return;
+	}
+	if (done == NULL)
+		return;
+	if (c != NULL) {
+		done(&c->ep, NULL, arg);
+		return;
+	}
+	libssh2_session_last_error(t->s, &msg, NULL, 0);
+	snprintf(why, sizeof(why), "connect failed: %s",
+	    msg ? msg : "channel open refused");
+	done(NULL, why, arg);
+}
+
+int
+open_service(struct tunnel *t)
+{
+	struct open_req	*r;
+	LIBSSH2_CHANNEL	*ch;
+	const char	 probe[] = "keepalive@relayd";
+	int		 rc;
+
+	while ((r = TAILQ_FIRST(&t->opens)) != NULL) {
+		if (!tunnel_may_call(t, r, OP_OPEN))
+			return 0;
+		/* A probe: an unknown channel type, refused at once by the
+		 * server, whose answer libssh2 consumes properly. */
+		if (r->ping)
+			ch = libssh2_channel_open_ex(t->s, probe,
+			    sizeof(probe) - 1, LIBSSH2_CHANNEL_WINDOW_DEFAULT,
+			    LIBSSH2_CHANNEL_PACKET_DEFAULT, NULL, 0);
+		else
+			ch = libssh2_channel_direct_tcpip_ex(t->s, r->to.host,
+			    r->to.port, "127.0.0.1", 0);
+		rc = ch != NULL ? 0 : libssh2_session_last_errno(t->s);
+		tunnel_called(t, r, OP_OPEN, rc);
+		if (ch == NULL && rc == LIBSSH2_ERROR_EAGAIN) {
+			r->in_progress = 1;
+			return 0;
+		}
+		open_finish(t, r, ch);
+		if (t->state != T_UP || t->fail_why[0] != '\0')
+			return -1;
+	}
+	return 0;
+}
+
+/* --- -L and -D: the opened channel becomes the connection's target --- */
+
+static void
+direct_done(struct endpoint *ep, const char *why, void *arg)
+{
+	if (ep != NULL)
+		conn_target_ready(arg, ep);
+	else
+		conn_target_failed(arg, why);
+}
+
+static void *
+direct_open(struct service *svc, struct conn *c, const struct addr_spec *to)
+{
+	struct fwd	*f = (struct fwd *)((char *)svc -
+			    offsetof(struct fwd, svc));
+
+	return open_request(f->t, to, svc->connect_timeout, direct_done, c);
+}
+
+static void
+direct_cancel(void *handle)
+{
+	open_cancel(handle);
+}
+
+static const struct service_ops direct_ops = {
+	direct_open, direct_cancel, NULL
+};
+
+static void
+local_accept(int fd, const struct sockaddr *sa, socklen_t salen, void *arg)
+{
+	struct fwd	*f = arg;
+
+	if (!service_admit(&f->svc, sa, salen))
+		close(fd);
+	else if (f->spec->kind == FWD_DYNAMIC)
+		socks_accept(f, fd, sa, salen);
+	else
+		conn_start_fd(&f->svc, fd, sa, salen);
+}
+
+/* --- -R --- */
+
+static void
+remote_retry(evutil_socket_t fd, short what, void *arg)
+{
+	struct fwd	*f = arg;
+
+	if (f->state == FWD_WAITING && f->t->state == T_UP) {
+		f->state = FWD_REQUESTING;
+		tunnel_kick(f->t);
+	}
+}
+
+static const char *
+remote_bind_host(const struct forward_spec *spec)
+{
+	/* As ssh: no address is "localhost", "*" is every address. */
+	if (spec->listen.host[0] == '\0')
+		return "localhost";
+	if (strcmp(spec->listen.host, "*") == 0)
+		return "";
+	return spec->listen.host;
+}
+
+static void
+remote_refused(struct fwd *f)
+{
+	struct tunnel	*t = f->t;
+	struct timeval	 tv;
+	char		*msg = NULL;
+	double		 delay;
+
+	libssh2_session_last_error(t->s, &msg, NULL, 0);
+	if (t->conf->exit_on_forward_failure && t->sessions == 1 &&
+	    !f->ever_up) {
+		log_warnx("tunnel %s: forward %s refused by the server: %s",
+		    t->name, f->name, msg ? msg : "");
+		t->exit_code = 69;
+		event_base_loopbreak(t->base);
+		return;
+	}
+	delay = backoff_next(&f->backoff, BACKOFF_REFUSED, 0.5);
+	log_warnx("tunnel %s: forward %s refused by the server (%s); "
+	    "next attempt in %g s", t->name, f->name, msg ? msg : "", delay);
+	f->state = FWD_WAITING;
+	tv.tv_sec = (time_t)delay;
+	tv.tv_usec = (suseconds_t)((delay - (double)tv.tv_sec) * 1e6);
+	evtimer_add(&f->retry, &tv);
+}
+
+/* Returns 1 while the request is still in progress. */
+static int
+remote_request(struct fwd *f)
+{
+	struct tunnel	*t = f->t;
+	LIBSSH2_LISTENER *l;
+	int		 bound = 0, rc;
+
+	if (!tunnel_may_call(t, f, OP_LISTEN))
+		return 1;
+	l = libssh2_channel_forward_listen_ex(t->s, remote_bind_host(f->spec),
+	    f->spec->listen.port, &bound, RFWD_QUEUE);
+	rc = l != NULL ? 0 : libssh2_session_last_errno(t->s);
+	tunnel_called(t, f, OP_LISTEN, rc);
+	if (l == NULL && rc == LIBSSH2_ERROR_EAGAIN)
+		return 1;
+	if (l == NULL) {
+		remote_refused(f);
+		return 0;
+	}
+	f->listener = l;
+	f->bound_port = f->spec->listen.port ? f->spec->listen.port : bound;
+	f->state = FWD_UP;
+	f->ever_up = 1;
+	backoff_reset(&f->backoff);
+	log_info("tunnel %s: forward %s up on port %d", t->name, f->name,
+	    f->bound_port);
+	return 0;
+}
+
+static int
+remote_accept(struct fwd *f)
+{
+	struct tunnel	*t = f->t;
+	LIBSSH2_CHANNEL	*ch;
+	struct chan	*c;
+	char		 name[64];
+	int		 rc;
+
+	for (;;) {
+		if (!tunnel_may_call(t, f, OP_ACCEPT))
+			return 0;
+		ch = libssh2_channel_forward_accept(f->listener);
+		rc = ch != NULL ? 0 : libssh2_session_last_errno(t->s);
+		tunnel_called(t, f, OP_ACCEPT, rc);
+		if (ch == NULL)
+			return 0;
+		if ((c = chan_new(t, ch)) == NULL) {
+			libssh2_channel_free(ch);
+			continue;
+		}
+		snprintf(name, sizeof(name), "remote:%d", f->bound_port);
+		conn_start(&f->svc, &c->ep, name, NULL);
+		if (t->state != T_UP || t->fail_why[0] != '\0')
+			return -1;
+	}
+}
+
+int
+fwd_service(struct tunnel *t)
+{
+	struct fwd	*f;
+	size_t		 i;
+	int		 requesting = 0;
+
+	for (i = 0; i < t->nfwds; i++) {
+		f = &t->fwds[i];
+		if (f->state == FWD_REQUESTING && !requesting)
+			requesting = remote_request(f);
+		if (t->exit_code != 0)
+			return -1;
+		if (f->state == FWD_UP && f->listener != NULL &&
+		    remote_accept(f) == -1)
+			return -1;
+	}
+	return 0;
+}
+
+void
+fwd_session_up(struct tunnel *t)
+{
+	size_t	i;
+
+	for (i = 0; i < t->nfwds; i++) {
+		if (t->fwds[i].spec->kind == FWD_REMOTE) {
+			t->fwds[i].state = FWD_REQUESTING;
+			t->fwds[i].bound_port = 0;
+		}
+	}
+}
+
+void
+fwd_session_down(struct tunnel *t)
+{
+	size_t	i;
+
+	/* The listeners die with the session that owns them. */
+	for (i = 0; i < t->nfwds; i++) {
+		if (t->fwds[i].spec->kind != FWD_REMOTE)
+			continue;
+		t->fwds[i].listener = NULL;
+		t->fwds[i].state = FWD_DOWN;
+		event_del(&t->fwds[i].retry);
+	}
+}
+
+/* --- set-up --- */
+
+static int
+setup_one(struct tunnel *t, struct fwd *f, const struct forward_spec *spec,
+    char *err, size_t errlen, int *exitcode)
+{
+	size_t	j;
+
+	f->t = t;
+	f->spec = spec;
+	forward_format(spec, f->name, sizeof(f->name));
+	service_init(&f->svc, t->base, spec->kind == FWD_REMOTE ? NULL :
+	    spec->kind == FWD_DYNAMIC ? &socks_ops : &direct_ops);
+	f->svc.tag = f->name;
+	f->svc.to = &spec->to;
+	evtimer_assign(&f->retry, t->base, remote_retry, f);
+	if (spec->kind == FWD_REMOTE)
+		return 0;
+	if ((f->local = listener_bind(t->base, &spec->listen, local_accept, f,
+	    err, errlen, exitcode)) == NULL)
+		return -1;
+	for (j = 0; j < listener_nsockets(f->local); j++)
+		log_info("tunnel %s: forward %s up on %s", t->name, f->name,
+		    listener_name(f->local, j));
+	listener_enable(f->local);
+	return 0;
+}
+
+int
+fwd_setup(struct tunnel *t, char *err, size_t errlen, int *exitcode)
+{
+	size_t	i;
+
+	if ((t->fwds = calloc(t->conf->nfwd, sizeof(*t->fwds))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		*exitcode = 71;
+		return -1;
+	}
+	for (i = 0; i < t->conf->nfwd; i++) {
+		if (setup_one(t, &t->fwds[i], &t->conf->fwd[i], err, errlen,
+		    exitcode) == -1)
+			return -1;
+		t->nfwds++;
+	}
+	return 0;
+}
+
+void
+fwd_free_all(struct tunnel *t)
+{
+	size_t	i;
+
+	for (i = 0; i < t->nfwds; i++) {
+		service_close_all(&t->fwds[i].svc, "shutdown");
+		event_del(&t->fwds[i].retry);
+		listener_free(t->fwds[i].local);
+	}
+	free(t->fwds);
+	t->fwds = NULL;
+	t->nfwds = 0;
+}

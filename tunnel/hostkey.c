@@ -1,0 +1,280 @@
+/*
+ * known_hosts handling. The file is read once, before privileges are
+ * dropped, and its lines are fed to a libssh2 known-hosts collection for
+ * each new session, so reconnects never need to read it again.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "relay/log.h"
+#include "tunnel/hostkey.h"
+
+struct hostkeys {
+	char	*path;
+	int	 accept_new;
+	int	 append_fd;	/* opened while privileged, for new keys */
+	char	**lines;
+	size_t	 nlines;
+};
+
+/* The key types libssh2 1.10 can check, in the order we prefer them. */
+static const struct keytype {
+	int		 hostkey_type;	/* LIBSSH2_HOSTKEY_TYPE_* */
+	int		 knownhost_type;/* LIBSSH2_KNOWNHOST_KEY_* */
+	const char	*name;
+} keytypes[] = {
+	{ LIBSSH2_HOSTKEY_TYPE_ED25519, LIBSSH2_KNOWNHOST_KEY_ED25519,
+	  "ssh-ed25519" },
+	{ LIBSSH2_HOSTKEY_TYPE_ECDSA_256, LIBSSH2_KNOWNHOST_KEY_ECDSA_256,
+	  "ecdsa-sha2-nistp256" },
+	{ LIBSSH2_HOSTKEY_TYPE_ECDSA_384, LIBSSH2_KNOWNHOST_KEY_ECDSA_384,
+	  "ecdsa-sha2-nistp384" },
+	{ LIBSSH2_HOSTKEY_TYPE_ECDSA_521, LIBSSH2_KNOWNHOST_KEY_ECDSA_521,
+	  "ecdsa-sha2-nistp521" },
+	{ LIBSSH2_HOSTKEY_TYPE_RSA, LIBSSH2_KNOWNHOST_KEY_SSHRSA, "ssh-rsa" },
+};
+#define NKEYTYPES (sizeof(keytypes) / sizeof(keytypes[0]))
+
+static int
+add_line(struct hostkeys *hk, const char *line, size_t len)
+{
+	char	**n;
+
+	if ((n = reallocarray(hk->lines, hk->nlines + 1, sizeof(*n))) == NULL)
+		return -1;
+	hk->lines = n;
+	if ((n[hk->nlines] = strndup(line, len)) == NULL)
+		return -1;
+	hk->nlines++;
+	return 0;
+}
+
+struct hostkeys *
+hostkeys_load(const char *path, int accept_new, char *err, size_t errlen)
+{
+	struct hostkeys	*hk;
+	FILE		*fp;
+	char		*line = NULL;
+	size_t		 cap = 0;
+	ssize_t		 n;
+
+	if ((hk = calloc(1, sizeof(*hk))) == NULL ||
+	    (hk->path = strdup(path)) == NULL) {
+		free(hk);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	hk->accept_new = accept_new;
+	/* Opened now: after the privilege drop the file may be out of reach. */
+	hk->append_fd = !accept_new ? -1 : open(path, O_WRONLY | O_APPEND |
+	    O_CREAT | O_CLOEXEC, 0600);
+	if (accept_new && hk->append_fd == -1) {
+		snprintf(err, errlen, "--accept-new-host-key: cannot open %s "
+		    "for writing: %s", path, strerror(errno));
+		hostkeys_free(hk);
+		return NULL;
+	}
+	if ((fp = fopen(path, "re")) == NULL) {
+		if (errno == ENOENT)
+			return hk;
+		snprintf(err, errlen, "cannot read known hosts %s: %s", path,
+		    strerror(errno));
+		hostkeys_free(hk);
+		return NULL;
+	}
+	while ((n = getline(&line, &cap, fp)) != -1) {
+		while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+			n--;
+		if (n > 0 && line[0] != '#' && add_line(hk, line, (size_t)n)) {
+			snprintf(err, errlen, "out of memory");
+			free(line);
+			fclose(fp);
+			hostkeys_free(hk);
+			return NULL;
+		}
+	}
+	free(line);
+	fclose(fp);
+	return hk;
+}
+
+/* A libssh2 collection of every line; lines it cannot read are skipped. */
+static LIBSSH2_KNOWNHOSTS *
+collection(struct hostkeys *hk, LIBSSH2_SESSION *s)
+{
+	LIBSSH2_KNOWNHOSTS	*kh;
+	size_t			 i;
+
+	if ((kh = libssh2_knownhost_init(s)) == NULL)
+		return NULL;
+	for (i = 0; i < hk->nlines; i++)
+		(void)libssh2_knownhost_readline(kh, hk->lines[i],
+		    strlen(hk->lines[i]), LIBSSH2_KNOWNHOST_FILE_OPENSSH);
+	return kh;
+}
+
+static const struct keytype *
+keytype_of(int hostkey_type)
+{
+	size_t	i;
+
+	for (i = 0; i < NKEYTYPES; i++)
+		if (keytypes[i].hostkey_type == hostkey_type)
+			return &keytypes[i];
+	return NULL;
+}
+
+void
+hostkeys_prefer(struct hostkeys *hk, LIBSSH2_SESSION *s, const char *host,
+    int port)
+{
+	LIBSSH2_KNOWNHOSTS	*kh = collection(hk, s);
+	const char		 probe[] = "not a key";
+	char			 known[256] = "", rest[256] = "";
+	size_t			 i;
+	int			 rc;
+
+	/* Probing with a bogus key: MISMATCH means an entry of that type
+	 * exists for the host, NOTFOUND that none does. */
+	for (i = 0; i < NKEYTYPES; i++) {
+		rc = kh == NULL ? LIBSSH2_KNOWNHOST_CHECK_NOTFOUND :
+		    libssh2_knownhost_checkp(kh, host, port, probe,
+		    sizeof(probe), LIBSSH2_KNOWNHOST_TYPE_PLAIN |
+		    LIBSSH2_KNOWNHOST_KEYENC_RAW | keytypes[i].knownhost_type,
+		    NULL);
+		if (rc == LIBSSH2_KNOWNHOST_CHECK_MISMATCH)
+			snprintf(known + strlen(known), sizeof(known) -
+			    strlen(known), "%s%s", *known ? "," : "",
+			    keytypes[i].name);
+		else
+			snprintf(rest + strlen(rest), sizeof(rest) -
+			    strlen(rest), "%s%s", *rest ? "," : "",
+			    keytypes[i].name);
+	}
+	if (kh != NULL)
+		libssh2_knownhost_free(kh);
+	if (*known && *rest)
+		strncat(known, ",", sizeof(known) - strlen(known) - 1);
+	strncat(known, rest, sizeof(known) - strlen(known) - 1);
+	if (libssh2_session_method_pref(s, LIBSSH2_METHOD_HOSTKEY, known) != 0)
+		log_debug("host key preference \"%s\" not accepted", known);
+}
+
+void
+hostkeys_fingerprint(LIBSSH2_SESSION *s, char *buf, size_t len)
+{
+	const unsigned char	*h;
+	unsigned char		 b64[64];
+	int			 n;
+
+	if ((h = (const unsigned char *)libssh2_hostkey_hash(s,
+	    LIBSSH2_HOSTKEY_HASH_SHA256)) == NULL) {
+		snprintf(buf, len, "SHA256:?");
+		return;
+	}
+	n = EVP_EncodeBlock(b64, h, 32);
+	while (n > 0 && b64[n - 1] == '=')
+		n--;
+	snprintf(buf, len, "SHA256:%.*s", n, b64);
+}
+
+/* Records a newly accepted key in the file and in memory. */
+static void
+remember(struct hostkeys *hk, LIBSSH2_KNOWNHOSTS *kh, const char *host,
+    int port, const char *key, size_t keylen, const struct keytype *kt)
+{
+	struct libssh2_knownhost	*node;
+	char				 name[300], line[4096];
+	size_t				 len;
+
+	if (port == 22)
+		snprintf(name, sizeof(name), "%s", host);
+	else
+		snprintf(name, sizeof(name), "[%s]:%d", host, port);
+	if (libssh2_knownhost_addc(kh, name, NULL, key, keylen, NULL, 0,
+	    LIBSSH2_KNOWNHOST_TYPE_PLAIN | LIBSSH2_KNOWNHOST_KEYENC_RAW |
+	    kt->knownhost_type, &node) != 0 ||
+	    libssh2_knownhost_writeline(kh, node, line, sizeof(line), &len,
+	    LIBSSH2_KNOWNHOST_FILE_OPENSSH) != 0) {
+		log_warnx("cannot format the new host key for %s", name);
+		return;
+	}
+	while (len > 0 && line[len - 1] == '\n')
+		len--;
+	if (add_line(hk, line, len) == -1)
+		log_warnx("out of memory remembering the host key of %s", name);
+	line[len++] = '\n';
+	if (write(hk->append_fd, line, len) != (ssize_t)len)
+		log_warn("cannot add the host key of %s to %s (kept in "
+		    "memory)", name, hk->path);
+}
+
+int
+hostkeys_verify(struct hostkeys *hk, LIBSSH2_SESSION *s, const char *host,
+    int port, char *err, size_t errlen)
+{
+	LIBSSH2_KNOWNHOSTS	*kh;
+	const struct keytype	*kt;
+	const char		*key;
+	char			 fp[64], name[300];
+	size_t			 len;
+	int			 type, rc;
+
+	snprintf(name, sizeof(name), port == 22 ? "%s" : "[%s]:%d", host,
+	    port);
+	if ((key = libssh2_session_hostkey(s, &len, &type)) == NULL ||
+	    (kt = keytype_of(type)) == NULL) {
+		snprintf(err, errlen, "host key of %s: unsupported type", name);
+		return -1;
+	}
+	hostkeys_fingerprint(s, fp, sizeof(fp));
+	if ((kh = collection(hk, s)) == NULL) {
+		snprintf(err, errlen, "cannot check host keys: out of memory");
+		return -1;
+	}
+	rc = libssh2_knownhost_checkp(kh, host, port, key, len,
+	    LIBSSH2_KNOWNHOST_TYPE_PLAIN | LIBSSH2_KNOWNHOST_KEYENC_RAW |
+	    kt->knownhost_type, NULL);
+	if (rc == LIBSSH2_KNOWNHOST_CHECK_MATCH) {
+		log_debug("host key of %s is known (%s %s)", name, kt->name, fp);
+	} else if (rc == LIBSSH2_KNOWNHOST_CHECK_MISMATCH) {
+		snprintf(err, errlen, "host key of %s has CHANGED (%s %s); "
+		    "refusing: the connection may be intercepted; if the "
+		    "server's key was replaced, remove its old line from %s",
+		    name, kt->name, fp, hk->path);
+	} else if (hk->accept_new) {
+		remember(hk, kh, host, port, key, len, kt);
+		log_info("host key of %s was unknown, now recorded in %s "
+		    "(%s %s)", name, hk->path, kt->name, fp);
+		rc = LIBSSH2_KNOWNHOST_CHECK_MATCH;
+	} else {
+		snprintf(err, errlen, "host key of %s is unknown (%s %s); "
+		    "refusing: check the fingerprint and add the key to %s, or "
+		    "run once with --accept-new-host-key", name, kt->name, fp,
+		    hk->path);
+	}
+	libssh2_knownhost_free(kh);
+	return rc == LIBSSH2_KNOWNHOST_CHECK_MATCH ? 0 : -1;
+}
+
+void
+hostkeys_free(struct hostkeys *hk)
+{
+	size_t	i;
+
+	if (hk == NULL)
+		return;
+	if (hk->append_fd != -1)
+		close(hk->append_fd);
+	for (i = 0; i < hk->nlines; i++)
+		free(hk->lines[i]);
+	free(hk->lines);
+	free(hk->path);
+	free(hk);
+}

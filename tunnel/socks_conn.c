@@ -1,0 +1,201 @@
+/*
+ * -D: the SOCKS5 handshake on an accepted client, then a connection like
+ * -L's whose target is the one the client asked for. The handshake reads
+ * with MSG_PEEK and consumes exactly the parsed bytes, so data a client
+ * sends right after its request stays in the socket for the pump.
+ */
+#include <sys/socket.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+
+#include "relay/log.h"
+#include "tunnel/socks.h"
+#include "tunnel/tunnel_int.h"
+
+#define SOCKS_HANDSHAKE_SEC	10
+
+struct socks {
+	struct fwd		*f;
+	int			 fd;
+	int			 greeted;
+	struct event		 ev;
+	struct event		 timer;
+	char			 name[ADDR_STR_MAX];
+};
+
+/* What the -D service hands to the open: the client to answer. */
+static void
+socks_done(struct endpoint *ep, const char *why, void *arg)
+{
+	struct conn	*c = arg;
+	struct endpoint	*client = conn_client(c);
+	uint8_t		 reply[SOCKS_REPLY_LEN];
+
+	socks_reply(reply, ep != NULL ? SOCKS_REP_OK : SOCKS_REP_REFUSED);
+	/* Ten bytes to a socket that has sent us its request and waits:
+	 * the kernel buffer takes them at once. */
+	if (client->ops->write(client, reply, sizeof(reply)) !=
+	    (ssize_t)sizeof(reply)) {
+		if (ep != NULL)
+			ep->ops->free(ep);
+		conn_target_failed(c, "client error: cannot send SOCKS reply");
+		return;
+	}
+	if (ep != NULL)
+		conn_target_ready(c, ep);
+	else
+		conn_target_failed(c, why);
+}
+
+static void *
+socks_open(struct service *svc, struct conn *c, const struct addr_spec *to)
+{
+	struct fwd	*f = (struct fwd *)((char *)svc -
+			    offsetof(struct fwd, svc));
+
+	return open_request(f->t, to, svc->connect_timeout, socks_done, c);
+}
+
+static void
+socks_cancel(void *handle)
+{
+	open_cancel(handle);
+}
+
+const struct service_ops socks_ops = { socks_open, socks_cancel, NULL };
+
+static void
+socks_free(struct socks *s, int close_fd)
+{
+	event_del(&s->ev);
+	event_del(&s->timer);
+	if (close_fd)
+		close(s->fd);
+	free(s);
+}
+
+static void
+socks_fail(struct socks *s, const char *why, uint8_t rep, int reply)
+{
+	uint8_t	out[SOCKS_REPLY_LEN];
+
+	if (reply) {
+		socks_reply(out, rep);
+		(void)send(s->fd, out, sizeof(out), MSG_NOSIGNAL);
+	}
+	log_info("conn [%s] %s: SOCKS handshake failed: %s", s->f->name,
+	    s->name, why);
+	socks_free(s, 1);
+}
+
+/* Consumes n bytes already seen with MSG_PEEK. */
+static int
+consume(struct socks *s, size_t n)
+{
+	uint8_t	buf[SOCKS_MAX_REQUEST];
+
+	return recv(s->fd, buf, n, 0) == (ssize_t)n ? 0 : -1;
+}
+
+static void
+on_request(struct socks *s, const uint8_t *buf, size_t len)
+{
+	struct addr_spec to;
+	struct endpoint	*ep;
+	size_t		 used;
+	uint8_t		 rep;
+
+	switch (socks_parse_request(buf, len, &used, &to, &rep)) {
+	case SOCKS_NEED_MORE:
+		return;
+	case SOCKS_BAD:
+		socks_fail(s, "bad request", rep, 1);
+		return;
+	case SOCKS_DONE:
+		break;
+	}
+	if (consume(s, used) == -1) {
+		socks_fail(s, "read error", 0, 0);
+		return;
+	}
+	event_del(&s->ev);
+	if ((ep = endpoint_fd_new(s->f->t->base, s->fd, NULL, NULL)) == NULL) {
+		socks_fail(s, "out of memory", SOCKS_REP_FAILURE, 1);
+		return;
+	}
+	conn_start(&s->f->svc, ep, s->name, &to);
+	socks_free(s, 0);
+}
+
+static void
+on_readable(evutil_socket_t fd, short what, void *arg)
+{
+	struct socks	*s = arg;
+	uint8_t		 buf[SOCKS_MAX_REQUEST], ok[2] = { 5, 0 };
+	size_t		 used;
+	ssize_t		 n;
+
+	n = recv(fd, buf, sizeof(buf), MSG_PEEK);
+	if (n <= 0) {
+		if (n == -1 && (errno == EAGAIN || errno == EINTR))
+			return;
+		socks_fail(s, n == 0 ? "client closed" : strerror(errno), 0, 0);
+		return;
+	}
+	if (s->greeted) {
+		on_request(s, buf, (size_t)n);
+		return;
+	}
+	switch (socks_parse_greeting(buf, (size_t)n, &used)) {
+	case SOCKS_NEED_MORE:
+		return;
+	case SOCKS_BAD:
+		ok[1] = 0xff;	/* no acceptable method */
+		(void)send(fd, ok, sizeof(ok), MSG_NOSIGNAL);
+		socks_fail(s, "no supported method (need SOCKS5 without "
+		    "authentication)", 0, 0);
+		return;
+	case SOCKS_DONE:
+		break;
+	}
+	if (consume(s, used) == -1 || send(fd, ok, sizeof(ok), MSG_NOSIGNAL) !=
+	    (ssize_t)sizeof(ok)) {
+		socks_fail(s, "write error", 0, 0);
+		return;
+	}
+	s->greeted = 1;
+	if ((size_t)n > used)
+		on_request(s, buf + used, (size_t)n - used);
+}
+
+static void
+on_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	socks_fail(arg, "too slow", SOCKS_REP_FAILURE, 0);
+}
+
+void
+socks_accept(struct fwd *f, int fd, const struct sockaddr *sa,
+    socklen_t salen)
+{
+	struct timeval	 tv = { SOCKS_HANDSHAKE_SEC, 0 };
+	struct socks	*s;
+
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		close(fd);
+		return;
+	}
+	s->f = f;
+	s->fd = fd;
+	addr_sa_format(sa, salen, s->name, sizeof(s->name));
+	event_assign(&s->ev, f->t->base, fd, EV_READ | EV_PERSIST, on_readable,
+	    s);
+	evtimer_assign(&s->timer, f->t->base, on_timeout, s);
+	event_add(&s->ev, NULL);
+	evtimer_add(&s->timer, &tv);
+}

@@ -1,0 +1,653 @@
+/*
+ * The tunnel's session: connect, handshake, host key, authentication, then
+ * passes that serve forwards and channels, keepalive probes that notice a
+ * silent server, and reconnection with a delay that depends on why the
+ * last attempt failed. Everything is non-blocking and driven by the one
+ * event loop.
+ */
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <openssl/rand.h>
+
+#include "relay/dial.h"
+#include "relay/log.h"
+#include "tunnel/auth.h"
+#include "tunnel/hostkey.h"
+#include "tunnel/tunnel.h"
+#include "tunnel/tunnel_int.h"
+
+#define LOGIN_GRACE_SEC	30
+#define SWEEP_ROUNDS	8
+
+/* Ciphers and MACs libssh2 1.10 does well and OpenSSH offers; kex with
+ * curve25519 first. */
+#define PREF_KEX	"curve25519-sha256,curve25519-sha256@libssh.org," \
+			"ecdh-sha2-nistp256,ecdh-sha2-nistp384," \
+			"diffie-hellman-group14-sha256," \
+			"diffie-hellman-group16-sha512"
+#define PREF_CIPHER	"aes128-ctr,aes256-ctr,aes192-ctr"
+#define PREF_MAC	"hmac-sha2-256,hmac-sha2-512"
+
+static void	pass(struct tunnel *, int readable);
+static void	attempt(struct tunnel *);
+
+static void
+on_retry(evutil_socket_t fd, short what, void *arg)
+{
+	attempt(arg);
+}
+
+int
+tunnel_global_init(void)
+{
+	return libssh2_init(0) == 0 ? 0 : -1;
+}
+
+void
+tunnel_global_exit(void)
+{
+	libssh2_exit();
+}
+
+int
+tunnel_may_call(struct tunnel *t, void *who, enum ssh_op op)
+{
+	return t->owner == NULL || (t->owner == who && t->owner_op == op);
+}
+
+void
+tunnel_called(struct tunnel *t, void *who, enum ssh_op op, int rc)
+{
+	if (op != OP_EOF)
+		t->calls++;
+	if (rc == LIBSSH2_ERROR_EAGAIN && (libssh2_session_block_directions(
+	    t->s) & LIBSSH2_SESSION_BLOCK_OUTBOUND)) {
+		t->owner = who;
+		t->owner_op = op;
+	} else if (t->owner == who && t->owner_op == op) {
+		t->owner = NULL;
+		t->owner_op = OP_NONE;
+	}
+}
+
+void
+tunnel_kick(struct tunnel *t)
+{
+	if (t->s != NULL)
+		event_active(&t->ev_kick, EV_TIMEOUT, 0);
+}
+
+void
+tunnel_fail(struct tunnel *t, const char *why)
+{
+	if (t->fail_why[0] == '\0') {
+		char	*msg = NULL;
+
+		if (t->s != NULL)
+			libssh2_session_last_error(t->s, &msg, NULL, 0);
+		snprintf(t->fail_why, sizeof(t->fail_why), "%s%s%s", why,
+		    msg && *msg ? ": " : "", msg ? msg : "");
+	}
+	tunnel_kick(t);
+}
+
+/* Counts bytes from the server: any byte proves it alive. */
+static ssize_t
+recv_cb(libssh2_socket_t fd, void *buf, size_t len, int flags,
+    void **abstract)
+{
+	struct tunnel	*t = *abstract;
+	ssize_t		 n = recv(fd, buf, len, flags);
+
+	if (n > 0) {
+		t->missed = 0;
+		return n;
+	}
+	if (n == 0) {
+		t->sock_dead = 1;
+		t->sock_errno = 0;
+		return -ECONNRESET;
+	}
+	if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+		t->sock_dead = 1;
+		t->sock_errno = errno;
+	}
+	return -errno;
+}
+
+static void
+arm_events(struct tunnel *t)
+{
+	int	want_write, want_read = 1;
+
+	if (t->s == NULL)
+		return;
+	want_write = (libssh2_session_block_directions(t->s) &
+	    LIBSSH2_SESSION_BLOCK_OUTBOUND) != 0;
+	/* While a packet is half sent, nothing else may be done: waiting
+	 * for input would only spin. */
+	if (t->owner != NULL) {
+		want_read = 0;
+		want_write = 1;
+	}
+	if (want_read)
+		event_add(&t->ev_read, NULL);
+	else
+		event_del(&t->ev_read);
+	if (want_write != t->write_armed) {
+		if (want_write)
+			event_add(&t->ev_write, NULL);
+		else
+			event_del(&t->ev_write);
+		t->write_armed = want_write;
+	}
+}
+
+/* Drops the session and everything that lived in it. */
+static void
+teardown(struct tunnel *t)
+{
+	struct open_req	*r, *next;
+
+	dial_cancel(t->dial);
+	t->dial = NULL;
+	event_del(&t->ev_keepalive);
+	event_del(&t->ev_retry);
+	if (t->s == NULL)
+		return;
+	event_del(&t->ev_read);
+	event_del(&t->ev_write);
+	event_del(&t->ev_kick);
+	t->write_armed = 0;
+	fwd_session_down(t);
+	chan_detach_all(t);
+	for (r = TAILQ_FIRST(&t->opens); r != NULL; r = next) {
+		next = TAILQ_NEXT(r, entry);
+		r->in_progress = 0;
+		if (r->ping || r->abandoned)
+			open_cancel(r);
+	}
+	t->pinging = 0;
+	/* With the socket shut, libssh2 frees at once instead of trying
+	 * to say goodbye to a server that may be gone. */
+	shutdown(t->fd, SHUT_RDWR);
+	if (libssh2_session_free(t->s) != 0)
+		log_debug("tunnel %s: session not freed cleanly", t->name);
+	close(t->fd);
+	t->s = NULL;
+	t->fd = -1;
+	t->owner = NULL;
+	t->owner_op = OP_NONE;
+	t->sock_dead = 0;
+	t->fail_why[0] = '\0';
+	t->state = T_DOWN;
+}
+
+static double
+jitter(void)
+{
+	unsigned int	r;
+
+	if (RAND_bytes((unsigned char *)&r, sizeof(r)) != 1)
+		return 0.5;
+	return (double)r / 4294967296.0;
+}
+
+/* Ends the attempt or session and schedules the next one. */
+static void
+retry_later(struct tunnel *t, enum backoff_reason reason, const char *what,
+    const char *why)
+{
+	struct timeval	tv;
+	double		delay;
+	int		quiet = reason == BACKOFF_UNREACHABLE &&
+			    t->backoff.unreachable > 0;
+
+	teardown(t);
+	delay = backoff_next(&t->backoff, reason, jitter());
+	(quiet ? log_debug : log_warnx)("tunnel %s: %s: %s", t->name, what,
+	    why);
+	(quiet ? log_debug : log_info)("tunnel %s: next attempt in %g s",
+	    t->name, delay);
+	tv.tv_sec = (time_t)delay;
+	tv.tv_usec = (suseconds_t)((delay - (double)tv.tv_sec) * 1e6);
+	evtimer_assign(&t->ev_retry, t->base, on_retry, t);
+	evtimer_add(&t->ev_retry, &tv);
+}
+
+/* A failure that the user must fix: fatal until the tunnel was up once. */
+static void
+refused(struct tunnel *t, int exit_code, const char *why)
+{
+	if (!t->ever_up) {
+		log_warnx("tunnel %s: %s", t->name, why);
+		t->exit_code = exit_code;
+		teardown(t);
+		event_base_loopbreak(t->base);
+		return;
+	}
+	retry_later(t, BACKOFF_REFUSED, "refused", why);
+}
+
+static void
+on_login_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct tunnel	*t = arg;
+
+	retry_later(t, BACKOFF_REFUSED, "lost", "login took too long");
+}
+
+static void
+log_methods(struct tunnel *t)
+{
+	const char	*kex = libssh2_session_methods(t->s, LIBSSH2_METHOD_KEX);
+	const char	*hk = libssh2_session_methods(t->s,
+			    LIBSSH2_METHOD_HOSTKEY);
+	const char	*enc = libssh2_session_methods(t->s,
+			    LIBSSH2_METHOD_CRYPT_CS);
+	const char	*mac = libssh2_session_methods(t->s,
+			    LIBSSH2_METHOD_MAC_CS);
+	const char	*comp = libssh2_session_methods(t->s,
+			    LIBSSH2_METHOD_COMP_CS);
+
+	log_debug("tunnel %s: kex %s, host key %s, cipher %s, mac %s, "
+	    "compression %s", t->name, kex ? kex : "?", hk ? hk : "?",
+	    enc ? enc : "?", mac ? mac : "?", comp ? comp : "?");
+}
+
+static void
+step_handshake(struct tunnel *t)
+{
+	char	err[512], *msg = NULL;
+	int	rc;
+
+	rc = libssh2_session_handshake(t->s, t->fd);
+	if (rc == LIBSSH2_ERROR_EAGAIN)
+		return;
+	if (rc != 0) {
+		libssh2_session_last_error(t->s, &msg, NULL, 0);
+		retry_later(t, BACKOFF_REFUSED, "handshake failed",
+		    msg ? msg : "unknown error");
+		return;
+	}
+	log_methods(t);
+	if (hostkeys_verify(t->hostkeys, t->s, t->server.host,
+	    t->server.port, err, sizeof(err)) == -1) {
+		refused(t, 77, err);
+		return;
+	}
+	t->state = T_AUTH;
+	auth_begin(t->auth);
+	pass(t, 0);
+}
+
+static void
+keepalive_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct tunnel	*t = arg;
+	char		 why[128];
+
+	if (t->missed >= t->conf->keepalive_count) {
+		snprintf(why, sizeof(why), "no answer to %d keepalives",
+		    t->missed);
+		retry_later(t, BACKOFF_LOST, "lost", why);
+		return;
+	}
+	/* Cleared by any byte from the server; a probe asks for one. */
+	t->missed++;
+	if (!t->pinging && open_request(t, NULL, 0, NULL, NULL) != NULL)
+		t->pinging = 1;
+	tunnel_kick(t);
+}
+
+static void
+became_up(struct tunnel *t)
+{
+	struct timeval	tv = { t->conf->keepalive, 0 };
+
+	log_info("tunnel %s: authenticated as %s with %s", t->name, t->user,
+	    auth_method(t->auth));
+	t->state = T_UP;
+	t->ever_up = 1;
+	t->missed = 0;
+	backoff_reset(&t->backoff);
+	event_del(&t->ev_retry);
+	event_add(&t->ev_keepalive, &tv);
+	fwd_session_up(t);
+}
+
+static void
+step_auth(struct tunnel *t)
+{
+	char	err[512];
+
+	switch (auth_step(t->auth, t->s, t->user, err, sizeof(err))) {
+	case AUTH_AGAIN:
+		return;
+	case AUTH_OK:
+		became_up(t);
+		pass(t, 0);
+		return;
+	case AUTH_REFUSED:
+		refused(t, 77, err);
+		return;
+	case AUTH_BAD_KEY:
+		refused(t, 65, err);
+		return;
+	case AUTH_ERROR:
+		retry_later(t, BACKOFF_REFUSED, "lost", err);
+		return;
+	}
+}
+
+/* Offers readiness to every channel the pump waits on, until a round
+ * moves nothing: libssh2 reads the socket for all channels at once, so
+ * data for one channel may arrive while serving another. */
+static int
+sweep(struct tunnel *t)
+{
+	struct chan	*c, *next;
+	uint64_t	 before;
+	int		 round, what;
+
+	for (round = 0; round < SWEEP_ROUNDS; round++) {
+		before = t->moved;
+		for (c = TAILQ_FIRST(&t->chans); c != NULL; c = next) {
+			next = TAILQ_NEXT(c, entry);
+			if (t->owner != NULL)
+				return 0;
+			what = 0;
+			if ((c->ep.wanted & EP_READ) && chan_readable(c))
+				what |= EP_READ;
+			if (c->ep.wanted & EP_WRITE)
+				what |= EP_WRITE;
+			if (what != 0)
+				c->ep.cb(&c->ep, what, c->ep.cbarg);
+			if (t->state != T_UP || t->fail_why[0] != '\0')
+				return -1;
+		}
+		if (t->moved == before)
+			return 0;
+	}
+	/* Still moving: yield to the rest of the loop, then carry on. */
+	tunnel_kick(t);
+	return 0;
+}
+
+/* The holder of a half-sent packet repeats its call before anything. */
+static void
+run_owner(struct tunnel *t)
+{
+	struct chan	*c = t->owner;
+
+	if (t->owner_op != OP_READ && t->owner_op != OP_WRITE &&
+	    t->owner_op != OP_EOF)
+		return;		/* opens, listens, frees: their service retries */
+	if (c->closing || t->owner_op == OP_EOF)
+		chan_finish_owned(c, t->owner_op);
+	else
+		c->ep.cb(&c->ep, t->owner_op == OP_READ ? EP_READ : EP_WRITE,
+		    c->ep.cbarg);
+}
+
+static void
+step_up(struct tunnel *t, int readable)
+{
+	uint64_t	calls = t->calls;
+
+	if (t->owner != NULL)
+		run_owner(t);
+	if (t->state != T_UP || t->fail_why[0] != '\0')
+		return;
+	if (open_service(t) == -1 || fwd_service(t) == -1 || sweep(t) == -1 ||
+	    chan_reap(t) == -1)
+		return;
+	/* Input nobody read would wake us again at once: a probe reads it. */
+	if (readable && calls == t->calls && t->owner == NULL && !t->pinging &&
+	    open_request(t, NULL, 0, NULL, NULL) != NULL) {
+		t->pinging = 1;
+		open_service(t);
+	}
+}
+
+static void
+pass(struct tunnel *t, int readable)
+{
+	char	why[200];
+
+	if (t->s == NULL)
+		return;
+	switch (t->state) {
+	case T_HANDSHAKE:
+		step_handshake(t);
+		break;
+	case T_AUTH:
+		step_auth(t);
+		break;
+	case T_UP:
+		step_up(t, readable);
+		break;
+	default:
+		break;
+	}
+	if (t->s != NULL && (t->sock_dead || t->fail_why[0] != '\0')) {
+		if (t->fail_why[0] != '\0')
+			snprintf(why, sizeof(why), "%s", t->fail_why);
+		else if (t->sock_errno != 0)
+			snprintf(why, sizeof(why), "%s",
+			    strerror(t->sock_errno));
+		else
+			snprintf(why, sizeof(why), "server closed the "
+			    "connection");
+		retry_later(t, t->state == T_UP ? BACKOFF_LOST :
+		    BACKOFF_REFUSED, "lost", why);
+		return;
+	}
+	arm_events(t);
+}
+
+static void
+on_read(evutil_socket_t fd, short what, void *arg)
+{
+	pass(arg, 1);
+}
+
+static void
+on_write(evutil_socket_t fd, short what, void *arg)
+{
+	pass(arg, 0);
+}
+
+static void
+on_kick(evutil_socket_t fd, short what, void *arg)
+{
+	pass(arg, 0);
+}
+
+/* Dead peers are noticed by the kernel too: keepalives on an idle socket,
+ * and a bound on how long sent data may stay unacknowledged. */
+static void
+tune_socket(struct tunnel *t, int fd)
+{
+	int	on = 1, idle = t->conf->keepalive, cnt = t->conf->keepalive_count;
+	int	timeout_ms = (idle * cnt > 10 ? idle * cnt : 10) * 1000;
+
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &idle, sizeof(idle));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+	setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &timeout_ms,
+	    sizeof(timeout_ms));
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+}
+
+static int
+new_session(struct tunnel *t)
+{
+	if ((t->s = libssh2_session_init_ex(NULL, NULL, NULL, t)) == NULL)
+		return -1;
+	libssh2_session_set_blocking(t->s, 0);
+	libssh2_session_callback_set(t->s, LIBSSH2_CALLBACK_RECV,
+	    (void *)recv_cb);
+	libssh2_session_method_pref(t->s, LIBSSH2_METHOD_KEX, PREF_KEX);
+	libssh2_session_method_pref(t->s, LIBSSH2_METHOD_CRYPT_CS, PREF_CIPHER);
+	libssh2_session_method_pref(t->s, LIBSSH2_METHOD_CRYPT_SC, PREF_CIPHER);
+	libssh2_session_method_pref(t->s, LIBSSH2_METHOD_MAC_CS, PREF_MAC);
+	libssh2_session_method_pref(t->s, LIBSSH2_METHOD_MAC_SC, PREF_MAC);
+	if (t->conf->compress)
+		libssh2_session_flag(t->s, LIBSSH2_FLAG_COMPRESS, 1);
+	hostkeys_prefer(t->hostkeys, t->s, t->server.host, t->server.port);
+	return 0;
+}
+
+static void
+on_dialled(int fd, const struct sockaddr *sa, socklen_t salen,
+    const char *why, void *arg)
+{
+	struct tunnel	*t = arg;
+
+	t->dial = NULL;
+	if (fd == -1) {
+		retry_later(t, BACKOFF_UNREACHABLE, "cannot connect", why);
+		return;
+	}
+	t->fd = fd;
+	tune_socket(t, fd);
+	if (new_session(t) == -1) {
+		close(fd);
+		t->fd = -1;
+		retry_later(t, BACKOFF_REFUSED, "lost", "out of memory");
+		return;
+	}
+	t->sessions++;
+	t->state = T_HANDSHAKE;
+	event_assign(&t->ev_read, t->base, fd, EV_READ | EV_PERSIST, on_read,
+	    t);
+	event_assign(&t->ev_write, t->base, fd, EV_WRITE | EV_PERSIST,
+	    on_write, t);
+	pass(t, 0);
+}
+
+static void
+attempt(struct tunnel *t)
+{
+	struct timeval	tv = { LOGIN_GRACE_SEC, 0 };
+
+	(t->backoff.unreachable > 0 ? log_debug : log_info)("tunnel %s: "
+	    "connecting", t->name);
+	t->state = T_CONNECTING;
+	evtimer_assign(&t->ev_retry, t->base, on_login_deadline, t);
+	evtimer_add(&t->ev_retry, &tv);
+	if ((t->dial = dial_start(t->base, &t->server, LOGIN_GRACE_SEC,
+	    on_dialled, t)) == NULL)
+		retry_later(t, BACKOFF_UNREACHABLE, "cannot connect",
+		    "out of memory");
+}
+
+static void
+default_user(struct tunnel *t, const struct tunnel_conf *tc)
+{
+	struct passwd	*pw;
+
+	if (tc->dest.user[0] != '\0')
+		snprintf(t->user, sizeof(t->user), "%s", tc->dest.user);
+	else if ((pw = getpwuid(getuid())) != NULL)
+		snprintf(t->user, sizeof(t->user), "%s", pw->pw_name);
+	else
+		snprintf(t->user, sizeof(t->user), "%u", (unsigned)getuid());
+}
+
+static int
+known_hosts_path(const struct tunnel_conf *tc, char *buf, size_t len)
+{
+	const char	*home = getenv("HOME");
+	struct passwd	*pw;
+
+	if (tc->known_hosts != NULL)
+		return snprintf(buf, len, "%s", tc->known_hosts) < (int)len ?
+		    0 : -1;
+	if (home == NULL && (pw = getpwuid(getuid())) != NULL)
+		home = pw->pw_dir;
+	return snprintf(buf, len, "%s/.ssh/known_hosts", home ? home : "/") <
+	    (int)len ? 0 : -1;
+}
+
+struct tunnel *
+tunnel_new(struct event_base *base, const struct tunnel_conf *tc, char *err,
+    size_t errlen, int *exitcode)
+{
+	struct in6_addr	 v6;
+	struct tunnel	*t;
+	char		 path[4096];
+
+	if ((t = calloc(1, sizeof(*t))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		*exitcode = 71;
+		return NULL;
+	}
+	t->conf = tc;
+	t->base = base;
+	t->fd = -1;
+	TAILQ_INIT(&t->chans);
+	TAILQ_INIT(&t->closing);
+	TAILQ_INIT(&t->opens);
+	default_user(t, tc);
+	snprintf(t->name, sizeof(t->name), strchr(tc->dest.host, ':') ?
+	    "%s@[%s]:%u" : "%s@%s:%u", t->user, tc->dest.host, tc->dest.port);
+	t->server.kind = ADDR_INET;
+	snprintf(t->server.host, sizeof(t->server.host), "%s", tc->dest.host);
+	t->server.port = tc->dest.port;
+	t->server.numeric = inet_pton(AF_INET6, tc->dest.host, &v6) == 1 ||
+	    inet_pton(AF_INET, tc->dest.host, &v6) == 1;
+	evtimer_assign(&t->ev_retry, base, on_login_deadline, t);
+	event_assign(&t->ev_keepalive, base, -1, EV_PERSIST, keepalive_tick, t);
+	event_assign(&t->ev_kick, base, -1, 0, on_kick, t);
+	*exitcode = 66;
+	if (known_hosts_path(tc, path, sizeof(path)) == -1 ||
+	    (t->hostkeys = hostkeys_load(path, tc->accept_new_host_key, err,
+	    errlen)) == NULL ||
+	    (t->auth = auth_load(tc, err, errlen, exitcode)) == NULL ||
+	    fwd_setup(t, err, errlen, exitcode) == -1) {
+		tunnel_free(t);
+		return NULL;
+	}
+	return t;
+}
+
+void
+tunnel_start(struct tunnel *t)
+{
+	struct timeval	now = { 0, 0 };
+
+	evtimer_assign(&t->ev_retry, t->base, on_retry, t);
+	evtimer_add(&t->ev_retry, &now);
+}
+
+int
+tunnel_exit_code(const struct tunnel *t)
+{
+	return t == NULL ? 0 : t->exit_code;
+}
+
+void
+tunnel_free(struct tunnel *t)
+{
+	if (t == NULL)
+		return;
+	teardown(t);
+	open_fail_all(t, "shutdown");
+	fwd_free_all(t);
+	hostkeys_free(t->hostkeys);
+	auth_free(t->auth);
+	free(t);
+}

@@ -1,0 +1,35 @@
+/*
+ * An SSH tunnel: one libssh2 session to a server, kept up across failures,
+ * carrying -R, -L and -D forwards whose connections the relay pump moves.
+ */
+#ifndef TUNNEL_TUNNEL_H
+#define TUNNEL_TUNNEL_H
+
+#include <stddef.h>
+
+#include "relay/config.h"
+
+struct event_base;
+struct tunnel;
+
+/* Once per process, before any tunnel. Returns -1 if libssh2 fails. */
+int	tunnel_global_init(void);
+void	tunnel_global_exit(void);
+/*
+ * The privileged step: reads keys and known hosts, binds -L/-D listeners.
+ * Returns NULL with a one-line message and a sysexits.h code.
+ */
+struct tunnel *tunnel_new(struct event_base *, const struct tunnel_conf *,
+	    char *err, size_t errlen, int *exitcode);
+/* Starts connecting (after privileges are dropped). */
+void	tunnel_start(struct tunnel *);
+/*
+ * Non-zero when the tunnel met a failure that is fatal at first start
+ * (host key, authentication, a forward with --exit-on-forward-failure);
+ * the loop was asked to stop and the caller exits with this code.
+ */
+int	tunnel_exit_code(const struct tunnel *);
+/* Closes everything. */
+void	tunnel_free(struct tunnel *);
+
+#endif

@@ -1,0 +1,157 @@
+/* What the tunnel's files share; nothing outside tunnel/ includes this. */
+#ifndef TUNNEL_TUNNEL_INT_H
+#define TUNNEL_TUNNEL_INT_H
+
+#include <sys/queue.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <libssh2.h>
+#include <event2/event_struct.h>
+
+#include "relay/config.h"
+#include "relay/endpoint.h"
+#include "relay/service.h"
+#include "tunnel/backoff.h"
+
+struct tunnel;
+struct listener;
+
+/*
+ * libssh2 1.10 can hold only one partly sent packet per session: the call
+ * that left it must be repeated, and no other call may send, until it
+ * completes. The holder is recorded as (who, op).
+ */
+enum ssh_op {
+	OP_NONE, OP_READ, OP_WRITE, OP_EOF, OP_FREE, OP_OPEN, OP_LISTEN,
+	OP_ACCEPT
+};
+
+/* A channel seen by the pump as an endpoint. */
+struct chan {
+	struct endpoint		 ep;	/* first: the pump sees &ep */
+	TAILQ_ENTRY(chan)	 entry;
+	struct tunnel		*t;
+	LIBSSH2_CHANNEL		*ch;	/* NULL once the session is gone */
+	size_t			 pending_write;	/* length of a partial write */
+	uint8_t			 eof_pending;
+	uint8_t			 closing;	/* freed by the pump's owner */
+};
+
+/* A request that needs the session's one channel-open slot. */
+struct open_req {
+	TAILQ_ENTRY(open_req)	 entry;
+	struct tunnel		*t;
+	struct addr_spec	 to;
+	int			 ping;		/* a keepalive probe, no channel */
+	int			 in_progress;	/* libssh2 holds its open state */
+	int			 abandoned;	/* nobody waits for it any more */
+	struct event		 timer;
+	/* Reports the channel (an endpoint) or why it failed. */
+	void			(*done)(struct endpoint *, const char *why,
+				    void *arg);
+	void			*arg;
+};
+
+enum fwd_state { FWD_DOWN, FWD_REQUESTING, FWD_UP, FWD_WAITING };
+
+struct fwd {
+	struct tunnel		*t;
+	const struct forward_spec *spec;
+	char			 name[320];	/* "-R 10080:127.0.0.1:80" */
+	struct service		 svc;
+	enum fwd_state		 state;
+	LIBSSH2_LISTENER	*listener;	/* -R, once up */
+	int			 bound_port;
+	int			 ever_up;
+	struct listener		*local;		/* -L and -D */
+	struct backoff		 backoff;
+	struct event		 retry;
+};
+
+enum tunnel_state { T_DOWN, T_CONNECTING, T_HANDSHAKE, T_AUTH, T_UP };
+
+struct tunnel {
+	const struct tunnel_conf *conf;
+	struct event_base	*base;
+	char			 name[320];	/* user@host:port for logs */
+	char			 user[64];
+	struct addr_spec	 server;
+	struct hostkeys		*hostkeys;
+	struct auth		*auth;
+	enum tunnel_state	 state;
+	LIBSSH2_SESSION		*s;
+	int			 fd;
+	void			*dial;
+	struct event		 ev_read;
+	struct event		 ev_write;
+	struct event		 ev_retry;	/* next attempt, login deadline */
+	struct event		 ev_keepalive;
+	struct event		 ev_kick;	/* a pass soon, from the loop */
+	int			 write_armed;
+	struct backoff		 backoff;
+	int			 ever_up;
+	int			 exit_code;
+	int			 sock_dead;	/* recv saw EOF or an error */
+	int			 sock_errno;
+	struct timespec		 last_rx;
+	int			 missed;	/* keepalive probes unanswered */
+	int			 pinging;	/* a probe is queued */
+	uint64_t		 moved;		/* channel bytes, to see progress */
+	uint64_t		 calls;		/* libssh2 calls that read input */
+	unsigned		 sessions;	/* sessions started so far */
+	char			 fail_why[160];	/* set by tunnel_fail */
+	void			*owner;		/* the partial packet's holder */
+	enum ssh_op		 owner_op;
+	struct fwd		*fwds;
+	size_t			 nfwds;
+	TAILQ_HEAD(, chan)	 chans;
+	TAILQ_HEAD(, chan)	 closing;
+	TAILQ_HEAD(, open_req)	 opens;
+};
+
+/* Whether who may make the libssh2 call op now. */
+int	tunnel_may_call(struct tunnel *, void *who, enum ssh_op op);
+/* Records the outcome of a call: a partial packet makes who its holder. */
+void	tunnel_called(struct tunnel *, void *who, enum ssh_op op, int rc);
+/* Declares the session dead (deferred to the loop: safe from callbacks). */
+void	tunnel_fail(struct tunnel *, const char *why);
+/* Asks for a pass over every channel from the loop. */
+void	tunnel_kick(struct tunnel *);
+
+/* Channels (channel.c). */
+struct chan *chan_new(struct tunnel *, LIBSSH2_CHANNEL *);
+/* Runs the pending work of closing channels; returns -1 if the session
+ * failed meanwhile. */
+int	chan_reap(struct tunnel *);
+/* Completes the partial packet ch holds for op (closing channels). */
+void	chan_finish_owned(struct chan *, enum ssh_op);
+/* Detaches every channel from a dying session and tells their owners. */
+void	chan_detach_all(struct tunnel *);
+/* Whether the pump should be told ch is readable. */
+int	chan_readable(struct chan *);
+
+/* Forwards (forward.c). */
+int	fwd_setup(struct tunnel *, char *err, size_t errlen, int *exitcode);
+void	fwd_session_up(struct tunnel *);
+void	fwd_session_down(struct tunnel *);
+/* Requests pending -R forwards and accepts their connections; -1 if the
+ * tunnel stopped meanwhile (fatal or failed). */
+int	fwd_service(struct tunnel *);
+/* Runs the channel-open queue; -1 if the tunnel failed meanwhile. */
+int	open_service(struct tunnel *);
+/* Queues a channel open to to; NULL on allocation failure. */
+struct open_req *open_request(struct tunnel *, const struct addr_spec *to,
+	    int timeout_sec, void (*done)(struct endpoint *, const char *,
+	    void *), void *arg);
+void	open_cancel(struct open_req *);
+/* Fails every queued open (the tunnel is going away). */
+void	open_fail_all(struct tunnel *, const char *why);
+void	fwd_free_all(struct tunnel *);
+
+/* -D handshakes (socks_conn.c): takes an accepted client fd. The -D
+ * service's ops open the requested target and answer the client. */
+extern const struct service_ops socks_ops;
+void	socks_accept(struct fwd *, int fd, const struct sockaddr *, socklen_t);
+
+#endif
