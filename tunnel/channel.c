@@ -106,22 +106,16 @@ send_eof(struct chan *c)
 	return rc;
 }
 
+/* The EOF is sent by chan_reap: always from the same call site. */
 static int
 chan_shutdown_write(struct endpoint *ep)
 {
 	struct chan	*c = (struct chan *)ep;
-	int		 rc;
 
-	if (c->ch == NULL)
-		return 0;
-	if ((rc = send_eof(c)) == LIBSSH2_ERROR_EAGAIN) {
-		c->eof_pending = 1;	/* finished by chan_reap's passes */
+	if (c->ch != NULL) {
+		c->eof_pending = 1;
 		tunnel_kick(c->t);
-		return 0;
 	}
-	if (rc < 0 && rc != LIBSSH2_ERROR_CHANNEL_CLOSED &&
-	    rc != LIBSSH2_ERROR_CHANNEL_EOF_SENT)
-		chan_error(c, rc);
 	return 0;
 }
 
@@ -170,15 +164,35 @@ chan_new(struct tunnel *t, LIBSSH2_CHANNEL *ch)
 	return c;
 }
 
+/*
+ * Data or EOF is queued, or our receive window runs low: libssh2 re-opens
+ * the window only at the start of a read, so without that read a server
+ * that filled the window would wait for us forever.
+ */
 int
 chan_readable(struct chan *c)
 {
-	unsigned long	avail = 0;
+	unsigned long	avail = 0, initial = 0, window;
 
 	if (c->ch == NULL)
 		return 1;
-	libssh2_channel_window_read_ex(c->ch, &avail, NULL);
-	return avail > 0 || libssh2_channel_eof(c->ch) == 1;
+	window = libssh2_channel_window_read_ex(c->ch, &avail, &initial);
+	return avail > 0 || window < initial / 2 ||
+	    libssh2_channel_eof(c->ch) == 1;
+}
+
+void
+chan_drain(struct chan *c)
+{
+	char	none;
+	ssize_t	n;
+
+	/* A read drains the whole socket into libssh2's queues; with no
+	 * room it takes no data, leaving that to the pump. */
+	if (c->ch == NULL || !tunnel_may_call(c->t, c, OP_READ))
+		return;
+	n = libssh2_channel_read(c->ch, &none, 0);
+	tunnel_called(c->t, c, OP_READ, (int)n);
 }
 
 void
@@ -194,13 +208,9 @@ chan_finish_owned(struct chan *c, enum ssh_op op)
 		    sizeof(scratch) ? c->pending_write : sizeof(scratch));
 	else if (op == OP_READ)
 		n = libssh2_channel_read(c->ch, scratch, sizeof(scratch));
-	else if (op == OP_EOF)
-		n = libssh2_channel_send_eof(c->ch);
 	else
 		return;
 	tunnel_called(c->t, c, op, (int)n);
-	if (op == OP_EOF && n != LIBSSH2_ERROR_EAGAIN)
-		c->eof_pending = 0;
 }
 
 int
@@ -209,21 +219,25 @@ chan_reap(struct tunnel *t)
 	struct chan	*c, *next;
 	int		 rc;
 
-	for (c = TAILQ_FIRST(&t->chans); c != NULL; c = next) {
-		next = TAILQ_NEXT(c, entry);
-		if (c->eof_pending && (rc = send_eof(c)) !=
-		    LIBSSH2_ERROR_EAGAIN)
-			c->eof_pending = 0;
+	TAILQ_FOREACH(c, &t->chans, entry) {
+		if (!c->eof_pending)
+			continue;
+		if ((rc = send_eof(c)) == LIBSSH2_ERROR_EAGAIN)
+			continue;
+		c->eof_pending = 0;
+		if (rc == LIBSSH2_ERROR_BAD_USE)
+			tunnel_fail(t, "libssh2 refused an EOF");
 	}
 	for (c = TAILQ_FIRST(&t->closing); c != NULL; c = next) {
 		next = TAILQ_NEXT(c, entry);
 		if (t->owner != NULL && t->owner != c)
 			return 0;
-		if (t->owner == c && t->owner_op != OP_FREE) {
+		if (t->owner == c && t->owner_op == OP_EOF)
+			(void)send_eof(c);
+		else if (t->owner == c && t->owner_op != OP_FREE)
 			chan_finish_owned(c, t->owner_op);
-			if (t->owner == c)
-				return 0;
-		}
+		if (t->owner == c && t->owner_op != OP_FREE)
+			return 0;
 		rc = libssh2_channel_free(c->ch);
 		tunnel_called(t, c, OP_FREE, rc);
 		if (rc == LIBSSH2_ERROR_EAGAIN)

@@ -184,8 +184,9 @@ hostkeys_fingerprint(LIBSSH2_SESSION *s, char *buf, size_t len)
 	snprintf(buf, len, "SHA256:%.*s", n, b64);
 }
 
-/* Records a newly accepted key in the file and in memory. */
-static void
+/* Records a newly accepted key in memory and in the file (0), or in
+ * memory only (-1, errno set). */
+static int
 remember(struct hostkeys *hk, LIBSSH2_KNOWNHOSTS *kh, const char *host,
     int port, const char *key, size_t keylen, const struct keytype *kt)
 {
@@ -202,22 +203,22 @@ remember(struct hostkeys *hk, LIBSSH2_KNOWNHOSTS *kh, const char *host,
 	    kt->knownhost_type, &node) != 0 ||
 	    libssh2_knownhost_writeline(kh, node, line, sizeof(line), &len,
 	    LIBSSH2_KNOWNHOST_FILE_OPENSSH) != 0) {
-		log_warnx("cannot format the new host key for %s", name);
-		return;
+		errno = EINVAL;
+		return -1;
 	}
 	while (len > 0 && line[len - 1] == '\n')
 		len--;
 	if (add_line(hk, line, len) == -1)
-		log_warnx("out of memory remembering the host key of %s", name);
+		return -1;
 	line[len++] = '\n';
 	if (write(hk->append_fd, line, len) != (ssize_t)len)
-		log_warn("cannot add the host key of %s to %s (kept in "
-		    "memory)", name, hk->path);
+		return -1;
+	return 0;
 }
 
 int
 hostkeys_verify(struct hostkeys *hk, LIBSSH2_SESSION *s, const char *host,
-    int port, char *err, size_t errlen)
+    int port, const char *logname, char *err, size_t errlen)
 {
 	LIBSSH2_KNOWNHOSTS	*kh;
 	const struct keytype	*kt;
@@ -242,16 +243,22 @@ hostkeys_verify(struct hostkeys *hk, LIBSSH2_SESSION *s, const char *host,
 	    LIBSSH2_KNOWNHOST_TYPE_PLAIN | LIBSSH2_KNOWNHOST_KEYENC_RAW |
 	    kt->knownhost_type, NULL);
 	if (rc == LIBSSH2_KNOWNHOST_CHECK_MATCH) {
-		log_debug("host key of %s is known (%s %s)", name, kt->name, fp);
+		log_debug("tunnel %s: host key of %s is known (%s %s)", logname,
+		    name, kt->name, fp);
 	} else if (rc == LIBSSH2_KNOWNHOST_CHECK_MISMATCH) {
 		snprintf(err, errlen, "host key of %s has CHANGED (%s %s); "
 		    "refusing: the connection may be intercepted; if the "
 		    "server's key was replaced, remove its old line from %s",
 		    name, kt->name, fp, hk->path);
 	} else if (hk->accept_new) {
-		remember(hk, kh, host, port, key, len, kt);
-		log_info("host key of %s was unknown, now recorded in %s "
-		    "(%s %s)", name, hk->path, kt->name, fp);
+		if (remember(hk, kh, host, port, key, len, kt) == 0)
+			log_info("tunnel %s: host key of %s was unknown, now "
+			    "recorded in %s (%s %s)", logname, name, hk->path,
+			    kt->name, fp);
+		else
+			log_warn("tunnel %s: host key of %s was unknown, "
+			    "accepted (%s %s) but not recorded in %s", logname,
+			    name, kt->name, fp, hk->path);
 		rc = LIBSSH2_KNOWNHOST_CHECK_MATCH;
 	} else {
 		snprintf(err, errlen, "host key of %s is unknown (%s %s); "

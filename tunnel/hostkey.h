@@ -18,10 +18,11 @@ void	hostkeys_prefer(struct hostkeys *, LIBSSH2_SESSION *,
 /*
  * After the handshake: 0 if the server's key is known (or was unknown and
  * is now recorded, with --accept-new-host-key); -1 with a one-line
- * message naming the key's SHA256 fingerprint otherwise.
+ * message naming the key's SHA256 fingerprint otherwise. Log lines start
+ * with "tunnel LOGNAME: ".
  */
 int	hostkeys_verify(struct hostkeys *, LIBSSH2_SESSION *, const char *host,
-	    int port, char *err, size_t errlen);
+	    int port, const char *logname, char *err, size_t errlen);
 /* Writes "SHA256:..." for the session's host key. */
 void	hostkeys_fingerprint(LIBSSH2_SESSION *, char *buf, size_t len);
 void	hostkeys_free(struct hostkeys *);

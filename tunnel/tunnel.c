@@ -78,6 +78,10 @@ tunnel_called(struct tunnel *t, void *who, enum ssh_op op, int rc)
 		t->owner = NULL;
 		t->owner_op = OP_NONE;
 	}
+	/* Called from a socket's pump: the session's events and any input
+	 * this call read are looked after by a pass. */
+	if (!t->in_pass)
+		tunnel_kick(t);
 }
 
 void
@@ -111,6 +115,7 @@ recv_cb(libssh2_socket_t fd, void *buf, size_t len, int flags,
 
 	if (n > 0) {
 		t->missed = 0;
+		t->rx_bytes += (uint64_t)n;
 		return n;
 	}
 	if (n == 0) {
@@ -118,7 +123,9 @@ recv_cb(libssh2_socket_t fd, void *buf, size_t len, int flags,
 		t->sock_errno = 0;
 		return -ECONNRESET;
 	}
-	if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+	if (errno == EAGAIN || errno == EWOULDBLOCK)
+		t->drained = 1;
+	else if (errno != EINTR) {
 		t->sock_dead = 1;
 		t->sock_errno = errno;
 	}
@@ -282,7 +289,7 @@ step_handshake(struct tunnel *t)
 	}
 	log_methods(t);
 	if (hostkeys_verify(t->hostkeys, t->s, t->server.host,
-	    t->server.port, err, sizeof(err)) == -1) {
+	    t->server.port, t->name, err, sizeof(err)) == -1) {
 		refused(t, 77, err);
 		return;
 	}
@@ -336,7 +343,7 @@ step_auth(struct tunnel *t)
 		return;
 	case AUTH_OK:
 		became_up(t);
-		pass(t, 0);
+		tunnel_kick(t);
 		return;
 	case AUTH_REFUSED:
 		refused(t, 77, err);
@@ -350,37 +357,27 @@ step_auth(struct tunnel *t)
 	}
 }
 
-/* Offers readiness to every channel the pump waits on, until a round
- * moves nothing: libssh2 reads the socket for all channels at once, so
- * data for one channel may arrive while serving another. */
+/* Offers readiness once to every channel the pump waits on. */
 static int
 sweep(struct tunnel *t)
 {
 	struct chan	*c, *next;
-	uint64_t	 before;
-	int		 round, what;
+	int		 what;
 
-	for (round = 0; round < SWEEP_ROUNDS; round++) {
-		before = t->moved;
-		for (c = TAILQ_FIRST(&t->chans); c != NULL; c = next) {
-			next = TAILQ_NEXT(c, entry);
-			if (t->owner != NULL)
-				return 0;
-			what = 0;
-			if ((c->ep.wanted & EP_READ) && chan_readable(c))
-				what |= EP_READ;
-			if (c->ep.wanted & EP_WRITE)
-				what |= EP_WRITE;
-			if (what != 0)
-				c->ep.cb(&c->ep, what, c->ep.cbarg);
-			if (t->state != T_UP || t->fail_why[0] != '\0')
-				return -1;
-		}
-		if (t->moved == before)
+	for (c = TAILQ_FIRST(&t->chans); c != NULL; c = next) {
+		next = TAILQ_NEXT(c, entry);
+		if (t->owner != NULL)
 			return 0;
+		what = 0;
+		if ((c->ep.wanted & EP_READ) && chan_readable(c))
+			what |= EP_READ;
+		if (c->ep.wanted & EP_WRITE)
+			what |= EP_WRITE;
+		if (what != 0)
+			c->ep.cb(&c->ep, what, c->ep.cbarg);
+		if (t->state != T_UP || t->fail_why[0] != '\0')
+			return -1;
 	}
-	/* Still moving: yield to the rest of the loop, then carry on. */
-	tunnel_kick(t);
 	return 0;
 }
 
@@ -390,34 +387,67 @@ run_owner(struct tunnel *t)
 {
 	struct chan	*c = t->owner;
 
-	if (t->owner_op != OP_READ && t->owner_op != OP_WRITE &&
-	    t->owner_op != OP_EOF)
-		return;		/* opens, listens, frees: their service retries */
-	if (c->closing || t->owner_op == OP_EOF)
+	/* Opens, listens, EOFs and frees are retried by their own service,
+	 * always from the same place (libssh2 1.10 builds an EOF packet on
+	 * the stack and checks the address on retry). */
+	if (t->owner_op != OP_READ && t->owner_op != OP_WRITE)
+		return;
+	if (c->closing)
 		chan_finish_owned(c, t->owner_op);
 	else
 		c->ep.cb(&c->ep, t->owner_op == OP_READ ? EP_READ : EP_WRITE,
 		    c->ep.cbarg);
 }
 
-static void
-step_up(struct tunnel *t, int readable)
+/*
+ * Makes libssh2 process input it has read but not yet handled. A channel
+ * read drains everything; without a channel, a probe's channel open
+ * handles a packet per call.
+ */
+static int
+drain(struct tunnel *t)
 {
-	uint64_t	calls = t->calls;
+	struct chan	*c = TAILQ_FIRST(&t->chans);
 
-	if (t->owner != NULL)
-		run_owner(t);
-	if (t->state != T_UP || t->fail_why[0] != '\0')
-		return;
-	if (open_service(t) == -1 || fwd_service(t) == -1 || sweep(t) == -1 ||
-	    chan_reap(t) == -1)
-		return;
-	/* Input nobody read would wake us again at once: a probe reads it. */
-	if (readable && calls == t->calls && t->owner == NULL && !t->pinging &&
-	    open_request(t, NULL, 0, NULL, NULL) != NULL) {
-		t->pinging = 1;
-		open_service(t);
+	if (c != NULL) {
+		chan_drain(c);
+		return 0;
 	}
+	if (!t->pinging && open_request(t, NULL, 0, NULL, NULL) != NULL)
+		t->pinging = 1;
+	return open_service(t);
+}
+
+/*
+ * Serves the session until nothing changes. libssh2 reads the socket for
+ * every channel at once, so any call may bring input for a channel
+ * already served in this round: rounds repeat while input arrives, is
+ * left unprocessed, or bytes move.
+ */
+static void
+step_up(struct tunnel *t)
+{
+	uint64_t	rx, moved;
+	int		round;
+
+	for (round = 0; round < SWEEP_ROUNDS; round++) {
+		rx = t->rx_bytes;
+		moved = t->moved;
+		if (t->owner != NULL)
+			run_owner(t);
+		if (t->state != T_UP || t->fail_why[0] != '\0')
+			return;
+		if (open_service(t) == -1 || fwd_service(t) == -1 ||
+		    sweep(t) == -1 || chan_reap(t) == -1)
+			return;
+		if (!t->drained && t->owner == NULL && drain(t) == -1)
+			return;
+		if (t->owner != NULL || (t->drained && t->rx_bytes == rx &&
+		    t->moved == moved))
+			return;
+	}
+	/* Still busy: yield to the rest of the loop, then carry on. */
+	tunnel_kick(t);
 }
 
 static void
@@ -427,6 +457,9 @@ pass(struct tunnel *t, int readable)
 
 	if (t->s == NULL)
 		return;
+	t->in_pass = 1;
+	if (readable)
+		t->drained = 0;
 	switch (t->state) {
 	case T_HANDSHAKE:
 		step_handshake(t);
@@ -435,11 +468,17 @@ pass(struct tunnel *t, int readable)
 		step_auth(t);
 		break;
 	case T_UP:
-		step_up(t, readable);
+		step_up(t);
 		break;
 	default:
 		break;
 	}
+	/* Handshake and login calls handle one packet each: more may wait. */
+	if (t->s != NULL && t->state != T_UP && !t->drained &&
+	    !(libssh2_session_block_directions(t->s) &
+	    LIBSSH2_SESSION_BLOCK_OUTBOUND))
+		tunnel_kick(t);
+	t->in_pass = 0;
 	if (t->s != NULL && (t->sock_dead || t->fail_why[0] != '\0')) {
 		if (t->fail_why[0] != '\0')
 			snprintf(why, sizeof(why), "%s", t->fail_why);

@@ -99,6 +99,11 @@ struct tunnel {
 	int			 pinging;	/* a probe is queued */
 	uint64_t		 moved;		/* channel bytes, to see progress */
 	uint64_t		 calls;		/* libssh2 calls that read input */
+	uint64_t		 rx_bytes;	/* bytes received from the server */
+	int			 in_pass;	/* inside pass(): it sees new input */
+	/* The last read from the socket said EAGAIN: libssh2 holds no
+	 * unprocessed input (some calls handle one packet per call). */
+	int			 drained;
 	unsigned		 sessions;	/* sessions started so far */
 	char			 fail_why[160];	/* set by tunnel_fail */
 	void			*owner;		/* the partial packet's holder */
@@ -130,6 +135,8 @@ void	chan_finish_owned(struct chan *, enum ssh_op);
 void	chan_detach_all(struct tunnel *);
 /* Whether the pump should be told ch is readable. */
 int	chan_readable(struct chan *);
+/* Lets libssh2 process buffered input through a zero-length read on ch. */
+void	chan_drain(struct chan *);
 
 /* Forwards (forward.c). */
 int	fwd_setup(struct tunnel *, char *err, size_t errlen, int *exitcode);
