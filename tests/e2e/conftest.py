@@ -891,3 +891,233 @@ def private_names(sockdir):
     names = PrivateNames(sockdir)
     yield names
     names.dns.stop()
+
+
+# ---------------------------------------------------------------- ssh tunnels
+# A private sshd (sshd.py) and relayd --ssh to it. The import sits here, not
+# at the top, because sshd.py uses the /proc helpers above.
+
+import functools                                            # noqa: E402
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer   # noqa: E402
+
+from sshd import Sshd, ensure_privsep_dir, PRIVSEP_DIR     # noqa: E402
+
+TUNNEL_UP_TIMEOUT = 10      # seconds from start (or a reconnection) to "forward ... up"
+# Through a forward, a stream that makes no progress for this long is stuck
+# (a lost wake-up that only the next keepalive would end), not slow.
+STALL_TIMEOUT = 10 if SANITIZE else 5
+
+# relayd: conn <ID> [-R 10080:127.0.0.1:80] ... in=N out=N time=S.mmm end=<reason>
+TUNNEL_CONN_RE = re.compile(
+    r"^relayd: conn (?P<id>\S+) \[(?P<forward>-[RLD] [^\]]+)\].*? "
+    r"in=(?P<inb>\d+) out=(?P<outb>\d+) time=(?P<time>\d+\.\d{3}) end=(?P<end>.+)$", re.M)
+
+_FORWARD_OPTS = {"-R": "R", "--remote": "R", "-L": "L", "--local": "L",
+                 "-D": "D", "--dynamic": "D"}
+
+
+def forward_up_re(kind, spec):
+    """The tunnel's "forward ... up" line for -KIND SPEC. -L and -D without a
+    bind address are logged with the default one, 127.0.0.1; -R says the
+    port the server listens on (the allocated one for port 0)."""
+    if kind == "R":
+        return rf"forward -R {re.escape(spec)} up on port (?P<port>\d+)\b"
+    return rf"forward -{kind} (?:127\.0\.0\.1:)?{re.escape(spec)} up\b"
+
+
+class ForwardAddr(Addr):
+    """A forward's loopback end: its sockets fail on a stalled stream."""
+
+    def connect(self, timeout=STALL_TIMEOUT):
+        return super().connect(timeout)
+
+
+def fwd(port):
+    """127.0.0.1:port, the listening end of a forward."""
+    return ForwardAddr(socket.AF_INET, ("127.0.0.1", port))
+
+
+class Tunnel:
+    """A relayd started with --ssh DEST, and the lines its tunnel logs, all
+    of which start "relayd: tunnel DEST: "."""
+
+    def __init__(self, relayd, dest):
+        self.relayd = relayd
+        self.dest = dest
+        self.prefix = rf"^relayd: tunnel {re.escape(dest)}: "
+
+    def lines(self, pattern):
+        """Every match so far of pattern after the tunnel's prefix."""
+        return list(re.finditer(self.prefix + pattern, self.relayd.log(), re.M))
+
+    def wait(self, pattern, n=1, timeout=TUNNEL_UP_TIMEOUT):
+        """The n-th match of pattern, once there; fails if relayd exits or
+        time runs out first."""
+        deadline = time.monotonic() + timeout
+        while True:
+            exited = not self.relayd.alive()
+            found = self.lines(pattern)
+            if len(found) >= n:
+                return found[n - 1]
+            if exited:
+                pytest.fail(f"relayd {self.relayd.name} exited before tunnel line #{n} "
+                            f"/{pattern}/", pytrace=False)
+            if time.monotonic() > deadline:
+                pytest.fail(f"relayd {self.relayd.name}: {len(found)} tunnel lines "
+                            f"/{pattern}/ after {timeout} s, wanted {n}", pytrace=False)
+            time.sleep(0.02)
+
+    def wait_up(self, kind, spec, n=1, timeout=TUNNEL_UP_TIMEOUT):
+        """Waits for the n-th "forward -KIND SPEC up"; returns the port for -R."""
+        m = self.wait(forward_up_re(kind, spec), n, timeout)
+        return int(m.group("port")) if kind == "R" else None
+
+    def conns(self, forward=None):
+        """Summary lines of connections carried by the tunnel's forwards
+        (forward: "-R SPEC" to keep one forward's), parsed."""
+        out = []
+        for m in TUNNEL_CONN_RE.finditer(self.relayd.log()):
+            c = m.groupdict()
+            if forward is None or c["forward"] == forward:
+                c["inb"], c["outb"] = int(c["inb"]), int(c["outb"])
+                c["line"] = m.group(0)
+                out.append(c)
+        return out
+
+    def wait_conns(self, n, forward=None, timeout=5):
+        deadline = time.monotonic() + timeout
+        while len(found := self.conns(forward)) < n:
+            if time.monotonic() > deadline:
+                pytest.fail(f"relayd {self.relayd.name}: {len(found)} conn lines for "
+                            f"{forward or 'the tunnel'}, wanted {n}, after {timeout} s",
+                            pytrace=False)
+            time.sleep(0.02)
+        return found
+
+
+class _SshdLogs:
+    """Adds each sshd's log to the report of a failed test, as relayd's are."""
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item, call):
+        outcome = yield
+        report = outcome.get_result()
+        if report.failed:
+            for d in getattr(item, "sshds", ()):
+                report.sections.append((f"sshd {d.name} ({report.when})", d.describe()))
+
+
+def pytest_configure(config):
+    config.pluginmanager.register(_SshdLogs(), "relayd-e2e-sshd-logs")
+
+
+@pytest.fixture(scope="session")
+def privsep_dir():
+    """/run/sshd, made if missing and then left in place: another test run
+    (or the machine's sshd) may have started using it meanwhile."""
+    ensure_privsep_dir()
+    return PRIVSEP_DIR
+
+
+@pytest.fixture
+def make_sshd(request, tmp_path, privsep_dir):
+    """Factory: make_sshd(ipv6=False) starts a private sshd on a free port
+    (127.0.0.1, and ::1 with ipv6). Teardown kills each one and what it
+    forked, by PID; their logs are shown if the test failed."""
+    if not os.access("/usr/sbin/sshd", os.X_OK):
+        pytest.skip("no /usr/sbin/sshd (apt-get install openssh-server)")
+    made = []
+    request.node.sshds = made
+
+    def start(ipv6=False):
+        d = Sshd(tmp_path / f"sshd-{len(made) + 1}", free_port(), ipv6=ipv6)
+        made.append(d)
+        return d.start()
+
+    yield start
+    for d in made:
+        d.kill()
+
+
+@pytest.fixture
+def sshd(make_sshd):
+    return make_sshd()
+
+
+@pytest.fixture
+def tunnel(relayd, sshd):
+    """Factory: tunnel(*args, identity=None, known_hosts=None, server=None,
+    host="127.0.0.1", up=True, ready=True, **relayd_kw) starts relayd --ssh
+    root@HOST:PORT of server (default: the sshd fixture) with args (forwards,
+    options, a --listen/--to relay), a key the server accepts and a
+    known_hosts file that knows its host key, unless given others. With up it
+    waits until every forward in args logged "up". Returns a Tunnel."""
+    def start(*args, identity=None, known_hosts=None, server=None, host="127.0.0.1",
+              up=True, ready=True, **kw):
+        server = server or sshd
+        dest = server.dest(host)
+        identity = identity or server.keys["ed25519"]
+        known_hosts = known_hosts or server.write_known_hosts("good", host)
+        r = relayd("--ssh", dest, *args, "--identity", identity,
+                   "--known-hosts", known_hosts, ready=ready, **kw)
+        t = Tunnel(r, dest)
+        if up:
+            args = list(map(str, args))
+            for opt, spec in zip(args, args[1:]):
+                if opt in _FORWARD_OPTS:
+                    t.wait_up(_FORWARD_OPTS[opt], spec)
+        return t
+
+    return start
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+class HttpBackend:
+    """Python's http.server on 127.0.0.1 serving one generated file, /blob."""
+
+    def __init__(self, directory, nbytes, seed):
+        directory.mkdir(parents=True, exist_ok=True)
+        data = payload(seed, nbytes)
+        (directory / "blob").write_bytes(data)
+        self.digest = digest_of(data)
+        handler = functools.partial(_QuietHandler, directory=str(directory))
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.spec = f"127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(2)
+
+
+@pytest.fixture
+def http_backend(tmp_path):
+    """An HttpBackend with a 4 MiB file."""
+    b = HttpBackend(tmp_path / "www", 4 << 20, seed=77)
+    yield b
+    b.stop()
+
+
+def listening(addr):
+    """True if something accepts connections on addr right now."""
+    with socket.socket(addr.family, socket.SOCK_STREAM) as s:
+        return s.connect_ex(addr.sockaddr) == 0
+
+
+def curl_digest(url, *options, timeout=30):
+    """(length, sha256) of what curl fetched from url; fails on any error."""
+    done = subprocess.run(["curl", "--silent", "--show-error", "--fail",
+                           "--max-time", str(timeout), "--speed-limit", "1024",
+                           "--speed-time", str(STALL_TIMEOUT), *options, "--output", "-", url],
+                          stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout + 5)
+    assert done.returncode == 0, f"curl {' '.join(options)} {url}: exit {done.returncode}, " \
+                                 f"{done.stderr.decode(errors='replace').strip()}"
+    return digest_of(done.stdout)

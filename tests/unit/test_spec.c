@@ -6,7 +6,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "tunnel/spec.h"
+#include "relay/spec.h"
 
 static char err[512];
 

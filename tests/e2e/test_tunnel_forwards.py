@@ -1,0 +1,179 @@
+"""Forwards carry bytes untouched through a real sshd: -R from the server's
+port to a backend here, -L from a port here to a backend the server reaches,
+-D as a SOCKS5 proxy; volume, many channels at once, half-closes."""
+
+import socket
+import time
+
+import pytest
+
+from conftest import (Background, curl_digest, echo_roundtrip, echo_stream, free_port, fwd,
+                      listening, recv_all, recv_exact, recv_until_eof, send_stream,
+                      sink_reply, sink_roundtrip, tcp4, tcp6, wait_closed)
+
+MiB = 1 << 20
+
+
+def exchange(addr, seed, nbytes):
+    """Uploads nbytes to a PumpBackend through addr while downloading what it
+    sends; returns (sent, received) as (length, sha256)."""
+    with addr.connect() as s:
+        def upload():
+            sent = send_stream(s, seed, nbytes)
+            s.shutdown(socket.SHUT_WR)
+            return sent
+        uploader = Background(upload)
+        got = recv_all(s)
+        return uploader.result(), got
+
+
+def test_remote_64mib_each_way(tunnel, backends):
+    target = backends.pump(64 * MiB, seed=21)
+    rport = free_port()
+    spec = f"{rport}:{target.spec}"
+    t = tunnel("-R", spec)
+    sent, got = exchange(fwd(rport), 22, 64 * MiB)
+    [rec] = target.wait_done(1)
+    assert rec.get("received") == sent, "server side -> backend stream differs"
+    assert got == rec.get("sent"), "backend -> server side stream differs"
+    [c] = t.wait_conns(1, f"-R {spec}")
+    assert (c["inb"], c["outb"]) == (64 * MiB, 64 * MiB), c["line"]
+    t.relayd.stop()
+
+
+def test_remote_50_channels_at_once(tunnel, sink):
+    n = 50
+    rport = free_port()
+    spec = f"{rport}:{sink.spec}"
+    t = tunnel("-R", spec)
+    socks = [fwd(rport).connect() for _ in range(n)]      # all open before any data
+    try:
+        def one(i):
+            s = socks[i]
+            sent = send_stream(s, 500 + i, 50_000 + 1013 * i)
+            s.shutdown(socket.SHUT_WR)
+            return sent, recv_until_eof(s)
+        workers = [Background(one, i) for i in range(n)]
+        sent = []
+        for i, w in enumerate(workers):
+            mine, answer = w.result()
+            assert answer == sink_reply(mine), f"channel {i}: sent {mine}, got {answer!r}"
+            sent.append(mine)
+    finally:
+        for s in socks:
+            s.close()
+    assert sorted(r["received"] for r in sink.wait_done(n)) == sorted(sent)
+    assert len(t.wait_conns(n, f"-R {spec}")) == n
+
+
+def test_remote_port_zero_allocated_by_server(tunnel, sink):
+    spec = f"0:{sink.spec}"
+    t = tunnel("-R", spec, up=False)
+    port = t.wait_up("R", spec)
+    assert 0 < port < 65536
+    sink_roundtrip(fwd(port))
+    [rec] = sink.wait_done(1)
+    assert rec["received"][0] == 100_000
+
+
+def test_local_forward(tunnel, sink):
+    lport = free_port()
+    t = tunnel("-L", f"{lport}:{sink.spec}")
+    sink_roundtrip(fwd(lport), seed=5, nbytes=3 * MiB)
+    [rec] = sink.wait_done(1)
+    [c] = t.wait_conns(1)
+    assert c["forward"].startswith("-L "), c["line"]
+    assert (c["inb"], c["outb"]) == (3 * MiB, len(sink_reply(rec["received"]))), c["line"]
+
+
+def test_local_forward_compressed(tunnel, echo):
+    lport = free_port()
+    tunnel("-L", f"{lport}:{echo.spec}", "-C")
+    with fwd(lport).connect() as s:
+        echo_stream(s, 9, 2 * MiB)
+
+
+def test_ipv6_server_address(make_sshd, tunnel, sink):
+    server = make_sshd(ipv6=True)
+    rport = free_port()
+    t = tunnel("-R", f"{rport}:{sink.spec}", server=server, host="::1")
+    assert t.dest == f"root@[::1]:{server.port}"
+    sink_roundtrip(fwd(rport))
+
+
+# ---------------------------------------------------------------- -D (SOCKS5)
+
+def test_dynamic_curl_socks5_hostname(tunnel, http_backend):
+    dport = free_port()
+    tunnel("-D", str(dport))
+    got = curl_digest(f"http://localhost:{http_backend.port}/blob",
+                      "--socks5-hostname", f"127.0.0.1:{dport}")
+    assert got == http_backend.digest
+
+
+ATYP = {"ipv4": 1, "domain": 3, "ipv6": 4}
+BOUND_LEN = {1: 4, 4: 16}
+
+
+def socks5_connect(proxy, kind, host, port):
+    """A SOCKS5 CONNECT (no authentication) through proxy; returns the socket
+    and the reply's REP field, with the bound address read off if REP is 0."""
+    s = proxy.connect()
+    s.sendall(b"\x05\x01\x00")
+    assert recv_exact(s, 2) == b"\x05\x00", "no-authentication method not chosen"
+    if kind == "domain":
+        addr = bytes([len(host)]) + host.encode()
+    else:
+        addr = socket.inet_pton(socket.AF_INET if kind == "ipv4" else socket.AF_INET6, host)
+    s.sendall(b"\x05\x01\x00" + bytes([ATYP[kind]]) + addr + port.to_bytes(2, "big"))
+    ver, rep, _, atyp = recv_exact(s, 4)
+    assert ver == 5, f"reply version {ver}"
+    if rep == 0:
+        n = BOUND_LEN.get(atyp) or recv_exact(s, 1)[0]
+        recv_exact(s, n + 2)
+    return s, rep
+
+
+@pytest.mark.parametrize("kind,host,family", [
+    ("ipv4", "127.0.0.1", socket.AF_INET),
+    ("ipv6", "::1", socket.AF_INET6),
+    ("domain", "localhost", socket.AF_INET),
+], ids=["ipv4", "ipv6", "domain"])
+def test_dynamic_raw_socks5(tunnel, backends, kind, host, family):
+    echo = backends.echo(tcp4() if family == socket.AF_INET else tcp6())
+    dport = free_port()
+    t = tunnel("-D", str(dport))
+    s, rep = socks5_connect(fwd(dport), kind, host, echo.addr.port)
+    with s:
+        assert rep == 0, f"CONNECT {host}:{echo.addr.port} failed with REP {rep}"
+        echo_roundtrip(s)
+        echo_stream(s, 3, 1 * MiB)
+    [rec] = echo.wait_done(1)
+    assert rec["received"] == 4096 + MiB
+    assert len(t.wait_conns(1)) == 1
+
+
+def test_dynamic_connect_refused(tunnel, echo):
+    dead = free_port()                  # nothing listens there
+    dport = free_port()
+    t = tunnel("-D", str(dport))
+    s, rep = socks5_connect(fwd(dport), "ipv4", "127.0.0.1", dead)
+    with s:
+        assert rep != 0, f"CONNECT to closed port {dead} answered success"
+        wait_closed(s, 5)
+    assert t.relayd.alive()
+    s, rep = socks5_connect(fwd(dport), "ipv4", "127.0.0.1", echo.addr.port)
+    with s:
+        assert rep == 0, f"CONNECT after a refused one failed with REP {rep}"
+        echo_roundtrip(s)
+
+
+def test_sigterm_exits_0_and_closes_the_forward(tunnel, sink):
+    rport = free_port()
+    t = tunnel("-R", f"{rport}:{sink.spec}")
+    sink_roundtrip(fwd(rport))
+    t.relayd.stop(within=2.0)
+    deadline = time.monotonic() + 5
+    while listening(tcp4(rport)):
+        assert time.monotonic() < deadline, f"the server still listens on {rport} for a dead tunnel"
+        time.sleep(0.05)

@@ -1,0 +1,64 @@
+"""The server's host key is checked against known_hosts before anything
+else: unknown or changed, the tunnel refuses at first start (exit 77) and
+opens nothing; --accept-new-host-key records an unknown key, never a
+changed one."""
+
+import subprocess
+
+from conftest import free_port, fwd, listening, sink_roundtrip, tcp4
+
+EX_NOPERM = 77
+
+
+def assert_refused_before_auth(t, sshd, rport, *words):
+    """relayd exited 77 with a line naming the fingerprint and words, having
+    opened no forward and not even authenticated."""
+    assert t.relayd.wait_exit(10) == EX_NOPERM
+    log = t.relayd.log()
+    said = [ln for ln in log.splitlines()
+            if "host key" in ln and sshd.fingerprint in ln and all(w in ln for w in words)]
+    assert said, f"no line with 'host key', {words} and {sshd.fingerprint}"
+    assert not t.lines(r"forward .* up\b"), "a forward came up"
+    assert not listening(tcp4(rport)), f"something listens on the remote port {rport}"
+    assert "Accepted publickey" not in sshd.log(), "relayd authenticated to an unchecked host"
+
+
+def test_unknown_host_key_refused(tunnel, sshd, sink):
+    rport = free_port()
+    t = tunnel("-R", f"{rport}:{sink.spec}", known_hosts=sshd.write_known_hosts("empty"),
+               up=False, ready=False)
+    assert_refused_before_auth(t, sshd, rport, "unknown")
+
+
+def test_changed_host_key_refused(tunnel, sshd, sink):
+    rport = free_port()
+    t = tunnel("-R", f"{rport}:{sink.spec}", known_hosts=sshd.write_known_hosts("wrong"),
+               up=False, ready=False)
+    assert_refused_before_auth(t, sshd, rport, "CHANGED")
+
+
+def test_changed_host_key_refused_despite_accept_new(tunnel, sshd, sink):
+    rport = free_port()
+    known = sshd.write_known_hosts("wrong")
+    t = tunnel("-R", f"{rport}:{sink.spec}", "--accept-new-host-key", known_hosts=known,
+               up=False, ready=False)
+    assert_refused_before_auth(t, sshd, rport, "CHANGED")
+    assert known.read_text() == sshd.wrong_known_hosts_line(), "known_hosts was rewritten"
+
+
+def test_accept_new_host_key_records_it(tunnel, sshd, sink):
+    known = sshd.write_known_hosts("empty")
+    rport = free_port()
+    t = tunnel("-R", f"{rport}:{sink.spec}", "--accept-new-host-key", known_hosts=known)
+    sink_roundtrip(fwd(rport))
+    # OpenSSH finds the recorded line, hashed or not, with this server's key.
+    found = subprocess.run(["ssh-keygen", "-F", sshd.host_pattern(), "-f", str(known)],
+                           capture_output=True, text=True)
+    key = sshd.known_hosts_line().split(None, 1)[1].strip()
+    assert found.returncode == 0 and key in found.stdout, \
+        f"known_hosts after --accept-new-host-key: {known.read_text()!r}"
+    t.relayd.stop()
+    # And the file is now enough on its own.
+    rport2 = free_port()
+    tunnel("-R", f"{rport2}:{sink.spec}", known_hosts=known)
+    sink_roundtrip(fwd(rport2))

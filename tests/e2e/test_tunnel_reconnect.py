@@ -1,0 +1,122 @@
+"""The tunnel outlives its SSH session: dropped, refused, frozen or restarted,
+the server is tried again until the forwards are back, without restarting
+relayd; a forward the server refuses is retried too, unless told to exit."""
+
+import socket
+import time
+
+from conftest import free_port, fwd, sink_roundtrip
+
+LOST = r"lost: \S.*$"
+NEXT_ATTEMPT = r"next attempt in \d+(?:\.\d+)? s\b"
+BACK_WITHIN = 15        # seconds from the cause going away to the forward working
+EX_UNAVAILABLE = 69
+
+
+def test_session_processes_killed(tunnel, sshd, sink):
+    rport = free_port()
+    spec = f"{rport}:{sink.spec}"
+    t = tunnel("-R", spec)
+    sink_roundtrip(fwd(rport))
+    assert sshd.kill_session_processes(), "no sshd session process to kill"
+    t0 = time.monotonic()
+    t.wait(LOST, timeout=5)
+    t.wait(NEXT_ATTEMPT, timeout=5)
+    t.wait_up("R", spec, n=2, timeout=BACK_WITHIN)
+    sink_roundtrip(fwd(rport))
+    assert time.monotonic() - t0 < BACK_WITHIN
+
+
+def test_sshd_stopped_and_restarted(tunnel, sshd, sink):
+    rport = free_port()
+    spec = f"{rport}:{sink.spec}"
+    t = tunnel("-R", spec)
+    sink_roundtrip(fwd(rport))
+    sshd.stop()
+    t.wait(LOST, timeout=5)
+    t.wait(r"connecting\b", n=2, timeout=10)      # an attempt while nothing listens
+    time.sleep(0.5)
+    assert t.relayd.alive()
+    sshd.start()
+    t0 = time.monotonic()
+    t.wait_up("R", spec, n=2, timeout=BACK_WITHIN)
+    sink_roundtrip(fwd(rport))
+    assert time.monotonic() - t0 < BACK_WITHIN
+
+
+def test_sshd_frozen_detected_by_keepalive(tunnel, sshd, sink):
+    rport = free_port()
+    spec = f"{rport}:{sink.spec}"
+    t = tunnel("-R", spec, "--keepalive", "1", "--keepalive-count", "2")
+    sink_roundtrip(fwd(rport))
+    sshd.pause()
+    t0 = time.monotonic()
+    t.wait(LOST, timeout=10)
+    took = time.monotonic() - t0
+    assert took >= 1.0, f"declared lost {took:.2f} s after the server froze"
+    sshd.resume()
+    t0 = time.monotonic()
+    # The frozen session may still hold the remote port for a moment: the
+    # tunnel has to retry until it is released.
+    t.wait_up("R", spec, n=2, timeout=BACK_WITHIN)
+    sink_roundtrip(fwd(rport))
+    assert time.monotonic() - t0 < BACK_WITHIN
+
+
+class PortHog:
+    """Listening sockets on 127.0.0.1:PORT and [::1]:PORT, as a stale sshd
+    session holding a remote forward has them (sshd binds both loopbacks
+    for -R without an address, and succeeds if it gets either)."""
+
+    def __init__(self, port):
+        self.socks = []
+        for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+            s = socket.socket(family, socket.SOCK_STREAM)
+            if family == socket.AF_INET6:
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            s.bind((host, port))
+            s.listen()
+            self.socks.append(s)
+
+    def close(self):
+        for s in self.socks:
+            s.close()
+
+
+def wait_sshd_refused(sshd, rport, timeout=10):
+    """Waits until sshd logged that it could not listen on rport for a -R."""
+    deadline = time.monotonic() + timeout
+    while f"cannot listen to port: {rport}" not in sshd.log():
+        assert time.monotonic() < deadline, f"sshd never refused -R {rport}"
+        time.sleep(0.02)
+
+
+def test_exit_on_forward_failure(tunnel, sshd, sink):
+    rport = free_port()
+    hog = PortHog(rport)
+    try:
+        t = tunnel("-R", f"{rport}:{sink.spec}", "--exit-on-forward-failure",
+                   up=False, ready=False)
+        assert t.relayd.wait_exit(10) == EX_UNAVAILABLE
+    finally:
+        hog.close()
+    wait_sshd_refused(sshd, rport, timeout=1)
+
+
+def test_forward_refused_is_retried_until_port_freed(tunnel, sshd, sink):
+    rport = free_port()
+    spec = f"{rport}:{sink.spec}"
+    hog = PortHog(rport)
+    try:
+        t = tunnel("-R", spec, up=False)
+        t.wait(r"authenticated as root\b")
+        wait_sshd_refused(sshd, rport)
+        time.sleep(0.5)
+        assert t.relayd.alive()
+        assert not t.lines(r"forward -R .* up\b"), "forward up while the port is taken"
+    finally:
+        hog.close()
+    t0 = time.monotonic()
+    t.wait_up("R", spec, timeout=BACK_WITHIN)
+    sink_roundtrip(fwd(rport))
+    assert time.monotonic() - t0 < BACK_WITHIN
