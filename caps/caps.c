@@ -25,9 +25,9 @@ caps_lookup_user(const char *name, struct caps_user *u, char *err,
 			snprintf(err, errlen, "--user %s: no such user", name);
 		return -1;
 	}
-	if (pw->pw_uid == 0) {
+	if (pw->pw_uid == 0 || pw->pw_gid == 0) {
 		snprintf(err, errlen, "--user %s: refusing to keep running as "
-		    "root; name an unprivileged user", name);
+		    "root (uid or gid 0); name an unprivileged user", name);
 		return -1;
 	}
 	if (strlen(name) >= sizeof(u->name)) {
@@ -106,8 +106,12 @@ verify_dropped(const struct caps_user *u, char *err, size_t errlen)
 	cap_t		 have, want;
 	int		 same;
 
+	gid_t	groups[2];
+
 	if (setuid(0) != -1 || seteuid(0) != -1 || setgid(0) != -1 ||
-	    getuid() != u->uid || geteuid() != u->uid || getgid() != u->gid) {
+	    getuid() != u->uid || geteuid() != u->uid || getgid() != u->gid ||
+	    getegid() != u->gid || getgroups(2, groups) != 1 ||
+	    groups[0] != u->gid) {
 		snprintf(err, errlen, "privilege drop did not stick");
 		return -1;
 	}
@@ -137,9 +141,10 @@ caps_drop_root(const struct caps_user *u, char *err, size_t errlen)
 		snprintf(err, errlen, "PR_SET_KEEPCAPS: %s", strerror(errno));
 		return -1;
 	}
-	if (initgroups(u->name, u->gid) == -1) {
-		snprintf(err, errlen, "initgroups %s: %s", u->name,
-		    strerror(errno));
+	/* Only the primary group: a supplementary one (docker, disk) can
+	 * be as good as root. */
+	if (setgroups(1, &u->gid) == -1) {
+		snprintf(err, errlen, "setgroups: %s", strerror(errno));
 		return -1;
 	}
 	if (setresgid(u->gid, u->gid, u->gid) == -1 ||

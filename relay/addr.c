@@ -56,7 +56,7 @@ const char *
 addr_split_host(const char *s, char *host, size_t hostlen, char *err,
     size_t errlen)
 {
-	const char	*end, *rest;
+	const char	*end, *rest, *whole = s;
 	size_t		 n;
 
 	if (*s == '[') {
@@ -82,7 +82,7 @@ addr_split_host(const char *s, char *host, size_t hostlen, char *err,
 	}
 	n = (size_t)(end - s);
 	if (n >= hostlen) {
-		snprintf(err, errlen, "host name too long in \"%s\"", s - 1);
+		snprintf(err, errlen, "host name too long in \"%s\"", whole);
 		return NULL;
 	}
 	memcpy(host, s, n);

@@ -56,6 +56,12 @@ config_validate(const struct config *cfg, char *err, size_t errlen)
 
 	if (validate_tunnel(&cfg->tunnel, err, errlen) == -1)
 		return -1;
+	/* A forked child would inherit the SSH session and break it. */
+	if (r->fork_mode && cfg->tunnel.enabled) {
+		snprintf(err, errlen, "--fork cannot be combined with --ssh: "
+		    "run the tunnel in a relayd of its own");
+		return -1;
+	}
 	if (r->nlisten == 0 && !r->has_to) {
 		if (cfg->tunnel.enabled)
 			return 0;

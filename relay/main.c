@@ -26,7 +26,7 @@ struct daemon {
 	struct event_base	*base;
 	struct relay		*relay;
 	struct tunnel		*tunnel;
-	struct event		*sigs[3];
+	struct event		*sigs[4];
 };
 
 /* A closed fd 0-2 would be handed to the first socket, and logs would then
@@ -107,6 +107,11 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 		relay_reap_children();
 		return;
 	}
+	if (sig == SIGHUP) {
+		log_info("SIGHUP: nothing to reload (options come from the "
+		    "command line)");
+		return;
+	}
 	log_info("signal %d: shutting down", (int)sig);
 	event_base_loopbreak(d->base);
 }
@@ -114,7 +119,7 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 static void
 watch_signals(struct daemon *d)
 {
-	const int	sigs[] = { SIGTERM, SIGINT, SIGCHLD };
+	const int	sigs[] = { SIGTERM, SIGINT, SIGCHLD, SIGHUP };
 	size_t		i;
 
 	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {

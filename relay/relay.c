@@ -228,8 +228,12 @@ relay_free(struct relay *r)
 	if (r == NULL)
 		return;
 	relay_stop(r);
-	for (i = 0; i < r->nlisteners; i++)
-		listener_free(r->listeners[i]);
+	for (i = 0; i < r->nlisteners; i++) {
+		if (in_child)	/* the files are the parent's */
+			listener_free_in_child(r->listeners[i]);
+		else
+			listener_free(r->listeners[i]);
+	}
 	TAILQ_REMOVE(&relays, r, entry);
 	free(r->listeners);
 	free(r);

@@ -30,6 +30,7 @@ struct auth {
 	size_t		 nkeys;
 	char		*passphrase;
 	int		 use_agent;
+	int		 explicit;	/* --identity: its failures are fatal */
 	/* the attempt in progress */
 	size_t		 next;		/* next key; nkeys = done */
 	LIBSSH2_AGENT	*agent;
@@ -141,6 +142,7 @@ auth_load(const struct tunnel_conf *tc, char *err, size_t errlen,
 	if (tc->identity != NULL) {
 		if (add_key(a, tc->identity, err, errlen) == -1)
 			goto fail;
+		a->explicit = 1;
 		return a;
 	}
 	a->use_agent = getenv("SSH_AUTH_SOCK") != NULL;
@@ -156,9 +158,12 @@ fail:
 	return NULL;
 }
 
+static void	agent_close(struct auth *);
+
 void
 auth_begin(struct auth *a)
 {
+	agent_close(a);
 	a->next = 0;
 	a->agent_done = !a->use_agent;
 	a->agent_id = NULL;
@@ -240,6 +245,11 @@ auth_step(struct auth *a, LIBSSH2_SESSION *s, const char *user, char *err,
 			return AUTH_OK;
 		}
 		a->next++;
+		if ((rc == LIBSSH2_ERROR_FILE ||
+		    rc == LIBSSH2_ERROR_KEYFILE_AUTH_FAILED) && !a->explicit) {
+			log_debug("skipping key %s: cannot decrypt it", k->path);
+			continue;
+		}
 		if (rc == LIBSSH2_ERROR_FILE ||
 		    rc == LIBSSH2_ERROR_KEYFILE_AUTH_FAILED) {
 			snprintf(err, errlen, "cannot use key %s: %s", k->path,
@@ -259,6 +269,12 @@ auth_step(struct auth *a, LIBSSH2_SESSION *s, const char *user, char *err,
 	}
 	snprintf(err, errlen, "server refused every key of user %s", user);
 	return AUTH_REFUSED;
+}
+
+void
+auth_end(struct auth *a)
+{
+	agent_close(a);
 }
 
 const char *

@@ -29,6 +29,8 @@ enum auth_result {
 
 /* Starts a fresh attempt on a new session. */
 void	auth_begin(struct auth *);
+/* Forgets everything tied to the session; call before freeing it. */
+void	auth_end(struct auth *);
 /* One non-blocking step; err explains REFUSED, BAD_KEY and ERROR. */
 enum auth_result auth_step(struct auth *, LIBSSH2_SESSION *, const char *user,
 	    char *err, size_t errlen);

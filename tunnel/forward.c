@@ -5,6 +5,7 @@
  * so each kind is queued and served one at a time.
  */
 #include <inttypes.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,7 +100,8 @@ open_fail_all(struct tunnel *t, const char *why)
 
 /* Delivers the outcome of the open at the head of the queue. */
 static void
-open_finish(struct tunnel *t, struct open_req *r, LIBSSH2_CHANNEL *ch)
+open_finish(struct tunnel *t, struct open_req *r, LIBSSH2_CHANNEL *ch,
+    int rc)
 {
 	void		(*done)(struct endpoint *, const char *, void *) =
 			    r->abandoned ? NULL : r->done;
@@ -107,11 +109,17 @@ open_finish(struct tunnel *t, struct open_req *r, LIBSSH2_CHANNEL *ch)
 	struct chan	*c = NULL;
 	char		 why[300], *msg = NULL;
 
-	if (r->ping)
+	if (r->ping) {
 		t->pinging = 0;
+		if (ch == NULL && rc != LIBSSH2_ERROR_CHANNEL_FAILURE)
+			tunnel_fail(t, "keepalive probe failed");
+		done = NULL;
+	}
 	open_free(r);
 	if (ch != NULL && (c = chan_new(t, ch)) == NULL) {
-		libssh2_channel_free(ch);
+		/* No memory for our side: let the session go. */
+		tunnel_fail(t, "out of memory");
+		rc = LIBSSH2_ERROR_ALLOC;
 		ch = NULL;
 	}
 	if (c != NULL && done == NULL) {
@@ -127,6 +135,8 @@ open_finish(struct tunnel *t, struct open_req *r, LIBSSH2_CHANNEL *ch)
 	libssh2_session_last_error(t->s, &msg, NULL, 0);
 	snprintf(why, sizeof(why), "connect failed: %s",
 	    msg ? msg : "channel open refused");
+	if (rc != LIBSSH2_ERROR_CHANNEL_FAILURE)
+		tunnel_fail(t, "channel open failed");
 	done(NULL, why, arg);
 }
 
@@ -153,10 +163,12 @@ open_service(struct tunnel *t)
 		rc = ch != NULL ? 0 : libssh2_session_last_errno(t->s);
 		tunnel_called(t, r, OP_OPEN, rc);
 		if (ch == NULL && rc == LIBSSH2_ERROR_EAGAIN) {
+			if (!r->in_progress)
+				clock_gettime(CLOCK_MONOTONIC, &r->since);
 			r->in_progress = 1;
 			return 0;
 		}
-		open_finish(t, r, ch);
+		open_finish(t, r, ch, rc);
 		if (t->state != T_UP || t->fail_why[0] != '\0')
 			return -1;
 	}
@@ -270,8 +282,15 @@ remote_request(struct fwd *f)
 	    f->spec->listen.port, &bound, RFWD_QUEUE);
 	rc = l != NULL ? 0 : libssh2_session_last_errno(t->s);
 	tunnel_called(t, f, OP_LISTEN, rc);
-	if (l == NULL && rc == LIBSSH2_ERROR_EAGAIN)
+	if (l == NULL && rc == LIBSSH2_ERROR_EAGAIN) {
+		t->listening = f;
 		return 1;
+	}
+	t->listening = NULL;
+	if (l == NULL && rc != LIBSSH2_ERROR_REQUEST_DENIED) {
+		tunnel_fail(t, "forward request failed");
+		return 0;
+	}
 	if (l == NULL) {
 		remote_refused(f);
 		return 0;
@@ -304,8 +323,8 @@ remote_accept(struct fwd *f)
 		if (ch == NULL)
 			return 0;
 		if ((c = chan_new(t, ch)) == NULL) {
-			libssh2_channel_free(ch);
-			continue;
+			tunnel_fail(t, "out of memory");
+			return -1;
 		}
 		snprintf(name, sizeof(name), "remote:%d", f->bound_port);
 		conn_start(&f->svc, &c->ep, name, NULL);
@@ -319,13 +338,17 @@ fwd_service(struct tunnel *t)
 {
 	struct fwd	*f;
 	size_t		 i;
-	int		 requesting = 0;
+	int		 requesting;
 
+	/* libssh2 keeps one listen request per session: the one in
+	 * progress is repeated until it completes, before any other. */
+	requesting = t->listening != NULL && remote_request(t->listening);
 	for (i = 0; i < t->nfwds; i++) {
 		f = &t->fwds[i];
-		if (f->state == FWD_REQUESTING && !requesting)
+		if (f->state == FWD_REQUESTING && !requesting &&
+		    t->listening == NULL)
 			requesting = remote_request(f);
-		if (t->exit_code != 0)
+		if (t->exit_code != 0 || t->fail_why[0] != '\0')
 			return -1;
 		if (f->state == FWD_UP && f->listener != NULL &&
 		    remote_accept(f) == -1)
@@ -353,6 +376,7 @@ fwd_session_down(struct tunnel *t)
 	size_t	i;
 
 	/* The listeners die with the session that owns them. */
+	t->listening = NULL;
 	for (i = 0; i < t->nfwds; i++) {
 		if (t->fwds[i].spec->kind != FWD_REMOTE)
 			continue;
@@ -372,6 +396,7 @@ setup_one(struct tunnel *t, struct fwd *f, const struct forward_spec *spec,
 
 	f->t = t;
 	f->spec = spec;
+	TAILQ_INIT(&f->handshakes);
 	forward_format(spec, f->name, sizeof(f->name));
 	service_init(&f->svc, t->base, spec->kind == FWD_REMOTE ? NULL :
 	    spec->kind == FWD_DYNAMIC ? &socks_ops : &direct_ops);
@@ -415,6 +440,7 @@ fwd_free_all(struct tunnel *t)
 	size_t	i;
 
 	for (i = 0; i < t->nfwds; i++) {
+		socks_free_all(&t->fwds[i]);
 		service_close_all(&t->fwds[i].svc, "shutdown");
 		event_del(&t->fwds[i].retry);
 		listener_free(t->fwds[i].local);

@@ -98,6 +98,33 @@ socks_parse_request(const uint8_t *buf, size_t len, size_t *used,
 	return SOCKS_DONE;
 }
 
+size_t
+socks_greeting_len(const uint8_t *buf, size_t have)
+{
+	if (have < 2)
+		return 2;
+	return buf[0] == SOCKS_VERSION ? 2 + (size_t)buf[1] : 0;
+}
+
+size_t
+socks_request_len(const uint8_t *buf, size_t have)
+{
+	if (have < 5)
+		return 5;
+	if (buf[0] != SOCKS_VERSION)
+		return 0;
+	switch (buf[3]) {
+	case ATYP_IPV4:
+		return 4 + 4 + 2;
+	case ATYP_IPV6:
+		return 4 + 16 + 2;
+	case ATYP_DOMAIN:
+		return 4 + 1 + (size_t)buf[4] + 2;
+	default:
+		return 0;
+	}
+}
+
 void
 socks_reply(uint8_t out[SOCKS_REPLY_LEN], uint8_t rep)
 {

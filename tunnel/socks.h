@@ -35,6 +35,14 @@ enum socks_parse socks_parse_greeting(const uint8_t *buf, size_t len,
  */
 enum socks_parse socks_parse_request(const uint8_t *buf, size_t len,
 	    size_t *used, struct addr_spec *to, uint8_t *rep);
+/*
+ * How long the message whose first have bytes are in buf is in total, as
+ * far as those bytes tell (a lower bound while they are too few); 0 when
+ * the bytes already make it invalid. Lets a reader take exactly one
+ * message and leave what follows in the socket.
+ */
+size_t	socks_greeting_len(const uint8_t *buf, size_t have);
+size_t	socks_request_len(const uint8_t *buf, size_t have);
 /* Writes the 10-byte reply (bound address 0.0.0.0:0) for code rep. */
 void	socks_reply(uint8_t out[SOCKS_REPLY_LEN], uint8_t rep);
 

@@ -1,8 +1,8 @@
 /*
  * -D: the SOCKS5 handshake on an accepted client, then a connection like
- * -L's whose target is the one the client asked for. The handshake reads
- * with MSG_PEEK and consumes exactly the parsed bytes, so data a client
- * sends right after its request stays in the socket for the pump.
+ * -L's whose target is the one the client asked for. Each message is read
+ * exactly (its length known from its first bytes), so data a client sends
+ * right after its request stays in the socket for the pump.
  */
 #include <sys/socket.h>
 #include <errno.h>
@@ -18,17 +18,21 @@
 #include "tunnel/tunnel_int.h"
 
 #define SOCKS_HANDSHAKE_SEC	10
+#define SOCKS_MAX_HANDSHAKES	256
 
 struct socks {
+	TAILQ_ENTRY(socks)	 entry;
 	struct fwd		*f;
 	int			 fd;
 	int			 greeted;
+	uint8_t			 buf[SOCKS_MAX_REQUEST];
+	size_t			 have;
 	struct event		 ev;
 	struct event		 timer;
 	char			 name[ADDR_STR_MAX];
 };
 
-/* What the -D service hands to the open: the client to answer. */
+/* The opener's report: answer the client, then start pumping or close. */
 static void
 socks_done(struct endpoint *ep, const char *why, void *arg)
 {
@@ -37,7 +41,7 @@ socks_done(struct endpoint *ep, const char *why, void *arg)
 	uint8_t		 reply[SOCKS_REPLY_LEN];
 
 	socks_reply(reply, ep != NULL ? SOCKS_REP_OK : SOCKS_REP_REFUSED);
-	/* Ten bytes to a socket that has sent us its request and waits:
+	/* Ten bytes to a socket that sent its request and waits for them:
 	 * the kernel buffer takes them at once. */
 	if (client->ops->write(client, reply, sizeof(reply)) !=
 	    (ssize_t)sizeof(reply)) {
@@ -72,6 +76,8 @@ const struct service_ops socks_ops = { socks_open, socks_cancel, NULL };
 static void
 socks_free(struct socks *s, int close_fd)
 {
+	TAILQ_REMOVE(&s->f->handshakes, s, entry);
+	s->f->nhandshakes--;
 	event_del(&s->ev);
 	event_del(&s->timer);
 	if (close_fd)
@@ -93,34 +99,17 @@ socks_fail(struct socks *s, const char *why, uint8_t rep, int reply)
 	socks_free(s, 1);
 }
 
-/* Consumes n bytes already seen with MSG_PEEK. */
-static int
-consume(struct socks *s, size_t n)
-{
-	uint8_t	buf[SOCKS_MAX_REQUEST];
-
-	return recv(s->fd, buf, n, 0) == (ssize_t)n ? 0 : -1;
-}
-
 static void
-on_request(struct socks *s, const uint8_t *buf, size_t len)
+got_request(struct socks *s)
 {
 	struct addr_spec to;
 	struct endpoint	*ep;
 	size_t		 used;
 	uint8_t		 rep;
 
-	switch (socks_parse_request(buf, len, &used, &to, &rep)) {
-	case SOCKS_NEED_MORE:
-		return;
-	case SOCKS_BAD:
+	if (socks_parse_request(s->buf, s->have, &used, &to, &rep) !=
+	    SOCKS_DONE) {
 		socks_fail(s, "bad request", rep, 1);
-		return;
-	case SOCKS_DONE:
-		break;
-	}
-	if (consume(s, used) == -1) {
-		socks_fail(s, "read error", 0, 0);
 		return;
 	}
 	event_del(&s->ev);
@@ -133,44 +122,56 @@ on_request(struct socks *s, const uint8_t *buf, size_t len)
 }
 
 static void
+got_greeting(struct socks *s)
+{
+	uint8_t	answer[2] = { 5, 0 };
+	size_t	used;
+
+	if (socks_parse_greeting(s->buf, s->have, &used) != SOCKS_DONE) {
+		answer[1] = 0xff;	/* no acceptable method */
+		(void)send(s->fd, answer, sizeof(answer), MSG_NOSIGNAL);
+		socks_fail(s, "no supported method (need SOCKS5 without "
+		    "authentication)", 0, 0);
+		return;
+	}
+	if (send(s->fd, answer, sizeof(answer), MSG_NOSIGNAL) !=
+	    (ssize_t)sizeof(answer)) {
+		socks_fail(s, "write error", 0, 0);
+		return;
+	}
+	s->greeted = 1;
+	s->have = 0;
+}
+
+static void
 on_readable(evutil_socket_t fd, short what, void *arg)
 {
 	struct socks	*s = arg;
-	uint8_t		 buf[SOCKS_MAX_REQUEST], ok[2] = { 5, 0 };
-	size_t		 used;
+	size_t		 need;
 	ssize_t		 n;
 
-	n = recv(fd, buf, sizeof(buf), MSG_PEEK);
-	if (n <= 0) {
+	need = s->greeted ? socks_request_len(s->buf, s->have) :
+	    socks_greeting_len(s->buf, s->have);
+	if (need == 0 || need > sizeof(s->buf)) {
+		socks_fail(s, "bad message", SOCKS_REP_FAILURE, s->greeted);
+		return;
+	}
+	if ((n = recv(fd, s->buf + s->have, need - s->have, 0)) <= 0) {
 		if (n == -1 && (errno == EAGAIN || errno == EINTR))
 			return;
 		socks_fail(s, n == 0 ? "client closed" : strerror(errno), 0, 0);
 		return;
 	}
-	if (s->greeted) {
-		on_request(s, buf, (size_t)n);
+	s->have += (size_t)n;
+	/* The first bytes may tell that the message is longer. */
+	need = s->greeted ? socks_request_len(s->buf, s->have) :
+	    socks_greeting_len(s->buf, s->have);
+	if (s->have < need)
 		return;
-	}
-	switch (socks_parse_greeting(buf, (size_t)n, &used)) {
-	case SOCKS_NEED_MORE:
-		return;
-	case SOCKS_BAD:
-		ok[1] = 0xff;	/* no acceptable method */
-		(void)send(fd, ok, sizeof(ok), MSG_NOSIGNAL);
-		socks_fail(s, "no supported method (need SOCKS5 without "
-		    "authentication)", 0, 0);
-		return;
-	case SOCKS_DONE:
-		break;
-	}
-	if (consume(s, used) == -1 || send(fd, ok, sizeof(ok), MSG_NOSIGNAL) !=
-	    (ssize_t)sizeof(ok)) {
-		socks_fail(s, "write error", 0, 0);
-		return;
-	}
-	s->greeted = 1;
-	if ((size_t)n > used)
-		on_request(s, buf + used, (size_t)n - used);
+	if (s->greeted)
+		got_request(s);
+	else
+		got_greeting(s);
 }
 
 static void
@@ -186,16 +187,26 @@ socks_accept(struct fwd *f, int fd, const struct sockaddr *sa,
 	struct timeval	 tv = { SOCKS_HANDSHAKE_SEC, 0 };
 	struct socks	*s;
 
-	if ((s = calloc(1, sizeof(*s))) == NULL) {
+	if (f->nhandshakes >= SOCKS_MAX_HANDSHAKES ||
+	    (s = calloc(1, sizeof(*s))) == NULL) {
 		close(fd);
 		return;
 	}
 	s->f = f;
 	s->fd = fd;
 	addr_sa_format(sa, salen, s->name, sizeof(s->name));
+	TAILQ_INSERT_TAIL(&f->handshakes, s, entry);
+	f->nhandshakes++;
 	event_assign(&s->ev, f->t->base, fd, EV_READ | EV_PERSIST, on_readable,
 	    s);
 	evtimer_assign(&s->timer, f->t->base, on_timeout, s);
 	event_add(&s->ev, NULL);
 	evtimer_add(&s->timer, &tv);
+}
+
+void
+socks_free_all(struct fwd *f)
+{
+	while (!TAILQ_EMPTY(&f->handshakes))
+		socks_free(TAILQ_FIRST(&f->handshakes), 1);
 }

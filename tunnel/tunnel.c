@@ -27,6 +27,8 @@
 #include "tunnel/tunnel_int.h"
 
 #define LOGIN_GRACE_SEC	30
+#define YOUNG_SESSION_SEC	10
+#define OPEN_PATIENCE_SEC	150	/* above Linux's SYN retry time */
 #define SWEEP_ROUNDS	8
 
 /* Ciphers and MACs libssh2 1.10 does well and OpenSSH offers; kex with
@@ -132,6 +134,24 @@ recv_cb(libssh2_socket_t fd, void *buf, size_t len, int flags,
 	return -errno;
 }
 
+/* A failed send means the connection is gone, even if nothing reads. */
+static ssize_t
+send_cb(libssh2_socket_t fd, const void *buf, size_t len, int flags,
+    void **abstract)
+{
+	struct tunnel	*t = *abstract;
+	ssize_t		 n = send(fd, buf, len, flags | MSG_NOSIGNAL);
+
+	if (n >= 0)
+		return n;
+	if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+		t->sock_dead = 1;
+		t->sock_errno = errno;
+		tunnel_kick(t);
+	}
+	return -errno;
+}
+
 static void
 arm_events(struct tunnel *t)
 {
@@ -178,13 +198,26 @@ teardown(struct tunnel *t)
 	t->write_armed = 0;
 	fwd_session_down(t);
 	chan_detach_all(t);
+	/* Opens not yet sent wait for the next session; one the server was
+	 * already working on is not repeated behind its back. */
 	for (r = TAILQ_FIRST(&t->opens); r != NULL; r = next) {
 		next = TAILQ_NEXT(r, entry);
+		if (r->in_progress && !r->ping && !r->abandoned) {
+			void	(*done)(struct endpoint *, const char *,
+				    void *) = r->done;
+			void	*arg = r->arg;
+
+			r->in_progress = 0;
+			open_cancel(r);
+			done(NULL, "tunnel lost", arg);
+			continue;
+		}
 		r->in_progress = 0;
 		if (r->ping || r->abandoned)
 			open_cancel(r);
 	}
 	t->pinging = 0;
+	auth_end(t->auth);
 	/* With the socket shut, libssh2 frees at once instead of trying
 	 * to say goodbye to a server that may be gone. */
 	shutdown(t->fd, SHUT_RDWR);
@@ -298,6 +331,32 @@ step_handshake(struct tunnel *t)
 	pass(t, 0);
 }
 
+/* A session that worked for a while is retried at once; one that dies
+ * right after login is the server saying no, and backs off. */
+static enum backoff_reason
+lost_reason(struct tunnel *t)
+{
+	struct timespec	now;
+
+	if (t->state != T_UP)
+		return BACKOFF_REFUSED;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return now.tv_sec - t->up_since.tv_sec >= YOUNG_SESSION_SEC ?
+	    BACKOFF_LOST : BACKOFF_REFUSED;
+}
+
+static int
+open_busy(struct tunnel *t)
+{
+	struct open_req	*r = TAILQ_FIRST(&t->opens);
+	struct timespec	 now;
+
+	if (r == NULL || r->ping || !r->in_progress)
+		return 0;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return now.tv_sec - r->since.tv_sec < OPEN_PATIENCE_SEC;
+}
+
 static void
 keepalive_tick(evutil_socket_t fd, short what, void *arg)
 {
@@ -307,9 +366,14 @@ keepalive_tick(evutil_socket_t fd, short what, void *arg)
 	if (t->missed >= t->conf->keepalive_count) {
 		snprintf(why, sizeof(why), "no answer to %d keepalives",
 		    t->missed);
-		retry_later(t, BACKOFF_LOST, "lost", why);
+		retry_later(t, lost_reason(t), "lost", why);
 		return;
 	}
+	/* A server still connecting a channel (to a host that drops SYNs,
+	 * say) holds libssh2's one open slot and our probe with it: give it
+	 * the time a kernel takes to give up on a connect. */
+	if (open_busy(t))
+		return;
 	/* Cleared by any byte from the server; a probe asks for one. */
 	t->missed++;
 	if (!t->pinging && open_request(t, NULL, 0, NULL, NULL) != NULL)
@@ -326,8 +390,8 @@ became_up(struct tunnel *t)
 	    auth_method(t->auth));
 	t->state = T_UP;
 	t->ever_up = 1;
+	clock_gettime(CLOCK_MONOTONIC, &t->up_since);
 	t->missed = 0;
-	backoff_reset(&t->backoff);
 	event_del(&t->ev_retry);
 	event_add(&t->ev_keepalive, &tv);
 	fwd_session_up(t);
@@ -401,21 +465,26 @@ run_owner(struct tunnel *t)
 
 /*
  * Makes libssh2 process input it has read but not yet handled. A channel
- * read drains everything; without a channel, a probe's channel open
- * handles a packet per call.
+ * read drains everything. Without a channel, a probe's channel open
+ * handles a packet per call; its answer is input too, so a pass that
+ * began with a probe in flight starts no other (they would never end).
+ * Returns 1 if it acted, 0 if not, -1 if the tunnel failed.
  */
 static int
-drain(struct tunnel *t)
+drain(struct tunnel *t, int probing)
 {
 	struct chan	*c = TAILQ_FIRST(&t->chans);
 
 	if (c != NULL) {
 		chan_drain(c);
-		return 0;
+		return 1;
 	}
-	if (!t->pinging && open_request(t, NULL, 0, NULL, NULL) != NULL)
-		t->pinging = 1;
-	return open_service(t);
+	if (probing || t->pinging)
+		return 0;
+	if (open_request(t, NULL, 0, NULL, NULL) == NULL)
+		return 0;
+	t->pinging = 1;
+	return open_service(t) == -1 ? -1 : 1;
 }
 
 /*
@@ -428,7 +497,7 @@ static void
 step_up(struct tunnel *t)
 {
 	uint64_t	rx, moved;
-	int		round;
+	int		round, probing = t->pinging, acted;
 
 	for (round = 0; round < SWEEP_ROUNDS; round++) {
 		rx = t->rx_bytes;
@@ -440,10 +509,12 @@ step_up(struct tunnel *t)
 		if (open_service(t) == -1 || fwd_service(t) == -1 ||
 		    sweep(t) == -1 || chan_reap(t) == -1)
 			return;
-		if (!t->drained && t->owner == NULL && drain(t) == -1)
+		acted = 0;
+		if (!t->drained && t->owner == NULL &&
+		    (acted = drain(t, probing)) == -1)
 			return;
-		if (t->owner != NULL || (t->drained && t->rx_bytes == rx &&
-		    t->moved == moved))
+		if (t->owner != NULL || (t->rx_bytes == rx &&
+		    t->moved == moved && (t->drained || !acted)))
 			return;
 	}
 	/* Still busy: yield to the rest of the loop, then carry on. */
@@ -488,8 +559,7 @@ pass(struct tunnel *t, int readable)
 		else
 			snprintf(why, sizeof(why), "server closed the "
 			    "connection");
-		retry_later(t, t->state == T_UP ? BACKOFF_LOST :
-		    BACKOFF_REFUSED, "lost", why);
+		retry_later(t, lost_reason(t), "lost", why);
 		return;
 	}
 	arm_events(t);
@@ -538,6 +608,8 @@ new_session(struct tunnel *t)
 	libssh2_session_set_blocking(t->s, 0);
 	libssh2_session_callback_set(t->s, LIBSSH2_CALLBACK_RECV,
 	    (void *)recv_cb);
+	libssh2_session_callback_set(t->s, LIBSSH2_CALLBACK_SEND,
+	    (void *)send_cb);
 	libssh2_session_method_pref(t->s, LIBSSH2_METHOD_KEX, PREF_KEX);
 	libssh2_session_method_pref(t->s, LIBSSH2_METHOD_CRYPT_CS, PREF_CIPHER);
 	libssh2_session_method_pref(t->s, LIBSSH2_METHOD_CRYPT_SC, PREF_CIPHER);

@@ -16,6 +16,7 @@
 
 struct tunnel;
 struct listener;
+struct socks;
 
 /*
  * libssh2 1.10 can hold only one partly sent packet per session: the call
@@ -45,6 +46,7 @@ struct open_req {
 	struct addr_spec	 to;
 	int			 ping;		/* a keepalive probe, no channel */
 	int			 in_progress;	/* libssh2 holds its open state */
+	struct timespec		 since;		/* when it was first sent */
 	int			 abandoned;	/* nobody waits for it any more */
 	struct event		 timer;
 	/* Reports the channel (an endpoint) or why it failed. */
@@ -65,6 +67,8 @@ struct fwd {
 	int			 bound_port;
 	int			 ever_up;
 	struct listener		*local;		/* -L and -D */
+	TAILQ_HEAD(, socks)	 handshakes;	/* -D clients still negotiating */
+	unsigned		 nhandshakes;
 	struct backoff		 backoff;
 	struct event		 retry;
 };
@@ -90,11 +94,12 @@ struct tunnel {
 	struct event		 ev_kick;	/* a pass soon, from the loop */
 	int			 write_armed;
 	struct backoff		 backoff;
+	struct fwd		*listening;	/* its -R request is in libssh2 */
 	int			 ever_up;
 	int			 exit_code;
 	int			 sock_dead;	/* recv saw EOF or an error */
 	int			 sock_errno;
-	struct timespec		 last_rx;
+	struct timespec		 up_since;
 	int			 missed;	/* keepalive probes unanswered */
 	int			 pinging;	/* a probe is queued */
 	uint64_t		 moved;		/* channel bytes, to see progress */
@@ -160,5 +165,7 @@ void	fwd_free_all(struct tunnel *);
  * service's ops open the requested target and answer the client. */
 extern const struct service_ops socks_ops;
 void	socks_accept(struct fwd *, int fd, const struct sockaddr *, socklen_t);
+/* Drops the handshakes still in progress. */
+void	socks_free_all(struct fwd *);
 
 #endif

@@ -72,6 +72,10 @@ def test_version():
                  id="connect-timeout-not-a-number"),
     pytest.param(["--listen", "8080", "--to", TO, "--max-conns", "many"], "many",
                  id="max-conns-not-a-number"),
+    pytest.param(["--listen", "8080", "--to", TO, "--fork", "--ssh", "h", "-R", "1:h:2"],
+                 "--fork", id="fork-with-ssh"),
+    pytest.param(["--ssh", "h"], "forward", id="ssh-without-forward"),
+    pytest.param(["-R", "1:h:2"], "--ssh", id="forward-without-ssh"),
 ])
 def test_usage_error(args, needle):
     assert_one_error(run_relayd(*args), EX_USAGE, needle)

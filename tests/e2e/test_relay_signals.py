@@ -1,6 +1,7 @@
 """Signals: SIGTERM and SIGINT end relayd cleanly and promptly even with live
 connections; SIGPIPE from a vanished client never kills it."""
 
+import os
 import re
 import signal
 import socket
@@ -24,6 +25,19 @@ def test_signal_with_live_connection(relayd, echo, sig):
         r.stop(sig, within=2.0)
         wait_closed(s, 1.0)
     assert r.wait_conn(me)["end"] == "shutdown"
+
+
+def test_sighup_keeps_serving(relayd, echo):
+    """A hangup (a closed terminal, a reflexive reload) is not a reason to
+    die: the relay logs it and carries on."""
+    port = free_port()
+    r = relayd("--listen", f"127.0.0.1:{port}", "--to", echo.spec)
+    os.kill(r.pid, signal.SIGHUP)
+    r.wait_log(r"SIGHUP", timeout=5)
+    assert r.alive()
+    with tcp4(port).connect() as s:
+        echo_roundtrip(s)
+    r.stop(signal.SIGTERM, within=2.0)
 
 
 def test_signal_when_idle(relayd, echo):

@@ -177,3 +177,41 @@ def test_sigterm_exits_0_and_closes_the_forward(tunnel, sink):
     while listening(tcp4(rport)):
         assert time.monotonic() < deadline, f"the server still listens on {rport} for a dead tunnel"
         time.sleep(0.05)
+
+
+def test_dynamic_handshake_dribbled_and_early_data_kept(tunnel, echo):
+    """A client that sends its handshake one byte at a time is served, and
+    bytes it sends right behind its request (before the reply) reach the
+    target: the handshake reads exactly its own messages."""
+    dport = free_port()
+    tunnel("-D", str(dport))
+    port = echo.addr.port
+    request = bytes([5, 1, 0, 1, 127, 0, 0, 1, port >> 8, port & 0xff])
+    with fwd(dport).connect() as s:
+        for b in bytes([5, 1, 0]):
+            s.sendall(bytes([b]))
+            time.sleep(0.05)
+        assert recv_exact(s, 2) == bytes([5, 0])
+        for b in request[:-1]:
+            s.sendall(bytes([b]))
+            time.sleep(0.05)
+        s.sendall(request[-1:] + b"early bytes")
+        reply = recv_exact(s, 10)
+        assert reply[:2] == bytes([5, 0]), reply
+        s.shutdown(socket.SHUT_WR)
+        assert recv_until_eof(s) == b"early bytes"
+
+
+def test_dynamic_partial_greeting_costs_no_cpu(tunnel):
+    """One byte of a greeting, then silence: relayd waits without spinning
+    and drops the client at its handshake deadline."""
+    dport = free_port()
+    t = tunnel("-D", str(dport))
+    with fwd(dport).connect() as s:
+        s.sendall(b"\x05")
+        cpu0, t0 = t.relayd.cpu_seconds(), time.monotonic()
+        time.sleep(1.5)
+        busy = (t.relayd.cpu_seconds() - cpu0) / (time.monotonic() - t0)
+        assert busy < 0.2, f"relayd used {busy:.0%} of a CPU on a 1-byte greeting"
+        wait_closed(s, 15)
+    assert t.relayd.alive()

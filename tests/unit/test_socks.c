@@ -100,6 +100,25 @@ request_rejects(void **state)
 	assert_int_equal(out[3], 1);
 }
 
+static void
+message_lengths_from_prefixes(void **state)
+{
+	const uint8_t	greet[] = { 5, 3, 0, 1, 2 }, bad[] = { 4, 1 },
+			v4[] = { 5, 1, 0, 1, 1 }, v6[] = { 5, 1, 0, 4, 0 },
+			dom[] = { 5, 1, 0, 3, 9 }, atyp[] = { 5, 1, 0, 7, 0 };
+
+	assert_int_equal(socks_greeting_len(greet, 0), 2);
+	assert_int_equal(socks_greeting_len(greet, 1), 2);
+	assert_int_equal(socks_greeting_len(greet, 2), 5);
+	assert_int_equal(socks_greeting_len(bad, 2), 0);
+	assert_int_equal(socks_request_len(v4, 4), 5);
+	assert_int_equal(socks_request_len(v4, 5), 10);
+	assert_int_equal(socks_request_len(v6, 5), 22);
+	assert_int_equal(socks_request_len(dom, 5), 4 + 1 + 9 + 2);
+	assert_int_equal(socks_request_len(atyp, 5), 0);
+	assert_true(socks_request_len(dom, 5) <= SOCKS_MAX_REQUEST);
+}
+
 int
 main(void)
 {
@@ -108,6 +127,7 @@ main(void)
 		cmocka_unit_test(request_ipv4_ipv6_domain),
 		cmocka_unit_test(request_every_truncation_needs_more),
 		cmocka_unit_test(request_rejects),
+		cmocka_unit_test(message_lengths_from_prefixes),
 	};
 
 	return cmocka_run_group_tests_name("socks", tests, NULL, NULL);
