@@ -10,40 +10,117 @@ config_init(struct config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->log_level = LOG_LVL_INFO;
-	cfg->relay.connect_timeout = 10;
-	cfg->tunnel.keepalive = 15;
-	cfg->tunnel.keepalive_count = 3;
+	cfg->drain_timeout = 10;
+}
+
+static void
+relay_conf_free(struct relay_conf *r)
+{
+	free(r->listen);
+	free(r);
+}
+
+static void
+tunnel_conf_free(struct tunnel_conf *t)
+{
+	free(t->fwd);
+	free(t->identity);
+	free(t->passphrase_file);
+	free(t->known_hosts);
+	free(t);
 }
 
 void
 config_free(struct config *cfg)
 {
-	free(cfg->relay.listen);
-	cfg->relay.listen = NULL;
-	cfg->relay.nlisten = 0;
-	free(cfg->tunnel.fwd);
-	free(cfg->tunnel.identity);
-	free(cfg->tunnel.passphrase_file);
-	free(cfg->tunnel.known_hosts);
-	memset(&cfg->tunnel, 0, sizeof(cfg->tunnel));
+	size_t	i;
+
+	for (i = 0; i < cfg->nrelays; i++)
+		relay_conf_free(cfg->relays[i]);
+	for (i = 0; i < cfg->ntunnels; i++)
+		tunnel_conf_free(cfg->tunnels[i]);
+	free(cfg->relays);
+	free(cfg->tunnels);
+	free(cfg->file);
+	free(cfg->pidfile);
+	config_init(cfg);
 }
 
+/* Appends p to a growing array of pointers; -1 when out of memory. */
 static int
-validate_tunnel(const struct tunnel_conf *t, char *err, size_t errlen)
+append(void ***arr, size_t *n, void *p)
 {
-	if (!t->enabled && t->nfwd > 0) {
-		snprintf(err, errlen, "forwards need a server: give --ssh "
-		    "[USER@]HOST[:PORT]");
+	void	**grown;
+
+	if ((grown = reallocarray(*arr, *n + 1, sizeof(*grown))) == NULL)
+		return -1;
+	grown[(*n)++] = p;
+	*arr = grown;
+	return 0;
+}
+
+struct relay_conf *
+config_add_relay(struct config *cfg, const char *name, int line)
+{
+	struct relay_conf	*r;
+
+	if ((r = calloc(1, sizeof(*r))) == NULL)
+		return NULL;
+	snprintf(r->name, sizeof(r->name), "%s", name);
+	r->line = line;
+	r->connect_timeout = 10;
+	if (append((void ***)&cfg->relays, &cfg->nrelays, r) == -1) {
+		free(r);
+		return NULL;
+	}
+	return r;
+}
+
+struct tunnel_conf *
+config_add_tunnel(struct config *cfg, const char *name, int line)
+{
+	struct tunnel_conf	*t;
+
+	if ((t = calloc(1, sizeof(*t))) == NULL)
+		return NULL;
+	snprintf(t->name, sizeof(t->name), "%s", name);
+	t->line = line;
+	t->keepalive = 15;
+	t->keepalive_count = 3;
+	if (append((void ***)&cfg->tunnels, &cfg->ntunnels, t) == -1) {
+		free(t);
+		return NULL;
+	}
+	return t;
+}
+
+int
+config_check_relay(const struct relay_conf *r, char *err, size_t errlen)
+{
+	if (r->nlisten == 0) {
+		snprintf(err, errlen, "missing %s: where should relayd "
+		    "accept connections?", r->line ? "listen" : "--listen");
 		return -1;
 	}
-	if (t->enabled && t->nfwd == 0) {
-		snprintf(err, errlen, "--ssh needs at least one forward "
-		    "(-R, -L or -D)");
+	if (!r->has_to) {
+		snprintf(err, errlen, "missing %s HOST:PORT: where should "
+		    "connections go?", r->line ? "to" : "--to");
 		return -1;
 	}
-	if (!t->enabled && (t->identity || t->passphrase_file ||
-	    t->known_hosts)) {
-		snprintf(err, errlen, "tunnel options need --ssh");
+	return 0;
+}
+
+int
+config_check_tunnel(const struct tunnel_conf *t, char *err, size_t errlen)
+{
+	if (!t->enabled) {
+		snprintf(err, errlen, "forwards need a server: give %s "
+		    "[USER@]HOST[:PORT]", t->line ? "ssh =" : "--ssh");
+		return -1;
+	}
+	if (t->nfwd == 0) {
+		snprintf(err, errlen, "%s needs at least one forward "
+		    "(remote, local or dynamic)", t->line ? "ssh" : "--ssh");
 		return -1;
 	}
 	return 0;
@@ -52,31 +129,26 @@ validate_tunnel(const struct tunnel_conf *t, char *err, size_t errlen)
 int
 config_validate(const struct config *cfg, char *err, size_t errlen)
 {
-	const struct relay_conf	*r = &cfg->relay;
+	size_t	i;
+	int	forking = 0;
 
-	if (validate_tunnel(&cfg->tunnel, err, errlen) == -1)
+	if (cfg->nrelays == 0 && cfg->ntunnels == 0) {
+		snprintf(err, errlen, "nothing to do: give --listen and --to, "
+		    "--ssh with forwards, or -c FILE (see --help)");
 		return -1;
+	}
+	for (i = 0; i < cfg->nrelays; i++) {
+		if (config_check_relay(cfg->relays[i], err, errlen) == -1)
+			return -1;
+		forking |= cfg->relays[i]->fork_mode;
+	}
+	for (i = 0; i < cfg->ntunnels; i++)
+		if (config_check_tunnel(cfg->tunnels[i], err, errlen) == -1)
+			return -1;
 	/* A forked child would inherit the SSH session and break it. */
-	if (r->fork_mode && cfg->tunnel.enabled) {
+	if (forking && cfg->ntunnels > 0) {
 		snprintf(err, errlen, "--fork cannot be combined with --ssh: "
 		    "run the tunnel in a relayd of its own");
-		return -1;
-	}
-	if (r->nlisten == 0 && !r->has_to) {
-		if (cfg->tunnel.enabled)
-			return 0;
-		snprintf(err, errlen, "nothing to do: give --listen and --to, "
-		    "or --ssh with forwards (see --help)");
-		return -1;
-	}
-	if (r->nlisten == 0) {
-		snprintf(err, errlen, "missing --listen: where should relayd "
-		    "accept connections?");
-		return -1;
-	}
-	if (!r->has_to) {
-		snprintf(err, errlen, "missing --to HOST:PORT: where should "
-		    "connections go?");
 		return -1;
 	}
 	return 0;

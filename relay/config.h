@@ -9,8 +9,11 @@
 #include "relay/spec.h"
 
 #define CONF_USER_MAX	64
+#define CONF_NAME_MAX	64
 
 struct relay_conf {
+	char			 name[CONF_NAME_MAX];	/* "" = command line */
+	int			 line;		/* its section's line, or 0 */
 	struct addr_spec	*listen;	/* nlisten entries, owned */
 	size_t			 nlisten;
 	struct addr_spec	 to;
@@ -22,7 +25,9 @@ struct relay_conf {
 };
 
 struct tunnel_conf {
-	int			 enabled;	/* --ssh given */
+	char			 name[CONF_NAME_MAX];	/* "" = command line */
+	int			 line;
+	int			 enabled;	/* ssh given */
 	struct ssh_dest		 dest;
 	struct forward_spec	*fwd;		/* nfwd entries, owned */
 	size_t			 nfwd;
@@ -37,16 +42,36 @@ struct tunnel_conf {
 };
 
 struct config {
+	char			*file;		/* -c FILE, owned, or NULL */
+	int			 check;		/* --check: validate, exit */
 	char			 user[CONF_USER_MAX];	/* "" = default */
 	enum log_level		 log_level;
-	struct relay_conf	 relay;		/* the command line's relay */
-	struct tunnel_conf	 tunnel;	/* the command line's tunnel */
+	int			 use_syslog;
+	int			 daemonize;
+	char			*pidfile;
+	int			 drain_timeout;	/* seconds */
+	struct relay_conf	**relays;	/* owned */
+	size_t			 nrelays;
+	struct tunnel_conf	**tunnels;	/* owned */
+	size_t			 ntunnels;
+	struct relay_conf	*cli_relay;	/* the command line's, if any */
+	struct tunnel_conf	*cli_tunnel;
 };
 
 /* Fills defaults. */
 void	config_init(struct config *cfg);
 /* Frees what config_init and parsing allocated (not cfg itself). */
 void	config_free(struct config *cfg);
+/* Adds an empty relay or tunnel with its defaults; NULL when out of
+ * memory. The config owns it. */
+struct relay_conf *config_add_relay(struct config *, const char *name,
+	    int line);
+struct tunnel_conf *config_add_tunnel(struct config *, const char *name,
+	    int line);
+/* Checks one relay or tunnel: 0, or -1 with one line in err. */
+int	config_check_relay(const struct relay_conf *, char *err, size_t errlen);
+int	config_check_tunnel(const struct tunnel_conf *, char *err,
+	    size_t errlen);
 /* Checks the whole: returns 0, or -1 with one line in err. */
 int	config_validate(const struct config *cfg, char *err, size_t errlen);
 

@@ -37,6 +37,13 @@ struct conn {
 };
 
 static uint64_t	next_id;
+static void	(*closed_hook)(void);
+
+void
+conn_set_closed_hook(void (*hook)(void))
+{
+	closed_hook = hook;
+}
 
 void
 conn_skip_id(void)
@@ -90,6 +97,8 @@ conn_close(struct conn *c, const char *why)
 	free(c);
 	if (svc->ops != NULL && svc->ops->closed != NULL)
 		svc->ops->closed(svc);
+	if (closed_hook != NULL)
+		closed_hook();
 }
 
 static void

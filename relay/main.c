@@ -1,8 +1,9 @@
 /*
  * relayd: binds its listeners, gives up root but CAP_NET_BIND_SERVICE, and
- * relays connections from one event loop (or one process each, --fork).
+ * relays connections and keeps SSH tunnels up from one event loop.
  */
 #include <sys/stat.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -15,18 +16,25 @@
 
 #include "caps/caps.h"
 #include "relay/bufpool.h"
+#include "relay/cfgfile.h"
 #include "relay/config.h"
-#include "relay/resolve.h"
 #include "relay/log.h"
 #include "relay/options.h"
 #include "relay/relay.h"
+#include "relay/resolve.h"
+#include "relay/service.h"
 #include "tunnel/tunnel.h"
 
+#define NSIGNALS	5
+
 struct daemon {
+	struct config		 cfg;
 	struct event_base	*base;
-	struct relay		*relay;
-	struct tunnel		*tunnel;
-	struct event		*sigs[4];
+	struct relay		**relays;
+	struct tunnel		**tunnels;
+	struct event		*sigs[NSIGNALS];
+	struct event		*drain_timer;
+	int			 draining;
 };
 
 /* A closed fd 0-2 would be handed to the first socket, and logs would then
@@ -42,12 +50,17 @@ keep_std_fds_open(void)
 		close(fd);
 }
 
+/* The file first, then the command line on top; all errors reported. */
 static void
-parse_or_exit(struct config *cfg, int argc, char **argv)
+load_config(struct config *cfg, int argc, char **argv)
 {
-	char	err[512];
+	const char	*file = options_config_file(argc, argv);
+	char		 err[512];
+	int		 errors = 0;
 
 	config_init(cfg);
+	if (file != NULL)
+		errors = cfgfile_load(cfg, file);
 	switch (options_parse(cfg, argc, argv, err, sizeof(err))) {
 	case OPTIONS_HELP:
 		options_usage(stdout);
@@ -60,8 +73,15 @@ parse_or_exit(struct config *cfg, int argc, char **argv)
 	case OPTIONS_OK:
 		break;
 	}
+	if (errors > 0)
+		fatalx(EX_CONFIG, "%s: %d error%s", file, errors,
+		    errors == 1 ? "" : "s");
+	if (file != NULL && (cfg->cli_relay != NULL ||
+	    cfg->cli_tunnel != NULL))
+		fatalx(EX_USAGE, "give relays and tunnels either in %s or on "
+		    "the command line, not both", file);
 	if (config_validate(cfg, err, sizeof(err)) == -1)
-		fatalx(EX_USAGE, "%s", err);
+		fatalx(file != NULL ? EX_CONFIG : EX_USAGE, "%s", err);
 }
 
 /* Root picks the user to become now, so a typo fails before binding. */
@@ -86,6 +106,41 @@ lookup_user(const struct config *cfg, struct caps_user *u)
 	return 1;
 }
 
+/* --check: what can be known without binding or connecting. */
+static void
+check_only(const struct config *cfg)
+{
+	const struct tunnel_conf	*t;
+	size_t				 i, j, k, l;
+	char				 a[ADDR_STR_MAX], b[ADDR_STR_MAX];
+
+	for (i = 0; i < cfg->ntunnels; i++) {
+		t = cfg->tunnels[i];
+		if (t->identity && access(t->identity, R_OK) == -1)
+			fatalx(EX_NOINPUT, "identity %s: %s", t->identity,
+			    strerror(errno));
+		if (t->passphrase_file && access(t->passphrase_file, R_OK) ==
+		    -1)
+			fatalx(EX_NOINPUT, "passphrase file %s: %s",
+			    t->passphrase_file, strerror(errno));
+	}
+	for (i = 0; i < cfg->nrelays; i++)
+		for (j = 0; j < cfg->relays[i]->nlisten; j++)
+			for (k = i; k < cfg->nrelays; k++)
+				for (l = k == i ? j + 1 : 0;
+				    l < cfg->relays[k]->nlisten; l++) {
+					addr_spec_format(&cfg->relays[i]->
+					    listen[j], a, sizeof(a));
+					addr_spec_format(&cfg->relays[k]->
+					    listen[l], b, sizeof(b));
+					if (strcmp(a, b) == 0)
+						fatalx(EX_CONFIG, "listener %s "
+						    "is given twice", a);
+				}
+	printf("configuration OK\n");
+	exit(0);
+}
+
 static void
 drop_privileges(int from_root, const struct caps_user *u)
 {
@@ -98,87 +153,223 @@ drop_privileges(int from_root, const struct caps_user *u)
 	log_info("running as %s", desc);
 }
 
+/* Detaches from the terminal; the parent exits 0 once the child runs. */
+static void
+daemonize(void)
+{
+	pid_t	pid;
+	int	fd;
+
+	if ((pid = fork()) == -1)
+		fatal(EX_OSERR, "fork");
+	if (pid > 0)
+		_exit(0);
+	if (setsid() == -1)
+		fatal(EX_OSERR, "setsid");
+	if (chdir("/") == -1)
+		fatal(EX_OSERR, "chdir /");
+	if ((fd = open("/dev/null", O_RDWR)) != -1) {
+		dup2(fd, STDIN_FILENO);
+		dup2(fd, STDOUT_FILENO);
+		dup2(fd, STDERR_FILENO);
+		if (fd > 2)
+			close(fd);
+	}
+}
+
+static void
+write_pidfile(const char *path)
+{
+	char	buf[32];
+	int	fd, n;
+
+	n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+	if ((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+	    0644)) == -1 || write(fd, buf, (size_t)n) != n)
+		fatal(EX_CANTCREAT, "pid file %s", path);
+	close(fd);
+}
+
+static unsigned
+active_conns(const struct daemon *d)
+{
+	unsigned	n = 0;
+	size_t		i;
+
+	for (i = 0; i < d->cfg.nrelays; i++)
+		n += relay_active(d->relays[i]);
+	for (i = 0; i < d->cfg.ntunnels; i++)
+		n += tunnel_active(d->tunnels[i]);
+	return n;
+}
+
+static struct daemon	*the_daemon;	/* for the connection-closed hook */
+
+static void
+drained_check(void)
+{
+	if (the_daemon->draining && active_conns(the_daemon) == 0)
+		event_base_loopbreak(the_daemon->base);
+}
+
+static void
+on_drain_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct daemon	*d = arg;
+
+	log_info("drain timeout: closing %u connections", active_conns(d));
+	event_base_loopbreak(d->base);
+}
+
+/* SIGTERM: stop accepting, let live connections finish, then exit. */
+static void
+start_drain(struct daemon *d)
+{
+	struct timeval	tv = { d->cfg.drain_timeout, 0 };
+	size_t		i;
+	unsigned	n = active_conns(d);
+
+	if (d->draining || n == 0 || d->cfg.drain_timeout == 0) {
+		event_base_loopbreak(d->base);
+		return;
+	}
+	d->draining = 1;
+	for (i = 0; i < d->cfg.nrelays; i++)
+		relay_stop_accepting(d->relays[i]);
+	for (i = 0; i < d->cfg.ntunnels; i++)
+		tunnel_stop_accepting(d->tunnels[i]);
+	log_info("draining %u connections for up to %d s", n,
+	    d->cfg.drain_timeout);
+	d->drain_timer = evtimer_new(d->base, on_drain_timeout, d);
+	if (d->drain_timer == NULL || evtimer_add(d->drain_timer, &tv) == -1)
+		event_base_loopbreak(d->base);
+}
+
 static void
 on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct daemon	*d = arg;
 
-	if (sig == SIGCHLD) {
+	switch (sig) {
+	case SIGCHLD:
 		relay_reap_children();
 		return;
-	}
-	if (sig == SIGHUP) {
-		log_info("SIGHUP: nothing to reload (options come from the "
-		    "command line)");
+	case SIGHUP:
+		log_info("SIGHUP: reloading is not supported yet");
 		return;
+	case SIGTERM:
+		log_info("SIGTERM: shutting down");
+		start_drain(d);
+		return;
+	default:
+		log_info("signal %d: shutting down", (int)sig);
+		event_base_loopbreak(d->base);
 	}
-	log_info("signal %d: shutting down", (int)sig);
-	event_base_loopbreak(d->base);
 }
 
 static void
 watch_signals(struct daemon *d)
 {
-	const int	sigs[] = { SIGTERM, SIGINT, SIGCHLD, SIGHUP };
+	const int	sigs[NSIGNALS] = { SIGTERM, SIGINT, SIGCHLD, SIGHUP,
+			    SIGQUIT };
 	size_t		i;
 
-	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+	for (i = 0; i < NSIGNALS; i++) {
 		d->sigs[i] = evsignal_new(d->base, sigs[i], on_signal, d);
 		if (d->sigs[i] == NULL || evsignal_add(d->sigs[i], NULL) == -1)
 			fatalx(EX_OSERR, "cannot watch signal %d", sigs[i]);
 	}
 }
 
+/* The privileged part: every listener bound, every key read. */
+static void
+open_everything(struct daemon *d)
+{
+	char	err[512];
+	size_t	i;
+	int	code = EX_OSERR;
+
+	if ((d->relays = calloc(d->cfg.nrelays + 1, sizeof(*d->relays))) ==
+	    NULL || (d->tunnels = calloc(d->cfg.ntunnels + 1,
+	    sizeof(*d->tunnels))) == NULL)
+		fatalx(EX_OSERR, "out of memory");
+	for (i = 0; i < d->cfg.nrelays; i++)
+		if ((d->relays[i] = relay_new(d->base, d->cfg.relays[i], err,
+		    sizeof(err), &code)) == NULL)
+			fatalx(code, "%s", err);
+	if (d->cfg.ntunnels > 0 && tunnel_global_init() == -1)
+		fatalx(EX_SOFTWARE, "cannot initialise libssh2");
+	for (i = 0; i < d->cfg.ntunnels; i++)
+		if ((d->tunnels[i] = tunnel_new(d->base, d->cfg.tunnels[i],
+		    err, sizeof(err), &code)) == NULL)
+			fatalx(code, "%s", err);
+}
+
+static int
+close_everything(struct daemon *d)
+{
+	size_t	i;
+	int	code = 0;
+
+	relay_kill_children();
+	for (i = 0; i < d->cfg.nrelays; i++)
+		relay_free(d->relays[i]);
+	for (i = 0; i < d->cfg.ntunnels; i++) {
+		if (code == 0)
+			code = tunnel_exit_code(d->tunnels[i]);
+		tunnel_free(d->tunnels[i]);
+	}
+	if (d->cfg.ntunnels > 0)
+		tunnel_global_exit();
+	resolve_shutdown();
+	for (i = 0; i < NSIGNALS; i++)
+		event_free(d->sigs[i]);
+	if (d->drain_timer != NULL)
+		event_free(d->drain_timer);
+	event_base_free(d->base);
+	bufpool_drain();
+	if (d->cfg.pidfile != NULL)
+		(void)unlink(d->cfg.pidfile);
+	free(d->relays);
+	free(d->tunnels);
+	config_free(&d->cfg);
+	return code;
+}
+
 int
 main(int argc, char **argv)
 {
-	struct daemon	 d = { 0 };
-	struct caps_user u;
-	struct config	 cfg;
-	char		 err[512];
-	int		 from_root, code = EX_OSERR;
-	size_t		 i;
+	static struct daemon	 d;
+	struct caps_user	 u;
+	size_t			 i;
+	int			 from_root;
 
 	keep_std_fds_open();
 	signal(SIGPIPE, SIG_IGN);
-	parse_or_exit(&cfg, argc, argv);
-	log_init(cfg.log_level, 0);
-	from_root = lookup_user(&cfg, &u);
+	load_config(&d.cfg, argc, argv);
+	if (d.cfg.check)
+		check_only(&d.cfg);
+	log_init(d.cfg.log_level, d.cfg.use_syslog || d.cfg.daemonize);
+	from_root = lookup_user(&d.cfg, &u);
 
 	if ((d.base = event_base_new()) == NULL)
 		fatalx(EX_OSERR, "cannot create the event loop");
-	if (cfg.relay.nlisten > 0 && (d.relay = relay_new(d.base, &cfg.relay,
-	    err, sizeof(err), &code)) == NULL)
-		fatalx(code, "%s", err);
-	if (cfg.tunnel.enabled) {
-		if (tunnel_global_init() == -1)
-			fatalx(EX_SOFTWARE, "cannot initialise libssh2");
-		if ((d.tunnel = tunnel_new(d.base, &cfg.tunnel, err,
-		    sizeof(err), &code)) == NULL)
-			fatalx(code, "%s", err);
-	}
+	open_everything(&d);
+	if (d.cfg.daemonize && (daemonize(), event_reinit(d.base) == -1))
+		fatalx(EX_OSERR, "event_reinit failed");
+	if (d.cfg.pidfile != NULL)
+		write_pidfile(d.cfg.pidfile);
 	drop_privileges(from_root, &u);
+	the_daemon = &d;
+	conn_set_closed_hook(drained_check);
 	watch_signals(&d);
-	if (d.relay != NULL)
-		relay_start(d.relay);
-	if (d.tunnel != NULL)
-		tunnel_start(d.tunnel);
+	for (i = 0; i < d.cfg.nrelays; i++)
+		relay_start(d.relays[i]);
+	for (i = 0; i < d.cfg.ntunnels; i++)
+		tunnel_start(d.tunnels[i]);
 	log_info("ready");
 
 	event_base_dispatch(d.base);
 
-	code = tunnel_exit_code(d.tunnel);
-	relay_kill_children();
-	relay_free(d.relay);
-	if (d.tunnel != NULL) {
-		tunnel_free(d.tunnel);
-		tunnel_global_exit();
-	}
-	resolve_shutdown();
-	for (i = 0; i < sizeof(d.sigs) / sizeof(d.sigs[0]); i++)
-		event_free(d.sigs[i]);
-	event_base_free(d.base);
-	bufpool_drain();
-	config_free(&cfg);
-	return code;
+	return close_everything(&d);
 }

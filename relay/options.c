@@ -1,23 +1,28 @@
 /*
- * One table describes every option: its spelling, argument, help line and
- * the function that stores it. getopt_long's table and --help are generated
- * from it, and a config file can apply the same entries by name.
+ * One table describes every option: its spelling, scope, argument, help
+ * line and the function that stores it. getopt_long's table and --help
+ * are generated from it, and the config file applies the same entries by
+ * name, in the section their scope names.
  */
 #include <getopt.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "relay/options.h"
 
-typedef int opt_setter(struct config *, const char *, char *, size_t);
+/* obj is a struct config, relay_conf or tunnel_conf as the scope says;
+ * a flag's value is "1" or "0". */
+typedef int opt_setter(void *obj, const char *, char *, size_t);
 
 struct opt_def {
 	const char	*name;
 	int		 shortopt;	/* 0 = long only */
+	enum opt_scope	 scope;
 	const char	*argname;	/* NULL = flag */
 	const char	*help;
-	opt_setter	*set;
+	opt_setter	*set;		/* NULL = handled by the parser */
 };
 
 static int
@@ -45,159 +50,19 @@ parse_uint(const char *s, const char *what, unsigned long max,
 }
 
 static int
-set_listen(struct config *cfg, const char *v, char *err, size_t errlen)
-{
-	struct relay_conf	*r = &cfg->relay;
-	struct addr_spec	 a, *n;
-	char			 why[256];
-
-	if (addr_parse_listen(v, &a, why, sizeof(why)) == -1) {
-		snprintf(err, errlen, "--listen %s: %s", v, why);
-		return -1;
-	}
-	if ((n = reallocarray(r->listen, r->nlisten + 1, sizeof(*n))) == NULL) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
-	r->listen = n;
-	r->listen[r->nlisten++] = a;
-	return 0;
-}
-
-static int
-set_to(struct config *cfg, const char *v, char *err, size_t errlen)
-{
-	char	why[256];
-
-	if (cfg->relay.has_to) {
-		snprintf(err, errlen, "--to %s: only one --to per relay", v);
-		return -1;
-	}
-	if (addr_parse_target(v, &cfg->relay.to, why, sizeof(why)) == -1) {
-		snprintf(err, errlen, "--to %s: %s", v, why);
-		return -1;
-	}
-	cfg->relay.has_to = 1;
-	return 0;
-}
-
-static int
-set_user(struct config *cfg, const char *v, char *err, size_t errlen)
-{
-	if (*v == '\0' || strlen(v) >= sizeof(cfg->user)) {
-		snprintf(err, errlen, "--user: bad user name \"%s\"", v);
-		return -1;
-	}
-	strcpy(cfg->user, v);
-	return 0;
-}
-
-static int
-set_fork(struct config *cfg, const char *v, char *err, size_t errlen)
-{
-	cfg->relay.fork_mode = 1;
-	return 0;
-}
-
-static int
-set_connect_timeout(struct config *cfg, const char *v, char *err,
-    size_t errlen)
+set_seconds(int *dst, const char *what, const char *v, unsigned long min,
+    unsigned long max, char *err, size_t errlen)
 {
 	unsigned long	n;
 
-	if (parse_uint(v, "--connect-timeout", 86400, &n, err, errlen) == -1)
+	if (parse_uint(v, what, max, &n, err, errlen) == -1)
 		return -1;
-	if (n == 0) {
-		snprintf(err, errlen, "--connect-timeout: must be at least 1");
-		return -1;
-	}
-	cfg->relay.connect_timeout = (int)n;
-	return 0;
-}
-
-static int
-set_idle_timeout(struct config *cfg, const char *v, char *err, size_t errlen)
-{
-	unsigned long	n;
-
-	if (parse_uint(v, "--idle-timeout", 86400 * 365, &n, err, errlen) == -1)
-		return -1;
-	cfg->relay.idle_timeout = (int)n;
-	return 0;
-}
-
-static int
-set_max_conns(struct config *cfg, const char *v, char *err, size_t errlen)
-{
-	unsigned long	n;
-
-	if (parse_uint(v, "--max-conns", UINT_MAX, &n, err, errlen) == -1)
-		return -1;
-	cfg->relay.max_conns = (unsigned)n;
-	return 0;
-}
-
-static int
-set_verbose(struct config *cfg, const char *v, char *err, size_t errlen)
-{
-	cfg->log_level = LOG_LVL_DEBUG;
-	return 0;
-}
-
-static int
-set_quiet(struct config *cfg, const char *v, char *err, size_t errlen)
-{
-	cfg->log_level = LOG_LVL_WARN;
-	return 0;
-}
-
-static int
-set_ssh(struct config *cfg, const char *v, char *err, size_t errlen)
-{
-	if (cfg->tunnel.enabled) {
-		snprintf(err, errlen, "--ssh %s: only one --ssh per tunnel", v);
+	if (n < min) {
+		snprintf(err, errlen, "%s: must be at least %lu", what, min);
 		return -1;
 	}
-	if (ssh_dest_parse(v, &cfg->tunnel.dest, err, errlen) == -1)
-		return -1;
-	cfg->tunnel.enabled = 1;
+	*dst = (int)n;
 	return 0;
-}
-
-static int
-add_forward(struct config *cfg, enum forward_kind kind, const char *v,
-    char *err, size_t errlen)
-{
-	struct tunnel_conf	*t = &cfg->tunnel;
-	struct forward_spec	 f, *n;
-
-	if (forward_parse(kind, v, &f, err, errlen) == -1)
-		return -1;
-	if ((n = reallocarray(t->fwd, t->nfwd + 1, sizeof(*n))) == NULL) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
-	t->fwd = n;
-	t->fwd[t->nfwd++] = f;
-	return 0;
-}
-
-static int
-set_remote(struct config *cfg, const char *v, char *err, size_t errlen)
-{
-	return add_forward(cfg, FWD_REMOTE, v, err, errlen);
-}
-
-static int
-set_local(struct config *cfg, const char *v, char *err, size_t errlen)
-{
-	return add_forward(cfg, FWD_LOCAL, v, err, errlen);
-}
-
-static int
-set_dynamic(struct config *cfg, const char *v, char *err, size_t errlen)
-{
-	return add_forward(cfg, FWD_DYNAMIC, v, err, errlen);
 }
 
 static int
@@ -216,127 +81,344 @@ set_path(char **dst, const char *opt, const char *v, char *err,
 	return 0;
 }
 
+/* --- global --- */
+
 static int
-set_identity(struct config *cfg, const char *v, char *err, size_t errlen)
+set_user(void *o, const char *v, char *err, size_t errlen)
 {
-	return set_path(&cfg->tunnel.identity, "--identity", v, err, errlen);
+	struct config	*cfg = o;
+
+	if (*v == '\0' || strlen(v) >= sizeof(cfg->user)) {
+		snprintf(err, errlen, "--user: bad user name \"%s\"", v);
+		return -1;
+	}
+	strcpy(cfg->user, v);
+	return 0;
 }
 
 static int
-set_passphrase_file(struct config *cfg, const char *v, char *err,
-    size_t errlen)
+set_verbose(void *o, const char *v, char *err, size_t errlen)
 {
-	return set_path(&cfg->tunnel.passphrase_file,
-	    "--identity-passphrase-file", v, err, errlen);
+	if (*v == '1')
+		((struct config *)o)->log_level = LOG_LVL_DEBUG;
+	return 0;
 }
 
 static int
-set_known_hosts(struct config *cfg, const char *v, char *err, size_t errlen)
+set_quiet(void *o, const char *v, char *err, size_t errlen)
 {
-	return set_path(&cfg->tunnel.known_hosts, "--known-hosts", v, err,
+	if (*v == '1')
+		((struct config *)o)->log_level = LOG_LVL_WARN;
+	return 0;
+}
+
+static int
+set_log_level(void *o, const char *v, char *err, size_t errlen)
+{
+	static const char *const names[] = { "error", "warning", "info",
+	    "debug" };
+	size_t	i;
+
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		if (strcasecmp(v, names[i]) == 0) {
+			((struct config *)o)->log_level = (enum log_level)i;
+			return 0;
+		}
+	}
+	snprintf(err, errlen, "--log-level: \"%s\" is not one of error, "
+	    "warning, info, debug", v);
+	return -1;
+}
+
+static int
+set_syslog(void *o, const char *v, char *err, size_t errlen)
+{
+	((struct config *)o)->use_syslog = *v == '1';
+	return 0;
+}
+
+static int
+set_daemon(void *o, const char *v, char *err, size_t errlen)
+{
+	((struct config *)o)->daemonize = *v == '1';
+	return 0;
+}
+
+static int
+set_pidfile(void *o, const char *v, char *err, size_t errlen)
+{
+	return set_path(&((struct config *)o)->pidfile, "--pidfile", v, err,
 	    errlen);
 }
 
 static int
-set_accept_new(struct config *cfg, const char *v, char *err, size_t errlen)
+set_drain_timeout(void *o, const char *v, char *err, size_t errlen)
 {
-	cfg->tunnel.accept_new_host_key = 1;
+	return set_seconds(&((struct config *)o)->drain_timeout,
+	    "--drain-timeout", v, 0, 86400, err, errlen);
+}
+
+static int
+set_check(void *o, const char *v, char *err, size_t errlen)
+{
+	((struct config *)o)->check = *v == '1';
 	return 0;
 }
 
 static int
-set_keepalive(struct config *cfg, const char *v, char *err, size_t errlen)
+set_config(void *o, const char *v, char *err, size_t errlen)
+{
+	return set_path(&((struct config *)o)->file, "--config", v, err,
+	    errlen);
+}
+
+/* --- relay --- */
+
+static int
+set_listen(void *o, const char *v, char *err, size_t errlen)
+{
+	struct relay_conf	*r = o;
+	struct addr_spec	 a, *n;
+	char			 why[256];
+
+	if (addr_parse_listen(v, &a, why, sizeof(why)) == -1) {
+		snprintf(err, errlen, "--listen %s: %s", v, why);
+		return -1;
+	}
+	if ((n = reallocarray(r->listen, r->nlisten + 1, sizeof(*n))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	r->listen = n;
+	r->listen[r->nlisten++] = a;
+	return 0;
+}
+
+static int
+set_to(void *o, const char *v, char *err, size_t errlen)
+{
+	struct relay_conf	*r = o;
+	char			 why[256];
+
+	if (r->has_to) {
+		snprintf(err, errlen, "--to %s: only one --to per relay", v);
+		return -1;
+	}
+	if (addr_parse_target(v, &r->to, why, sizeof(why)) == -1) {
+		snprintf(err, errlen, "--to %s: %s", v, why);
+		return -1;
+	}
+	r->has_to = 1;
+	return 0;
+}
+
+static int
+set_fork(void *o, const char *v, char *err, size_t errlen)
+{
+	((struct relay_conf *)o)->fork_mode = *v == '1';
+	return 0;
+}
+
+static int
+set_connect_timeout(void *o, const char *v, char *err, size_t errlen)
+{
+	return set_seconds(&((struct relay_conf *)o)->connect_timeout,
+	    "--connect-timeout", v, 1, 86400, err, errlen);
+}
+
+static int
+set_idle_timeout(void *o, const char *v, char *err, size_t errlen)
+{
+	return set_seconds(&((struct relay_conf *)o)->idle_timeout,
+	    "--idle-timeout", v, 0, 86400 * 365, err, errlen);
+}
+
+static int
+set_max_conns(void *o, const char *v, char *err, size_t errlen)
 {
 	unsigned long	n;
 
-	if (parse_uint(v, "--keepalive", 3600, &n, err, errlen) == -1)
+	if (parse_uint(v, "--max-conns", UINT_MAX, &n, err, errlen) == -1)
 		return -1;
-	if (n == 0) {
-		snprintf(err, errlen, "--keepalive: must be at least 1");
+	((struct relay_conf *)o)->max_conns = (unsigned)n;
+	return 0;
+}
+
+/* --- tunnel --- */
+
+static int
+set_ssh(void *o, const char *v, char *err, size_t errlen)
+{
+	struct tunnel_conf	*t = o;
+
+	if (t->enabled) {
+		snprintf(err, errlen, "--ssh %s: only one --ssh per tunnel", v);
 		return -1;
 	}
-	cfg->tunnel.keepalive = (int)n;
+	if (ssh_dest_parse(v, &t->dest, err, errlen) == -1)
+		return -1;
+	t->enabled = 1;
 	return 0;
 }
 
 static int
-set_keepalive_count(struct config *cfg, const char *v, char *err,
-    size_t errlen)
+add_forward(struct tunnel_conf *t, enum forward_kind kind, const char *v,
+    char *err, size_t errlen)
 {
-	unsigned long	n;
+	struct forward_spec	 f, *n;
 
-	if (parse_uint(v, "--keepalive-count", 100, &n, err, errlen) == -1)
+	if (forward_parse(kind, v, &f, err, errlen) == -1)
 		return -1;
-	if (n == 0) {
-		snprintf(err, errlen, "--keepalive-count: must be at least 1");
+	if ((n = reallocarray(t->fwd, t->nfwd + 1, sizeof(*n))) == NULL) {
+		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	cfg->tunnel.keepalive_count = (int)n;
+	t->fwd = n;
+	t->fwd[t->nfwd++] = f;
 	return 0;
 }
 
 static int
-set_exit_on_forward_failure(struct config *cfg, const char *v, char *err,
-    size_t errlen)
+set_remote(void *o, const char *v, char *err, size_t errlen)
 {
-	cfg->tunnel.exit_on_forward_failure = 1;
+	return add_forward(o, FWD_REMOTE, v, err, errlen);
+}
+
+static int
+set_local(void *o, const char *v, char *err, size_t errlen)
+{
+	return add_forward(o, FWD_LOCAL, v, err, errlen);
+}
+
+static int
+set_dynamic(void *o, const char *v, char *err, size_t errlen)
+{
+	return add_forward(o, FWD_DYNAMIC, v, err, errlen);
+}
+
+static int
+set_identity(void *o, const char *v, char *err, size_t errlen)
+{
+	return set_path(&((struct tunnel_conf *)o)->identity, "--identity", v,
+	    err, errlen);
+}
+
+static int
+set_passphrase_file(void *o, const char *v, char *err, size_t errlen)
+{
+	return set_path(&((struct tunnel_conf *)o)->passphrase_file,
+	    "--identity-passphrase-file", v, err, errlen);
+}
+
+static int
+set_known_hosts(void *o, const char *v, char *err, size_t errlen)
+{
+	return set_path(&((struct tunnel_conf *)o)->known_hosts,
+	    "--known-hosts", v, err, errlen);
+}
+
+static int
+set_accept_new(void *o, const char *v, char *err, size_t errlen)
+{
+	((struct tunnel_conf *)o)->accept_new_host_key = *v == '1';
 	return 0;
 }
 
 static int
-set_compress(struct config *cfg, const char *v, char *err, size_t errlen)
+set_keepalive(void *o, const char *v, char *err, size_t errlen)
 {
-	cfg->tunnel.compress = 1;
+	return set_seconds(&((struct tunnel_conf *)o)->keepalive,
+	    "--keepalive", v, 1, 3600, err, errlen);
+}
+
+static int
+set_keepalive_count(void *o, const char *v, char *err, size_t errlen)
+{
+	return set_seconds(&((struct tunnel_conf *)o)->keepalive_count,
+	    "--keepalive-count", v, 1, 100, err, errlen);
+}
+
+static int
+set_exit_on_forward_failure(void *o, const char *v, char *err, size_t errlen)
+{
+	((struct tunnel_conf *)o)->exit_on_forward_failure = *v == '1';
+	return 0;
+}
+
+static int
+set_compress(void *o, const char *v, char *err, size_t errlen)
+{
+	((struct tunnel_conf *)o)->compress = *v == '1';
 	return 0;
 }
 
 #define OPT_HELP	'h'
 #define OPT_VERSION	'V'
+#define G	SCOPE_GLOBAL
+#define R	SCOPE_RELAY
+#define T	SCOPE_TUNNEL
 
 static const struct opt_def opts[] = {
-	{ "listen", 0, "[ADDR:]PORT", "accept on PORT (all addresses), "
+	{ "listen", 0, R, "[ADDR:]PORT", "accept on PORT (all addresses), "
 	  "ADDR:PORT, [IPv6]:PORT or unix:PATH; repeatable", set_listen },
-	{ "to", 0, "HOST:PORT", "relay to HOST:PORT, [IPv6]:PORT or "
+	{ "to", 0, R, "HOST:PORT", "relay to HOST:PORT, [IPv6]:PORT or "
 	  "unix:PATH; a name is resolved per connection", set_to },
-	{ "user", 0, "NAME", "user to become after binding "
-	  "(default when root: nobody)", set_user },
-	{ "fork", 0, NULL, "one process per connection instead of one "
+	{ "fork", 0, R, NULL, "one process per connection instead of one "
 	  "event loop", set_fork },
-	{ "connect-timeout", 0, "SEC", "give up connecting to the target "
+	{ "connect-timeout", 0, R, "SEC", "give up connecting to the target "
 	  "after SEC (default 10)", set_connect_timeout },
-	{ "idle-timeout", 0, "SEC", "close a connection idle for SEC "
+	{ "idle-timeout", 0, R, "SEC", "close a connection idle for SEC "
 	  "(default 0: never)", set_idle_timeout },
-	{ "max-conns", 0, "N", "accept and close at once connections "
+	{ "max-conns", 0, R, "N", "accept and close at once connections "
 	  "beyond N (default 0: no limit)", set_max_conns },
-	{ "ssh", 0, "[USER@]HOST[:PORT]", "keep an SSH session to HOST "
+	{ "ssh", 0, T, "[USER@]HOST[:PORT]", "keep an SSH session to HOST "
 	  "carrying the forwards below", set_ssh },
-	{ "remote", 'R', "[BIND:]RPORT:HOST:PORT", "remote forward: the "
+	{ "remote", 'R', T, "[BIND:]RPORT:HOST:PORT", "remote forward: the "
 	  "server's RPORT (0: it picks) to HOST:PORT here", set_remote },
-	{ "local", 'L', "[BIND:]LPORT:HOST:PORT", "local forward: LPORT here "
-	  "to HOST:PORT as the server sees it", set_local },
-	{ "dynamic", 'D', "[BIND:]PORT", "SOCKS5 proxy on PORT here, "
+	{ "local", 'L', T, "[BIND:]LPORT:HOST:PORT", "local forward: LPORT "
+	  "here to HOST:PORT as the server sees it", set_local },
+	{ "dynamic", 'D', T, "[BIND:]PORT", "SOCKS5 proxy on PORT here, "
 	  "connecting through the server", set_dynamic },
-	{ "identity", 'i', "FILE", "private key (ed25519 or ecdsa; default: "
-	  "ssh-agent, then ~/.ssh/id_*)", set_identity },
-	{ "identity-passphrase-file", 0, "FILE", "read the key's passphrase "
-	  "from FILE", set_passphrase_file },
-	{ "known-hosts", 0, "FILE", "host keys to trust (default "
+	{ "identity", 'i', T, "FILE", "private key (ed25519 or ecdsa; "
+	  "default: ssh-agent, then ~/.ssh/id_*)", set_identity },
+	{ "identity-passphrase-file", 0, T, "FILE", "read the key's "
+	  "passphrase from FILE", set_passphrase_file },
+	{ "known-hosts", 0, T, "FILE", "host keys to trust (default "
 	  "~/.ssh/known_hosts)", set_known_hosts },
-	{ "accept-new-host-key", 0, NULL, "trust and record an unknown host "
-	  "key (never a changed one)", set_accept_new },
-	{ "keepalive", 0, "SEC", "probe the server after SEC of silence "
+	{ "accept-new-host-key", 0, T, NULL, "trust and record an unknown "
+	  "host key (never a changed one)", set_accept_new },
+	{ "keepalive", 0, T, "SEC", "probe the server after SEC of silence "
 	  "(default 15)", set_keepalive },
-	{ "keepalive-count", 0, "N", "declare it dead after N unanswered "
+	{ "keepalive-count", 0, T, "N", "declare it dead after N unanswered "
 	  "probes (default 3)", set_keepalive_count },
-	{ "exit-on-forward-failure", 0, NULL, "exit if a forward is refused "
-	  "at first start", set_exit_on_forward_failure },
-	{ "compress", 'C', NULL, "ask for zlib compression", set_compress },
-	{ "verbose", 'v', NULL, "log debugging detail", set_verbose },
-	{ "quiet", 'q', NULL, "log only warnings and errors", set_quiet },
-	{ "help", OPT_HELP, NULL, "show this help and exit", NULL },
-	{ "version", OPT_VERSION, NULL, "show the version and exit", NULL },
+	{ "exit-on-forward-failure", 0, T, NULL, "exit if a forward is "
+	  "refused at first start", set_exit_on_forward_failure },
+	{ "compress", 'C', T, NULL, "ask for zlib compression", set_compress },
+	{ "config", 'c', G, "FILE", "read relays and tunnels from FILE",
+	  set_config },
+	{ "check", 0, G, NULL, "check the configuration, print "
+	  "\"configuration OK\" and exit", set_check },
+	{ "user", 0, G, "NAME", "user to become after binding "
+	  "(default when root: nobody)", set_user },
+	{ "drain-timeout", 0, G, "SEC", "on SIGTERM, let connections finish "
+	  "for up to SEC (default 10)", set_drain_timeout },
+	{ "log-level", 0, G, "LEVEL", "error, warning, info (default) or "
+	  "debug", set_log_level },
+	{ "syslog", 0, G, NULL, "log to syslog (the default with --daemon)",
+	  set_syslog },
+	{ "daemon", 0, G, NULL, "detach and run in the background",
+	  set_daemon },
+	{ "pidfile", 0, G, "FILE", "write the process id to FILE",
+	  set_pidfile },
+	{ "verbose", 'v', G, NULL, "log debugging detail", set_verbose },
+	{ "quiet", 'q', G, NULL, "log only warnings and errors", set_quiet },
+	{ "help", OPT_HELP, G, NULL, "show this help and exit", NULL },
+	{ "version", OPT_VERSION, G, NULL, "show the version and exit", NULL },
 };
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
+
+static const char *const scope_names[] = { "global part", "[relay NAME]",
+    "[tunnel NAME]" };
 
 static const struct opt_def *
 find_opt(const char *name)
@@ -349,17 +431,66 @@ find_opt(const char *name)
 	return NULL;
 }
 
-int
-options_set(struct config *cfg, const char *name, const char *value,
-    char *err, size_t errlen)
+static int
+parse_flag(const char *v, const char **out)
 {
-	const struct opt_def	*o;
+	static const char *const yes[] = { "yes", "true", "on", "1" };
+	static const char *const no[] = { "no", "false", "off", "0" };
+	size_t	i;
 
-	if ((o = find_opt(name)) == NULL || o->set == NULL) {
-		snprintf(err, errlen, "unknown option \"%s\"", name);
+	for (i = 0; i < 4; i++) {
+		if (strcasecmp(v, yes[i]) == 0) {
+			*out = "1";
+			return 0;
+		}
+		if (strcasecmp(v, no[i]) == 0) {
+			*out = "0";
+			return 0;
+		}
+	}
+	return -1;
+}
+
+int
+options_set(struct config *cfg, enum opt_scope scope, void *obj,
+    const char *name, const char *value, char *err, size_t errlen)
+{
+	const struct opt_def	*o = find_opt(name);
+
+	if (o == NULL || o->set == NULL || o->set == set_config ||
+	    o->set == set_check) {
+		snprintf(err, errlen, "unknown key \"%s\"", name);
 		return -1;
 	}
-	return o->set(cfg, value, err, errlen);
+	if (o->scope != scope) {
+		snprintf(err, errlen, "\"%s\" belongs in the %s, not the %s",
+		    name, scope_names[o->scope], scope_names[scope]);
+		return -1;
+	}
+	if (o->argname == NULL && parse_flag(value, &value) == -1) {
+		snprintf(err, errlen, "%s: \"%s\" is not yes or no", name,
+		    value);
+		return -1;
+	}
+	return o->set(scope == SCOPE_GLOBAL ? cfg : obj, value, err, errlen);
+}
+
+/* The object a command-line option of scope applies to. */
+static void *
+cli_object(struct config *cfg, enum opt_scope scope)
+{
+	if (scope == SCOPE_RELAY && cfg->cli_relay == NULL)
+		cfg->cli_relay = config_add_relay(cfg, "", 0);
+	if (scope == SCOPE_TUNNEL && cfg->cli_tunnel == NULL)
+		cfg->cli_tunnel = config_add_tunnel(cfg, "", 0);
+	switch (scope) {
+	case SCOPE_RELAY:
+		return cfg->cli_relay;
+	case SCOPE_TUNNEL:
+		return cfg->cli_tunnel;
+	default:
+		return cfg;
+	}
 }
 
 static void
@@ -396,6 +527,19 @@ opt_by_val(int c)
 	return NULL;
 }
 
+static void
+getopt_error(int c, char **argv, char *err, size_t errlen)
+{
+	const char	*bad = argv[optind - 1];
+
+	if (c == '?' && optopt != 0 && bad[1] != '-')
+		snprintf(err, errlen, "unknown option -%c", optopt);
+	else if (c == '?')
+		snprintf(err, errlen, "unknown option %s", bad);
+	else
+		snprintf(err, errlen, "option %s needs a value", bad);
+}
+
 enum options_result
 options_parse(struct config *cfg, int argc, char **argv, char *err,
     size_t errlen)
@@ -403,6 +547,7 @@ options_parse(struct config *cfg, int argc, char **argv, char *err,
 	struct option		 lo[NOPTS + 1];
 	char			 so[2 * NOPTS + 2];
 	const struct opt_def	*o;
+	void			*obj;
 	int			 c, idx;
 
 	build_getopt(lo, so + 1, sizeof(so) - 1);
@@ -411,15 +556,7 @@ options_parse(struct config *cfg, int argc, char **argv, char *err,
 	optind = 0;	/* full reset, so tests can parse repeatedly */
 	while ((c = getopt_long(argc, argv, so, lo, &idx)) != -1) {
 		if (c == '?' || c == ':') {
-			const char *bad = argv[optind - 1];
-			if (c == '?' && optopt != 0 && bad[1] != '-')
-				snprintf(err, errlen, "unknown option -%c",
-				    optopt);
-			else if (c == '?')
-				snprintf(err, errlen, "unknown option %s", bad);
-			else
-				snprintf(err, errlen, "option %s needs a "
-				    "value", bad);
+			getopt_error(c, argv, err, errlen);
 			return OPTIONS_ERROR;
 		}
 		if (c == OPT_HELP)
@@ -430,7 +567,11 @@ options_parse(struct config *cfg, int argc, char **argv, char *err,
 			snprintf(err, errlen, "internal: option %d", c);
 			return OPTIONS_ERROR;
 		}
-		if (o->set(cfg, optarg, err, errlen) == -1)
+		if ((obj = cli_object(cfg, o->scope)) == NULL) {
+			snprintf(err, errlen, "out of memory");
+			return OPTIONS_ERROR;
+		}
+		if (o->set(obj, o->argname ? optarg : "1", err, errlen) == -1)
 			return OPTIONS_ERROR;
 	}
 	if (optind < argc) {
@@ -441,29 +582,56 @@ options_parse(struct config *cfg, int argc, char **argv, char *err,
 	return OPTIONS_OK;
 }
 
+const char *
+options_config_file(int argc, char **argv)
+{
+	int	i;
+
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--") == 0)
+			break;
+		if ((strcmp(argv[i], "-c") == 0 ||
+		    strcmp(argv[i], "--config") == 0) && i + 1 < argc)
+			return argv[i + 1];
+		if (strncmp(argv[i], "--config=", 9) == 0)
+			return argv[i] + 9;
+	}
+	return NULL;
+}
+
 void
 options_usage(FILE *fp)
 {
-	char	left[64];
-	size_t	i;
+	static const char *const heads[] = { "general", "relays",
+	    "tunnels" };
+	static const enum opt_scope order[] = { SCOPE_RELAY, SCOPE_TUNNEL,
+	    SCOPE_GLOBAL };
+	enum opt_scope	scope;
+	char		left[64];
+	size_t		i, k;
 
 	fprintf(fp, "usage: relayd --listen [ADDR:]PORT --to HOST:PORT "
 	    "[options]\n"
 	    "       relayd --ssh [USER@]HOST[:PORT] -R|-L|-D SPEC ... "
-	    "[options]\n\n"
+	    "[options]\n"
+	    "       relayd -c FILE [--check]\n\n"
 	    "Relays TCP and unix-socket connections and keeps SSH forwards "
 	    "up; binds\nprivileged ports, then runs as an unprivileged user "
-	    "keeping only\nCAP_NET_BIND_SERVICE.\n\noptions:\n");
-	for (i = 0; i < NOPTS; i++) {
-		if (opts[i].shortopt)
-			snprintf(left, sizeof(left), "-%c, --%s%s%s",
-			    opts[i].shortopt, opts[i].name,
+	    "keeping only\nCAP_NET_BIND_SERVICE. Every long option is also a "
+	    "config file key.\n");
+	for (k = 0; k < sizeof(order) / sizeof(order[0]); k++) {
+		scope = order[k];
+		fprintf(fp, "\n%s:\n", heads[scope]);
+		for (i = 0; i < NOPTS; i++) {
+			if (opts[i].scope != scope)
+				continue;
+			snprintf(left, sizeof(left), "%s%c%s--%s%s%s",
+			    opts[i].shortopt ? "-" : "  ",
+			    opts[i].shortopt ? opts[i].shortopt : ' ',
+			    opts[i].shortopt ? ", " : "  ", opts[i].name,
 			    opts[i].argname ? " " : "",
 			    opts[i].argname ? opts[i].argname : "");
-		else
-			snprintf(left, sizeof(left), "    --%s%s%s",
-			    opts[i].name, opts[i].argname ? " " : "",
-			    opts[i].argname ? opts[i].argname : "");
-		fprintf(fp, "  %-36s %s\n", left, opts[i].help);
+			fprintf(fp, "  %-38s %s\n", left, opts[i].help);
+		}
 	}
 }

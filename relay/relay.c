@@ -211,12 +211,24 @@ relay_start(struct relay *r)
 }
 
 void
-relay_stop(struct relay *r)
+relay_stop_accepting(struct relay *r)
 {
 	size_t	i;
 
 	for (i = 0; i < r->nlisteners; i++)
 		listener_disable(r->listeners[i]);
+}
+
+unsigned
+relay_active(const struct relay *r)
+{
+	return r->svc.active;
+}
+
+void
+relay_stop(struct relay *r)
+{
+	relay_stop_accepting(r);
 	service_close_all(&r->svc, "shutdown");
 }
 

@@ -18,6 +18,10 @@ struct relay *relay_new(struct event_base *, const struct relay_conf *conf,
 	    char *err, size_t errlen, int *exitcode);
 /* Starts accepting and logs each listening address. */
 void	relay_start(struct relay *);
+/* Stops accepting; live connections go on. */
+void	relay_stop_accepting(struct relay *);
+/* Live connections (or --fork children). */
+unsigned relay_active(const struct relay *);
 /* Stops accepting and closes every connection ("end=shutdown"). */
 void	relay_stop(struct relay *);
 /* Frees a stopped relay. */

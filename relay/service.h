@@ -72,6 +72,8 @@ void	conn_target_ready(struct conn *, struct endpoint *target);
 void	conn_target_failed(struct conn *, const char *why);
 /* The client side, for openers that answer it first (SOCKS). */
 struct endpoint *conn_client(struct conn *);
+/* Calls hook after every connection closed (one hook per process). */
+void	conn_set_closed_hook(void (*hook)(void));
 /* Uses up a connection id, so --fork children's ids stay unique. */
 void	conn_skip_id(void);
 /* Closes c: the one path that frees it and logs its summary line. */

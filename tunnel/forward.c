@@ -15,6 +15,7 @@
 
 #include "relay/listener.h"
 #include "relay/log.h"
+#include "tunnel/tunnel.h"
 #include "tunnel/tunnel_int.h"
 
 /* libssh2 queues at most this many unaccepted channels per -R listener. */
@@ -351,7 +352,7 @@ fwd_service(struct tunnel *t)
 		if (t->exit_code != 0 || t->fail_why[0] != '\0')
 			return -1;
 		if (f->state == FWD_UP && f->listener != NULL &&
-		    remote_accept(f) == -1)
+		    !t->draining && remote_accept(f) == -1)
 			return -1;
 	}
 	return 0;
@@ -432,6 +433,28 @@ fwd_setup(struct tunnel *t, char *err, size_t errlen, int *exitcode)
 		t->nfwds++;
 	}
 	return 0;
+}
+
+unsigned
+tunnel_active(const struct tunnel *t)
+{
+	unsigned	n = 0;
+	size_t		i;
+
+	for (i = 0; i < t->nfwds; i++)
+		n += t->fwds[i].svc.active;
+	return n;
+}
+
+void
+tunnel_stop_accepting(struct tunnel *t)
+{
+	size_t	i;
+
+	t->draining = 1;
+	for (i = 0; i < t->nfwds; i++)
+		if (t->fwds[i].local != NULL)
+			listener_disable(t->fwds[i].local);
 }
 
 void

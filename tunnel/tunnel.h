@@ -29,6 +29,10 @@ void	tunnel_start(struct tunnel *);
  * the loop was asked to stop and the caller exits with this code.
  */
 int	tunnel_exit_code(const struct tunnel *);
+/* Live connections through the tunnel's forwards. */
+unsigned tunnel_active(const struct tunnel *);
+/* Stops taking new connections (-L/-D listeners, -R channels). */
+void	tunnel_stop_accepting(struct tunnel *);
 /* Closes everything. */
 void	tunnel_free(struct tunnel *);
 

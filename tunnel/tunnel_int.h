@@ -96,6 +96,7 @@ struct tunnel {
 	struct backoff		 backoff;
 	struct fwd		*listening;	/* its -R request is in libssh2 */
 	int			 ever_up;
+	int			 draining;	/* no new connections */
 	int			 exit_code;
 	int			 sock_dead;	/* recv saw EOF or an error */
 	int			 sock_errno;

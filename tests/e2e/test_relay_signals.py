@@ -6,6 +6,7 @@ import re
 import signal
 import socket
 import struct
+import time
 
 import pytest
 
@@ -15,16 +16,43 @@ from conftest import (echo_roundtrip, free_port, local_spec, recv_all, recv_exac
 MiB = 1 << 20
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_signal_with_live_connection(relayd, echo, sig):
+@pytest.mark.parametrize("sig, drain", [(signal.SIGTERM, "0"), (signal.SIGTERM, "1"),
+                                        (signal.SIGINT, "10")],
+                         ids=["SIGTERM-no-drain", "SIGTERM-drain-1s", "SIGINT"])
+def test_signal_with_live_connection(relayd, echo, sig, drain):
+    """SIGINT ends at once; SIGTERM waits for live connections at most
+    --drain-timeout seconds, then closes them."""
     port = free_port()
-    r = relayd("--listen", f"127.0.0.1:{port}", "--to", echo.spec)
+    r = relayd("--listen", f"127.0.0.1:{port}", "--to", echo.spec, "--drain-timeout", drain)
     with tcp4(port).connect() as s:
         me = local_spec(s)
         echo_roundtrip(s)
-        r.stop(sig, within=2.0)
+        r.stop(sig, within=2.5)
         wait_closed(s, 1.0)
     assert r.wait_conn(me)["end"] == "shutdown"
+
+
+def test_sigterm_drain_lets_a_transfer_finish(relayd, echo):
+    """A connection in the middle of its work when SIGTERM arrives keeps
+    being served (new ones are not accepted) and relayd exits 0 once it
+    ends, before the drain timeout."""
+    port = free_port()
+    r = relayd("--listen", f"127.0.0.1:{port}", "--to", echo.spec, "--drain-timeout", "20")
+    with tcp4(port).connect() as s:
+        me = local_spec(s)
+        echo_roundtrip(s)
+        os.kill(r.pid, signal.SIGTERM)
+        r.wait_log(r"draining 1 connections", timeout=5)
+        with pytest.raises(OSError):
+            with tcp4(port).connect(timeout=1) as late:
+                late.sendall(b"x")
+                assert late.recv(1) == b"", "a new connection was served while draining"
+        echo_roundtrip(s)            # still served
+        s.shutdown(socket.SHUT_WR)
+        recv_all(s)
+    r.expected_exit = True
+    assert r.wait_exit(5) == 0, "relayd did not exit 0 once the last connection ended"
+    assert r.wait_conn(me)["end"] == "eof"
 
 
 def test_sighup_keeps_serving(relayd, echo):

@@ -37,14 +37,14 @@ full_command_line(void **state)
 	    "--to", "127.0.0.1:10080", "--user", "daemon", "--fork",
 	    "--connect-timeout", "3", "--idle-timeout", "60", "--max-conns",
 	    "100", "-v", NULL), OPTIONS_OK);
-	assert_int_equal(cfg.relay.nlisten, 2);
-	assert_int_equal(cfg.relay.listen[1].port, 81);
-	assert_int_equal(cfg.relay.to.port, 10080);
+	assert_int_equal(cfg.cli_relay->nlisten, 2);
+	assert_int_equal(cfg.cli_relay->listen[1].port, 81);
+	assert_int_equal(cfg.cli_relay->to.port, 10080);
 	assert_string_equal(cfg.user, "daemon");
-	assert_true(cfg.relay.fork_mode);
-	assert_int_equal(cfg.relay.connect_timeout, 3);
-	assert_int_equal(cfg.relay.idle_timeout, 60);
-	assert_int_equal(cfg.relay.max_conns, 100);
+	assert_true(cfg.cli_relay->fork_mode);
+	assert_int_equal(cfg.cli_relay->connect_timeout, 3);
+	assert_int_equal(cfg.cli_relay->idle_timeout, 60);
+	assert_int_equal(cfg.cli_relay->max_conns, 100);
 	assert_int_equal(cfg.log_level, LOG_LVL_DEBUG);
 	assert_int_equal(config_validate(&cfg, err, sizeof(err)), 0);
 	config_free(&cfg);
@@ -57,10 +57,11 @@ defaults(void **state)
 
 	assert_int_equal(parse(&cfg, "--listen", "80", "--to", "h:1", NULL),
 	    OPTIONS_OK);
-	assert_int_equal(cfg.relay.connect_timeout, 10);
-	assert_int_equal(cfg.relay.idle_timeout, 0);
-	assert_int_equal(cfg.relay.max_conns, 0);
-	assert_false(cfg.relay.fork_mode);
+	assert_int_equal(cfg.drain_timeout, 10);
+	assert_int_equal(cfg.cli_relay->connect_timeout, 10);
+	assert_int_equal(cfg.cli_relay->idle_timeout, 0);
+	assert_int_equal(cfg.cli_relay->max_conns, 0);
+	assert_false(cfg.cli_relay->fork_mode);
 	assert_string_equal(cfg.user, "");
 	assert_int_equal(cfg.log_level, LOG_LVL_INFO);
 	config_free(&cfg);
@@ -138,15 +139,43 @@ static void
 set_by_name(void **state)
 {
 	struct config cfg;
+	struct relay_conf *r;
+	struct tunnel_conf *t;
 
 	config_init(&cfg);
-	assert_int_equal(options_set(&cfg, "listen", "8080", err,
+	r = config_add_relay(&cfg, "web", 3);
+	t = config_add_tunnel(&cfg, "laptop", 9);
+	assert_int_equal(options_set(&cfg, SCOPE_RELAY, r, "listen", "8080",
+	    err, sizeof(err)), 0);
+	assert_int_equal(options_set(&cfg, SCOPE_RELAY, r, "max-conns", "7",
+	    err, sizeof(err)), 0);
+	assert_int_equal(r->max_conns, 7);
+	assert_int_equal(options_set(&cfg, SCOPE_RELAY, r, "fork", "yes", err,
 	    sizeof(err)), 0);
-	assert_int_equal(options_set(&cfg, "max-conns", "7", err,
+	assert_true(r->fork_mode);
+	assert_int_equal(options_set(&cfg, SCOPE_RELAY, r, "fork", "off", err,
 	    sizeof(err)), 0);
-	assert_int_equal(cfg.relay.max_conns, 7);
-	assert_int_equal(options_set(&cfg, "nope", "1", err, sizeof(err)), -1);
-	expect_error("unknown option \"nope\"", &cfg);
+	assert_false(r->fork_mode);
+	assert_int_equal(options_set(&cfg, SCOPE_RELAY, r, "fork", "maybe",
+	    err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "yes or no"));
+	assert_int_equal(options_set(&cfg, SCOPE_TUNNEL, t, "remote",
+	    "10080:127.0.0.1:80", err, sizeof(err)), 0);
+	assert_int_equal(t->nfwd, 1);
+	assert_int_equal(options_set(&cfg, SCOPE_GLOBAL, &cfg, "log-level",
+	    "debug", err, sizeof(err)), 0);
+	assert_int_equal(cfg.log_level, LOG_LVL_DEBUG);
+	assert_int_equal(options_set(&cfg, SCOPE_RELAY, r, "ssh", "h", err,
+	    sizeof(err)), -1);
+	assert_non_null(strstr(err, "belongs in the [tunnel NAME]"));
+	assert_int_equal(options_set(&cfg, SCOPE_GLOBAL, &cfg, "listen", "80",
+	    err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "belongs in the [relay NAME]"));
+	assert_int_equal(options_set(&cfg, SCOPE_GLOBAL, &cfg, "config", "x",
+	    err, sizeof(err)), -1);
+	assert_int_equal(options_set(&cfg, SCOPE_RELAY, r, "nope", "1", err,
+	    sizeof(err)), -1);
+	expect_error("unknown key \"nope\"", &cfg);
 }
 
 int

@@ -1,0 +1,15 @@
+/* The config file: a global part and [relay NAME] / [tunnel NAME]
+ * sections whose keys are the long options. */
+#ifndef RELAY_CFGFILE_H
+#define RELAY_CFGFILE_H
+
+#include "relay/config.h"
+
+/*
+ * Reads path into cfg. Every problem is logged as "FILE:LINE: message";
+ * returns how many there were (0: all good). Refuses, when euid is root,
+ * a file that group or others may write.
+ */
+int	cfgfile_load(struct config *cfg, const char *path);
+
+#endif

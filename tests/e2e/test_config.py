@@ -1,0 +1,179 @@
+"""The config file: relays and tunnels in named sections whose keys are the
+long options, every error reported as FILE:LINE, --check, and the process
+options (log level, drain, daemon with a pid file)."""
+
+import os
+import re
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import (echo_roundtrip, free_port, fwd, run_relayd, sink_roundtrip, tcp4)
+
+EX_CONFIG = 78
+
+
+def write(tmp_path, text, name="relayd.conf", mode=0o600):
+    path = Path(tmp_path) / name
+    path.write_text(text)
+    path.chmod(mode)
+    return path
+
+
+def test_two_relays_and_a_tunnel(tmp_path, relayd, sshd, backends):
+    sink = backends.sink()
+    echo = backends.echo()
+    p1, p2, rport = free_port(), free_port(), free_port()
+    conf = write(tmp_path, f"""\
+# global part
+log-level = info
+drain-timeout = 2
+
+[relay web]
+listen = 127.0.0.1:{p1}
+to = {sink.spec}
+
+[relay echo]
+listen = 127.0.0.1:{p2}   ; a comment after the value
+to = {echo.spec}
+connect-timeout = 5
+
+[tunnel laptop]
+ssh = {sshd.dest()}
+remote = {rport}:{echo.spec}
+identity = {sshd.keys["ed25519"]}
+known-hosts = {sshd.write_known_hosts("good")}
+keepalive = 5
+""")
+    r = relayd("-c", conf)
+    r.wait_log(rf"forward -R {rport}:{re.escape(echo.spec)} up on port {rport}", timeout=15)
+    sink_roundtrip(tcp4(p1))
+    with tcp4(p2).connect() as s:
+        echo_roundtrip(s)
+    with fwd(rport).connect() as s:
+        echo_roundtrip(s)
+    r.stop()
+
+
+def test_every_error_reported_with_its_line(tmp_path):
+    conf = write(tmp_path, """\
+user = nobody
+listen = 80
+
+[relay good]
+listen = 127.0.0.1:18080
+to = 127.0.0.1:9
+
+[relay broken]
+listen = 0
+to = nonsense
+bogus-key = 1
+fork = maybe
+
+[tunnel t1]
+remote = not-a-forward
+[wat]
+a line without equals
+[relay empty]
+""")
+    p = run_relayd("-c", conf)
+    assert p.returncode == EX_CONFIG, p
+    lines = p.stderr.splitlines()
+    want = {
+        2: r'"listen" belongs in the \[relay NAME\]',
+        9: r"--listen 0: port 0 out of range",
+        10: r"--to nonsense",
+        11: r'unknown key "bogus-key"',
+        12: r'fork: "maybe" is not yes or no',
+        15: r"-R not-a-forward",
+        16: r"bad section \[wat\]",
+        17: r"syntax error",
+        18: r"\[relay empty\]: missing listen",
+    }
+    for line, pattern in want.items():
+        hits = [l for l in lines if l.startswith(f"relayd: {conf}:{line}: ")]
+        assert hits and re.search(pattern, hits[0]), \
+            f"line {line}: wanted /{pattern}/ in {conf}:{line}; stderr:\n{p.stderr}"
+    assert lines[-1] == f"relayd: {conf}: {len(lines) - 1} errors", p.stderr
+
+
+def test_check_says_ok_and_binds_nothing(tmp_path):
+    port = free_port()
+    conf = write(tmp_path, f"[relay a]\nlisten = 127.0.0.1:{port}\nto = 127.0.0.1:9\n")
+    p = run_relayd("-c", conf, "--check")
+    assert (p.returncode, p.stdout) == (0, "configuration OK\n"), p
+    p = run_relayd("--listen", f"127.0.0.1:{port}", "--to", "127.0.0.1:9", "--check")
+    assert (p.returncode, p.stdout) == (0, "configuration OK\n"), p
+
+
+def test_check_finds_duplicate_listeners_and_missing_keys(tmp_path):
+    conf = write(tmp_path, "[relay a]\nlisten = 127.0.0.1:1234\nto = 127.0.0.1:9\n"
+                           "[relay b]\nlisten = 127.0.0.1:1234\nto = 127.0.0.1:9\n")
+    p = run_relayd("-c", conf, "--check")
+    assert p.returncode == EX_CONFIG and "127.0.0.1:1234 is given twice" in p.stderr, p
+    conf = write(tmp_path, "[tunnel t]\nssh = h\nremote = 1:h:2\n"
+                           f"identity = {tmp_path}/no-such-key\n", name="t.conf")
+    p = run_relayd("-c", conf, "--check")
+    assert p.returncode == 66 and "no-such-key" in p.stderr, p
+
+
+@pytest.mark.root
+def test_group_writable_config_refused_as_root(tmp_path):
+    conf = write(tmp_path, "[relay a]\nlisten = 127.0.0.1:1234\nto = 127.0.0.1:9\n",
+                 mode=0o664)
+    p = run_relayd("-c", conf, "--check")
+    assert p.returncode == EX_CONFIG and "group or others" in p.stderr, p
+
+
+def test_file_and_command_line_relays_do_not_mix(tmp_path):
+    conf = write(tmp_path, "[relay a]\nlisten = 127.0.0.1:1234\nto = 127.0.0.1:9\n")
+    p = run_relayd("-c", conf, "--listen", "1235", "--to", "127.0.0.1:9")
+    assert p.returncode == 64 and "not both" in p.stderr, p
+
+
+def test_missing_config_file(tmp_path):
+    p = run_relayd("-c", tmp_path / "nope.conf")
+    assert p.returncode == EX_CONFIG and "nope.conf" in p.stderr, p
+
+
+def test_log_level_warning_hides_connection_lines(tmp_path, relayd, sink):
+    port = free_port()
+    r = relayd("--listen", f"127.0.0.1:{port}", "--to", sink.spec, "--log-level", "warning",
+               ready=False)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            sink_roundtrip(tcp4(port))
+            break
+        except ConnectionRefusedError:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    r.stop()
+    assert " conn " not in r.log(), r.log()
+
+
+def test_daemon_writes_pidfile_and_stops_on_sigterm(tmp_path, sink):
+    port = free_port()
+    pidfile = tmp_path / "relayd.pid"
+    p = run_relayd("--listen", f"127.0.0.1:{port}", "--to", sink.spec, "--daemon",
+                   "--pidfile", pidfile, "--user", "nobody" if os.geteuid() == 0 else
+                   os.environ.get("USER", "root"))
+    assert p.returncode == 0, p
+    deadline = time.monotonic() + 10
+    while not pidfile.exists() or not pidfile.read_text().strip():
+        assert time.monotonic() < deadline, "no pid file"
+        time.sleep(0.05)
+    pid = int(pidfile.read_text())
+    try:
+        sink_roundtrip(tcp4(port))
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while Path(f"/proc/{pid}").exists() and \
+                Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z":
+            assert time.monotonic() < deadline, "daemon still running after SIGTERM"
+            time.sleep(0.05)
+    finally:
+        if Path(f"/proc/{pid}").exists():
+            os.kill(pid, signal.SIGKILL)
