@@ -199,7 +199,11 @@ cfgfile_load(struct config *cfg, const char *path)
 	int		rc;
 
 	if ((r.fp = fopen(path, "re")) == NULL) {
-		log_warnx("%s: %s", path, strerror(errno));
+		if (errno == EACCES && geteuid() != 0)
+			log_warnx("%s: %s (to reload, the file must be readable "
+			    "by the user relayd runs as)", path, strerror(errno));
+		else
+			log_warnx("%s: %s", path, strerror(errno));
 		return 1;
 	}
 	if (geteuid() == 0 && fstat(fileno(r.fp), &st) == 0 &&

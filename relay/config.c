@@ -13,21 +13,117 @@ config_init(struct config *cfg)
 	cfg->drain_timeout = 10;
 }
 
-static void
+void
 relay_conf_free(struct relay_conf *r)
 {
+	if (r == NULL)
+		return;
 	free(r->listen);
 	free(r);
 }
 
-static void
+void
 tunnel_conf_free(struct tunnel_conf *t)
 {
+	if (t == NULL)
+		return;
 	free(t->fwd);
 	free(t->identity);
 	free(t->passphrase_file);
 	free(t->known_hosts);
 	free(t);
+}
+
+static void *
+memdup(const void *p, size_t n)
+{
+	void	*q;
+
+	if (n == 0 || (q = malloc(n)) == NULL)
+		return NULL;
+	return memcpy(q, p, n);
+}
+
+struct relay_conf *
+relay_conf_dup(const struct relay_conf *r)
+{
+	struct relay_conf	*c;
+
+	if ((c = memdup(r, sizeof(*r))) == NULL)
+		return NULL;
+	c->listen = memdup(r->listen, r->nlisten * sizeof(*r->listen));
+	if (r->nlisten > 0 && c->listen == NULL) {
+		free(c);
+		return NULL;
+	}
+	return c;
+}
+
+/* strdup that keeps NULL; sets *failed when memory runs out. */
+static char *
+dupstr(const char *s, int *failed)
+{
+	char	*d;
+
+	if (s == NULL)
+		return NULL;
+	if ((d = strdup(s)) == NULL)
+		*failed = 1;
+	return d;
+}
+
+struct tunnel_conf *
+tunnel_conf_dup(const struct tunnel_conf *t)
+{
+	struct tunnel_conf	*c;
+	int			 failed = 0;
+
+	if ((c = memdup(t, sizeof(*t))) == NULL)
+		return NULL;
+	c->fwd = memdup(t->fwd, t->nfwd * sizeof(*t->fwd));
+	c->identity = dupstr(t->identity, &failed);
+	c->passphrase_file = dupstr(t->passphrase_file, &failed);
+	c->known_hosts = dupstr(t->known_hosts, &failed);
+	if (failed || (t->nfwd > 0 && c->fwd == NULL)) {
+		tunnel_conf_free(c);
+		return NULL;
+	}
+	return c;
+}
+
+static int
+samestr(const char *a, const char *b)
+{
+	return (a == NULL && b == NULL) || (a != NULL && b != NULL &&
+	    strcmp(a, b) == 0);
+}
+
+int
+relay_conf_equal(const struct relay_conf *a, const struct relay_conf *b)
+{
+	return strcmp(a->name, b->name) == 0 && a->nlisten == b->nlisten &&
+	    memcmp(a->listen, b->listen, a->nlisten * sizeof(*a->listen)) ==
+	    0 && memcmp(&a->to, &b->to, sizeof(a->to)) == 0 &&
+	    a->connect_timeout == b->connect_timeout &&
+	    a->idle_timeout == b->idle_timeout &&
+	    a->max_conns == b->max_conns && a->fork_mode == b->fork_mode;
+}
+
+int
+tunnel_conf_equal(const struct tunnel_conf *a, const struct tunnel_conf *b)
+{
+	return strcmp(a->name, b->name) == 0 &&
+	    memcmp(&a->dest, &b->dest, sizeof(a->dest)) == 0 &&
+	    a->nfwd == b->nfwd &&
+	    memcmp(a->fwd, b->fwd, a->nfwd * sizeof(*a->fwd)) == 0 &&
+	    samestr(a->identity, b->identity) &&
+	    samestr(a->passphrase_file, b->passphrase_file) &&
+	    samestr(a->known_hosts, b->known_hosts) &&
+	    a->accept_new_host_key == b->accept_new_host_key &&
+	    a->keepalive == b->keepalive &&
+	    a->keepalive_count == b->keepalive_count &&
+	    a->exit_on_forward_failure == b->exit_on_forward_failure &&
+	    a->compress == b->compress;
 }
 
 void

@@ -68,6 +68,16 @@ struct relay_conf *config_add_relay(struct config *, const char *name,
 	    int line);
 struct tunnel_conf *config_add_tunnel(struct config *, const char *name,
 	    int line);
+/* Deep copies (NULL when out of memory) and their destructors; a running
+ * relay or tunnel owns a copy, so configurations can come and go. */
+struct relay_conf *relay_conf_dup(const struct relay_conf *);
+struct tunnel_conf *tunnel_conf_dup(const struct tunnel_conf *);
+void	relay_conf_free(struct relay_conf *);
+void	tunnel_conf_free(struct tunnel_conf *);
+/* Whether two relays or tunnels would behave the same (names included). */
+int	relay_conf_equal(const struct relay_conf *, const struct relay_conf *);
+int	tunnel_conf_equal(const struct tunnel_conf *,
+	    const struct tunnel_conf *);
 /* Checks one relay or tunnel: 0, or -1 with one line in err. */
 int	config_check_relay(const struct relay_conf *, char *err, size_t errlen);
 int	config_check_tunnel(const struct tunnel_conf *, char *err,

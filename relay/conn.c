@@ -87,6 +87,8 @@ conn_close(struct conn *c, const char *why)
 	    svc->tag ? " [" : "", svc->tag ? svc->tag : "", svc->tag ? "]" : "",
 	    c->client_name, to, c->pump.ab.bytes, c->pump.ba.bytes,
 	    elapsed(&c->start), why);
+	svc->bytes_in += c->pump.ab.bytes;
+	svc->bytes_out += c->pump.ba.bytes;
 	event_del(&c->idle);
 	if (c->target != NULL)
 		c->target->ops->free(c->target);
@@ -297,6 +299,21 @@ service_admit(struct service *svc, const struct sockaddr *sa,
 	log_warnx("rejected %s: max-conns %u reached (%" PRIu64 " rejected)",
 	    name, svc->max_conns, svc->rejected);
 	return 0;
+}
+
+void
+service_describe(const struct service *svc, char *buf, size_t len)
+{
+	const struct conn	*c;
+	uint64_t		 in = svc->bytes_in, out = svc->bytes_out;
+
+	TAILQ_FOREACH(c, &svc->conns, entry) {
+		in += c->pump.ab.bytes;
+		out += c->pump.ba.bytes;
+	}
+	snprintf(buf, len, "%u active, %" PRIu64 " total, %" PRIu64
+	    " rejected, in=%" PRIu64 " out=%" PRIu64, svc->active, svc->total,
+	    svc->rejected, in, out);
 }
 
 void

@@ -25,13 +25,23 @@
 #include "relay/service.h"
 #include "tunnel/tunnel.h"
 
-#define NSIGNALS	5
+#define NSIGNALS	6
+#define MAX_UNITS	1024	/* relays and tunnels, running or retired */
 
 struct daemon {
 	struct config		 cfg;
+	int			 argc;
+	char			**argv;		/* kept: reloads apply it again */
 	struct event_base	*base;
-	struct relay		**relays;
-	struct tunnel		**tunnels;
+	struct relay		*relays[MAX_UNITS];
+	size_t			 nrelays;
+	struct tunnel		*tunnels[MAX_UNITS];
+	size_t			 ntunnels;
+	/* Removed by a reload: no new connections, gone once idle. */
+	struct relay		*old_relays[MAX_UNITS];
+	size_t			 nold_relays;
+	struct tunnel		*old_tunnels[MAX_UNITS];
+	size_t			 nold_tunnels;
 	struct event		*sigs[NSIGNALS];
 	struct event		*drain_timer;
 	int			 draining;
@@ -50,9 +60,12 @@ keep_std_fds_open(void)
 		close(fd);
 }
 
-/* The file first, then the command line on top; all errors reported. */
-static void
-load_config(struct config *cfg, int argc, char **argv)
+/*
+ * The file first, then the command line on top; all errors reported.
+ * Returns 0, or -1 with the exit code in *code (help and version: 0).
+ */
+static int
+read_config(struct config *cfg, int argc, char **argv, int *code)
 {
 	const char	*file = options_config_file(argc, argv);
 	char		 err[512];
@@ -64,24 +77,47 @@ load_config(struct config *cfg, int argc, char **argv)
 	switch (options_parse(cfg, argc, argv, err, sizeof(err))) {
 	case OPTIONS_HELP:
 		options_usage(stdout);
-		exit(0);
+		*code = 0;
+		return -1;
 	case OPTIONS_VERSION:
 		printf("relayd %s\n", RELAYD_VERSION);
-		exit(0);
+		*code = 0;
+		return -1;
 	case OPTIONS_ERROR:
-		fatalx(EX_USAGE, "%s", err);
+		log_warnx("%s", err);
+		*code = EX_USAGE;
+		return -1;
 	case OPTIONS_OK:
 		break;
 	}
-	if (errors > 0)
-		fatalx(EX_CONFIG, "%s: %d error%s", file, errors,
-		    errors == 1 ? "" : "s");
+	*code = file != NULL ? EX_CONFIG : EX_USAGE;
+	if (errors > 0) {
+		log_warnx("%s: %d error%s", file, errors, errors == 1 ? "" : "s");
+		return -1;
+	}
 	if (file != NULL && (cfg->cli_relay != NULL ||
-	    cfg->cli_tunnel != NULL))
-		fatalx(EX_USAGE, "give relays and tunnels either in %s or on "
-		    "the command line, not both", file);
-	if (config_validate(cfg, err, sizeof(err)) == -1)
-		fatalx(file != NULL ? EX_CONFIG : EX_USAGE, "%s", err);
+	    cfg->cli_tunnel != NULL)) {
+		log_warnx("give relays and tunnels either in %s or on the "
+		    "command line, not both", file);
+		*code = EX_USAGE;
+		return -1;
+	}
+	if (config_validate(cfg, err, sizeof(err)) == -1) {
+		log_warnx("%s", err);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+load_config(struct config *cfg, int argc, char **argv)
+{
+	int	code;
+
+	if (read_config(cfg, argc, argv, &code) == -1) {
+		config_free(cfg);
+		exit(code);
+	}
 }
 
 /* Root picks the user to become now, so a typo fails before binding. */
@@ -196,20 +232,57 @@ active_conns(const struct daemon *d)
 	unsigned	n = 0;
 	size_t		i;
 
-	for (i = 0; i < d->cfg.nrelays; i++)
+	for (i = 0; i < d->nrelays; i++)
 		n += relay_active(d->relays[i]);
-	for (i = 0; i < d->cfg.ntunnels; i++)
+	for (i = 0; i < d->ntunnels; i++)
 		n += tunnel_active(d->tunnels[i]);
+	for (i = 0; i < d->nold_relays; i++)
+		n += relay_active(d->old_relays[i]);
+	for (i = 0; i < d->nold_tunnels; i++)
+		n += tunnel_active(d->old_tunnels[i]);
 	return n;
 }
 
 static struct daemon	*the_daemon;	/* for the connection-closed hook */
 
+/* Frees retired relays and tunnels whose last connection has closed. */
+static void
+reap_retired(struct daemon *d)
+{
+	size_t	i;
+
+	for (i = 0; i < d->nold_relays; i++) {
+		if (relay_active(d->old_relays[i]) > 0)
+			continue;
+		relay_free(d->old_relays[i]);
+		d->old_relays[i--] = d->old_relays[--d->nold_relays];
+	}
+	for (i = 0; i < d->nold_tunnels; i++) {
+		if (tunnel_active(d->old_tunnels[i]) > 0)
+			continue;
+		tunnel_free(d->old_tunnels[i]);
+		d->old_tunnels[i--] = d->old_tunnels[--d->nold_tunnels];
+	}
+}
+
+static void
+on_reap(evutil_socket_t fd, short what, void *arg)
+{
+	reap_retired(arg);
+}
+
+/* After each closed connection: a drain may be over, a retired relay idle.
+ * The relay that called us is still on the stack: free from the loop. */
 static void
 drained_check(void)
 {
-	if (the_daemon->draining && active_conns(the_daemon) == 0)
-		event_base_loopbreak(the_daemon->base);
+	struct daemon	*d = the_daemon;
+	struct timeval	 now = { 0, 0 };
+
+	if (d->nold_relays > 0 || d->nold_tunnels > 0)
+		event_base_once(d->base, -1, EV_TIMEOUT, on_reap, d, &now);
+	if (d->draining && active_conns(d) == 0)
+		event_base_loopbreak(d->base);
 }
 
 static void
@@ -234,15 +307,181 @@ start_drain(struct daemon *d)
 		return;
 	}
 	d->draining = 1;
-	for (i = 0; i < d->cfg.nrelays; i++)
+	for (i = 0; i < d->nrelays; i++)
 		relay_stop_accepting(d->relays[i]);
-	for (i = 0; i < d->cfg.ntunnels; i++)
+	for (i = 0; i < d->ntunnels; i++)
 		tunnel_stop_accepting(d->tunnels[i]);
 	log_info("draining %u connections for up to %d s", n,
 	    d->cfg.drain_timeout);
 	d->drain_timer = evtimer_new(d->base, on_drain_timeout, d);
 	if (d->drain_timer == NULL || evtimer_add(d->drain_timer, &tv) == -1)
 		event_base_loopbreak(d->base);
+}
+
+/* The running relay that new would leave unchanged, or -1. */
+static int
+find_relay(const struct daemon *d, const struct relay_conf *new,
+    const int *kept)
+{
+	size_t	i;
+
+	for (i = 0; i < d->nrelays; i++)
+		if (!kept[i] && relay_conf_equal(relay_conf(d->relays[i]), new))
+			return (int)i;
+	return -1;
+}
+
+static int
+find_tunnel(const struct daemon *d, const struct tunnel_conf *new,
+    const int *kept)
+{
+	size_t	i;
+
+	for (i = 0; i < d->ntunnels; i++)
+		if (!kept[i] && tunnel_conf_equal(tunnel_conf(d->tunnels[i]),
+		    new))
+			return (int)i;
+	return -1;
+}
+
+/* Relays and tunnels the new config no longer has stop accepting and
+ * give their ports back; their connections finish in their own time. */
+static void
+retire_unkept(struct daemon *d, const int *kept_r, const int *kept_t)
+{
+	size_t	i;
+
+	for (i = 0; i < d->nrelays; i++) {
+		if (kept_r[i])
+			continue;
+		relay_close_listeners(d->relays[i]);
+		if (d->nold_relays < MAX_UNITS)
+			d->old_relays[d->nold_relays++] = d->relays[i];
+		else
+			relay_free(d->relays[i]);
+	}
+	for (i = 0; i < d->ntunnels; i++) {
+		if (kept_t[i])
+			continue;
+		tunnel_stop_accepting(d->tunnels[i]);
+		tunnel_close_listeners(d->tunnels[i]);
+		if (d->nold_tunnels < MAX_UNITS)
+			d->old_tunnels[d->nold_tunnels++] = d->tunnels[i];
+		else
+			tunnel_free(d->tunnels[i]);
+	}
+}
+
+/* SIGHUP: the new config replaces the old; unchanged relays and tunnels
+ * keep their sockets and connections, a bad config changes nothing. */
+/* Whether a relay running the same as conf is among the first n. */
+static int
+find_relay_in(struct relay *const *relays, size_t n,
+    const struct relay_conf *conf)
+{
+	size_t	i;
+
+	for (i = 0; i < n; i++)
+		if (relay_conf_equal(relay_conf(relays[i]), conf))
+			return 1;
+	return 0;
+}
+
+static int
+find_tunnel_in(struct tunnel *const *tunnels, size_t n,
+    const struct tunnel_conf *conf)
+{
+	size_t	i;
+
+	for (i = 0; i < n; i++)
+		if (tunnel_conf_equal(tunnel_conf(tunnels[i]), conf))
+			return 1;
+	return 0;
+}
+
+static void
+reload(struct daemon *d)
+{
+	struct relay	*relays[MAX_UNITS];
+	struct tunnel	*tunnels[MAX_UNITS];
+	struct config	 nc;
+	int		 kept_r[MAX_UNITS] = { 0 }, kept_t[MAX_UNITS] = { 0 };
+	int		 code, j;
+	size_t		 i, nr = 0, nt = 0, nkept = 0;
+	char		 err[512];
+
+	if (d->cfg.file == NULL) {
+		log_info("SIGHUP: nothing to reload without a config file");
+		return;
+	}
+	log_info("SIGHUP: reloading %s", d->cfg.file);
+	if (read_config(&nc, d->argc, d->argv, &code) == -1 ||
+	    nc.nrelays > MAX_UNITS || nc.ntunnels > MAX_UNITS) {
+		log_warnx("reload rejected: the running configuration stays");
+		config_free(&nc);
+		return;
+	}
+	for (i = 0; i < nc.nrelays; i++)
+		if ((j = find_relay(d, nc.relays[i], kept_r)) != -1) {
+			kept_r[j] = 1;
+			relays[nr++] = d->relays[j];
+			nkept++;
+		}
+	for (i = 0; i < nc.ntunnels; i++)
+		if ((j = find_tunnel(d, nc.tunnels[i], kept_t)) != -1) {
+			kept_t[j] = 1;
+			tunnels[nt++] = d->tunnels[j];
+			nkept++;
+		}
+	retire_unkept(d, kept_r, kept_t);
+	/* What is new binds now, with the CAP_NET_BIND_SERVICE kept. */
+	for (i = 0; i < nc.nrelays; i++) {
+		if (find_relay_in(relays, nr, nc.relays[i]))
+			continue;
+		if ((relays[nr] = relay_new(d->base, nc.relays[i], err,
+		    sizeof(err), &code)) == NULL) {
+			log_warnx("relay %s not started: %s", nc.relays[i]->name,
+			    err);
+			continue;
+		}
+		relay_start(relays[nr++]);
+	}
+	for (i = 0; i < nc.ntunnels; i++) {
+		if (find_tunnel_in(tunnels, nt, nc.tunnels[i]))
+			continue;
+		if (tunnel_global_init() == -1 || (tunnels[nt] = tunnel_new(
+		    d->base, nc.tunnels[i], err, sizeof(err), &code)) == NULL) {
+			log_warnx("tunnel %s not started: %s",
+			    nc.tunnels[i]->name, err);
+			continue;
+		}
+		tunnel_start(tunnels[nt++]);
+	}
+	memcpy(d->relays, relays, nr * sizeof(*relays));
+	d->nrelays = nr;
+	memcpy(d->tunnels, tunnels, nt * sizeof(*tunnels));
+	d->ntunnels = nt;
+	log_init(nc.log_level, nc.use_syslog || nc.daemonize);
+	config_free(&d->cfg);
+	d->cfg = nc;
+	log_info("reloaded: %zu relays, %zu tunnels (%zu unchanged)", nr, nt,
+	    nkept);
+	reap_retired(d);
+}
+
+/* SIGUSR1: one line per relay and tunnel. */
+static void
+log_status(const struct daemon *d)
+{
+	size_t	i;
+
+	for (i = 0; i < d->nrelays; i++)
+		relay_log_status(d->relays[i]);
+	for (i = 0; i < d->ntunnels; i++)
+		tunnel_log_status(d->tunnels[i]);
+	if (d->nold_relays + d->nold_tunnels > 0)
+		log_info("status: %zu relays and %zu tunnels finishing after a "
+		    "reload", d->nold_relays, d->nold_tunnels);
 }
 
 static void
@@ -255,7 +494,10 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 		relay_reap_children();
 		return;
 	case SIGHUP:
-		log_info("SIGHUP: reloading is not supported yet");
+		reload(d);
+		return;
+	case SIGUSR1:
+		log_status(d);
 		return;
 	case SIGTERM:
 		log_info("SIGTERM: shutting down");
@@ -271,7 +513,7 @@ static void
 watch_signals(struct daemon *d)
 {
 	const int	sigs[NSIGNALS] = { SIGTERM, SIGINT, SIGCHLD, SIGHUP,
-			    SIGQUIT };
+			    SIGQUIT, SIGUSR1 };
 	size_t		i;
 
 	for (i = 0; i < NSIGNALS; i++) {
@@ -289,19 +531,16 @@ open_everything(struct daemon *d)
 	size_t	i;
 	int	code = EX_OSERR;
 
-	if ((d->relays = calloc(d->cfg.nrelays + 1, sizeof(*d->relays))) ==
-	    NULL || (d->tunnels = calloc(d->cfg.ntunnels + 1,
-	    sizeof(*d->tunnels))) == NULL)
-		fatalx(EX_OSERR, "out of memory");
-	for (i = 0; i < d->cfg.nrelays; i++)
+	if (d->cfg.nrelays > MAX_UNITS || d->cfg.ntunnels > MAX_UNITS)
+		fatalx(EX_CONFIG, "more than %d relays or tunnels", MAX_UNITS);
+	for (i = 0; i < d->cfg.nrelays; i++, d->nrelays++)
 		if ((d->relays[i] = relay_new(d->base, d->cfg.relays[i], err,
 		    sizeof(err), &code)) == NULL)
 			fatalx(code, "%s", err);
-	if (d->cfg.ntunnels > 0 && tunnel_global_init() == -1)
-		fatalx(EX_SOFTWARE, "cannot initialise libssh2");
-	for (i = 0; i < d->cfg.ntunnels; i++)
-		if ((d->tunnels[i] = tunnel_new(d->base, d->cfg.tunnels[i],
-		    err, sizeof(err), &code)) == NULL)
+	for (i = 0; i < d->cfg.ntunnels; i++, d->ntunnels++)
+		if (tunnel_global_init() == -1 || (d->tunnels[i] = tunnel_new(
+		    d->base, d->cfg.tunnels[i], err, sizeof(err), &code)) ==
+		    NULL)
 			fatalx(code, "%s", err);
 }
 
@@ -312,15 +551,18 @@ close_everything(struct daemon *d)
 	int	code = 0;
 
 	relay_kill_children();
-	for (i = 0; i < d->cfg.nrelays; i++)
+	for (i = 0; i < d->nrelays; i++)
 		relay_free(d->relays[i]);
-	for (i = 0; i < d->cfg.ntunnels; i++) {
+	for (i = 0; i < d->nold_relays; i++)
+		relay_free(d->old_relays[i]);
+	for (i = 0; i < d->ntunnels; i++) {
 		if (code == 0)
 			code = tunnel_exit_code(d->tunnels[i]);
 		tunnel_free(d->tunnels[i]);
 	}
-	if (d->cfg.ntunnels > 0)
-		tunnel_global_exit();
+	for (i = 0; i < d->nold_tunnels; i++)
+		tunnel_free(d->old_tunnels[i]);
+	tunnel_global_exit();
 	resolve_shutdown();
 	for (i = 0; i < NSIGNALS; i++)
 		event_free(d->sigs[i]);
@@ -330,8 +572,6 @@ close_everything(struct daemon *d)
 	bufpool_drain();
 	if (d->cfg.pidfile != NULL)
 		(void)unlink(d->cfg.pidfile);
-	free(d->relays);
-	free(d->tunnels);
 	config_free(&d->cfg);
 	return code;
 }
@@ -346,6 +586,8 @@ main(int argc, char **argv)
 
 	keep_std_fds_open();
 	signal(SIGPIPE, SIG_IGN);
+	d.argc = argc;
+	d.argv = argv;
 	load_config(&d.cfg, argc, argv);
 	if (d.cfg.check)
 		check_only(&d.cfg);
@@ -363,9 +605,9 @@ main(int argc, char **argv)
 	the_daemon = &d;
 	conn_set_closed_hook(drained_check);
 	watch_signals(&d);
-	for (i = 0; i < d.cfg.nrelays; i++)
+	for (i = 0; i < d.nrelays; i++)
 		relay_start(d.relays[i]);
-	for (i = 0; i < d.cfg.ntunnels; i++)
+	for (i = 0; i < d.ntunnels; i++)
 		tunnel_start(d.tunnels[i]);
 	log_info("ready");
 

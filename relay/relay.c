@@ -20,7 +20,7 @@
 struct relay {
 	struct service		 svc;
 	TAILQ_ENTRY(relay)	 entry;
-	const struct relay_conf	*conf;
+	struct relay_conf	*conf;		/* our own copy */
 	struct listener		**listeners;
 	size_t			 nlisteners;
 };
@@ -172,18 +172,20 @@ relay_new(struct event_base *base, const struct relay_conf *conf, char *err,
 
 	if ((r = calloc(1, sizeof(*r))) == NULL ||
 	    (r->listeners = calloc(conf->nlisten, sizeof(*r->listeners))) ==
-	    NULL) {
+	    NULL || (r->conf = relay_conf_dup(conf)) == NULL) {
+		if (r != NULL)
+			free(r->listeners);
 		free(r);
 		snprintf(err, errlen, "out of memory");
 		*exitcode = 71;
 		return NULL;
 	}
+	conf = r->conf;
 	service_init(&r->svc, base, &relay_ops);
 	r->svc.to = &conf->to;
 	r->svc.connect_timeout = conf->connect_timeout;
 	r->svc.idle_timeout = conf->idle_timeout;
 	r->svc.max_conns = conf->max_conns;
-	r->conf = conf;
 	TAILQ_INSERT_TAIL(&relays, r, entry);
 	for (i = 0; i < conf->nlisten; i++) {
 		r->listeners[i] = listener_bind(base, &conf->listen[i],
@@ -219,6 +221,39 @@ relay_stop_accepting(struct relay *r)
 		listener_disable(r->listeners[i]);
 }
 
+void
+relay_close_listeners(struct relay *r)
+{
+	size_t	i;
+
+	for (i = 0; i < r->nlisteners; i++)
+		listener_free(r->listeners[i]);
+	r->nlisteners = 0;
+}
+
+void
+relay_log_status(const struct relay *r)
+{
+	char	addrs[512] = "", conns[256];
+	size_t	i, j, off = 0;
+
+	for (i = 0; i < r->nlisteners; i++)
+		for (j = 0; j < listener_nsockets(r->listeners[i]) &&
+		    off < sizeof(addrs); j++)
+			off += (size_t)snprintf(addrs + off, sizeof(addrs) - off,
+			    "%s%s", off ? " " : "",
+			    listener_name(r->listeners[i], j));
+	service_describe(&r->svc, conns, sizeof(conns));
+	log_info("status: relay %s: listening on %s; %s", r->conf->name[0] ?
+	    r->conf->name : "-", off ? addrs : "nothing", conns);
+}
+
+const struct relay_conf *
+relay_conf(const struct relay *r)
+{
+	return r->conf;
+}
+
 unsigned
 relay_active(const struct relay *r)
 {
@@ -248,5 +283,6 @@ relay_free(struct relay *r)
 	}
 	TAILQ_REMOVE(&relays, r, entry);
 	free(r->listeners);
+	relay_conf_free(r->conf);
 	free(r);
 }

@@ -12,7 +12,8 @@ struct relay;
 
 /*
  * Binds every listener of conf (the privileged step); accepting starts with
- * relay_start. Returns NULL with a one-line message and a sysexits.h code.
+ * relay_start. The relay keeps a copy of conf. Returns NULL with a
+ * one-line message and a sysexits.h code.
  */
 struct relay *relay_new(struct event_base *, const struct relay_conf *conf,
 	    char *err, size_t errlen, int *exitcode);
@@ -20,12 +21,18 @@ struct relay *relay_new(struct event_base *, const struct relay_conf *conf,
 void	relay_start(struct relay *);
 /* Stops accepting; live connections go on. */
 void	relay_stop_accepting(struct relay *);
+/* Closes the listening sockets (a reload rebinds them elsewhere). */
+void	relay_close_listeners(struct relay *);
+/* Logs one status line: listeners, connections, bytes. */
+void	relay_log_status(const struct relay *);
 /* Live connections (or --fork children). */
 unsigned relay_active(const struct relay *);
 /* Stops accepting and closes every connection ("end=shutdown"). */
 void	relay_stop(struct relay *);
-/* Frees a stopped relay. */
+/* Frees a relay, closing what it still has. */
 void	relay_free(struct relay *);
+/* The configuration it runs (its own copy). */
+const struct relay_conf *relay_conf(const struct relay *);
 /* Reaps exited --fork children; call on SIGCHLD. */
 void	relay_reap_children(void);
 /* Asks every --fork child to stop; call when the daemon exits. */

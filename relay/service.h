@@ -44,6 +44,8 @@ struct service {
 	unsigned		 active;
 	uint64_t		 total;
 	uint64_t		 rejected;
+	uint64_t		 bytes_in;	/* of closed connections */
+	uint64_t		 bytes_out;
 };
 
 /* Prepares an empty service; the caller then sets to and the limits. */
@@ -54,6 +56,9 @@ void	service_init(struct service *, struct event_base *,
  * may proceed, 0 if it was counted and logged as rejected.
  */
 int	service_admit(struct service *, const struct sockaddr *, socklen_t);
+/* Writes "N active, N total, N rejected, in=N out=N" (bytes of closed
+ * and live connections) for status reports. */
+void	service_describe(const struct service *, char *buf, size_t len);
 /* Closes every connection of the service with reason why. */
 void	service_close_all(struct service *, const char *why);
 

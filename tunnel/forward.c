@@ -435,6 +435,32 @@ fwd_setup(struct tunnel *t, char *err, size_t errlen, int *exitcode)
 	return 0;
 }
 
+void
+tunnel_log_status(const struct tunnel *t)
+{
+	static const char *const states[] = { "down", "connecting",
+	    "handshaking", "authenticating", "up" };
+	char	 conns[256];
+	size_t	 i;
+
+	log_info("status: tunnel %s %s: %s, %u reconnects",
+	    t->conf->name[0] ? t->conf->name : "-", t->name, states[t->state],
+	    t->sessions > 1 ? t->sessions - 1 : 0);
+	for (i = 0; i < t->nfwds; i++) {
+		service_describe(&t->fwds[i].svc, conns, sizeof(conns));
+		if (t->fwds[i].spec->kind == FWD_REMOTE &&
+		    t->fwds[i].state == FWD_UP)
+			log_info("status: tunnel %s forward %s: up on port %d; "
+			    "%s", t->conf->name[0] ? t->conf->name : "-",
+			    t->fwds[i].name, t->fwds[i].bound_port, conns);
+		else
+			log_info("status: tunnel %s forward %s: %s; %s",
+			    t->conf->name[0] ? t->conf->name : "-",
+			    t->fwds[i].name, t->fwds[i].spec->kind ==
+			    FWD_REMOTE ? "not up" : "listening", conns);
+	}
+}
+
 unsigned
 tunnel_active(const struct tunnel *t)
 {
@@ -455,6 +481,17 @@ tunnel_stop_accepting(struct tunnel *t)
 	for (i = 0; i < t->nfwds; i++)
 		if (t->fwds[i].local != NULL)
 			listener_disable(t->fwds[i].local);
+}
+
+void
+tunnel_close_listeners(struct tunnel *t)
+{
+	size_t	i;
+
+	for (i = 0; i < t->nfwds; i++) {
+		listener_free(t->fwds[i].local);
+		t->fwds[i].local = NULL;
+	}
 }
 
 void

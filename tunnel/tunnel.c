@@ -49,16 +49,22 @@ on_retry(evutil_socket_t fd, short what, void *arg)
 	attempt(arg);
 }
 
+static int	libssh2_ready;
+
 int
 tunnel_global_init(void)
 {
-	return libssh2_init(0) == 0 ? 0 : -1;
+	if (!libssh2_ready && libssh2_init(0) == 0)
+		libssh2_ready = 1;
+	return libssh2_ready ? 0 : -1;
 }
 
 void
 tunnel_global_exit(void)
 {
-	libssh2_exit();
+	if (libssh2_ready)
+		libssh2_exit();
+	libssh2_ready = 0;
 }
 
 int
@@ -701,12 +707,14 @@ tunnel_new(struct event_base *base, const struct tunnel_conf *tc, char *err,
 	struct tunnel	*t;
 	char		 path[4096];
 
-	if ((t = calloc(1, sizeof(*t))) == NULL) {
+	if ((t = calloc(1, sizeof(*t))) == NULL ||
+	    (t->conf = tunnel_conf_dup(tc)) == NULL) {
+		free(t);
 		snprintf(err, errlen, "out of memory");
 		*exitcode = 71;
 		return NULL;
 	}
-	t->conf = tc;
+	tc = t->conf;
 	t->base = base;
 	t->fd = -1;
 	TAILQ_INIT(&t->chans);
@@ -744,6 +752,12 @@ tunnel_start(struct tunnel *t)
 	evtimer_add(&t->ev_retry, &now);
 }
 
+const struct tunnel_conf *
+tunnel_conf(const struct tunnel *t)
+{
+	return t->conf;
+}
+
 int
 tunnel_exit_code(const struct tunnel *t)
 {
@@ -760,5 +774,6 @@ tunnel_free(struct tunnel *t)
 	fwd_free_all(t);
 	hostkeys_free(t->hostkeys);
 	auth_free(t->auth);
+	tunnel_conf_free(t->conf);
 	free(t);
 }

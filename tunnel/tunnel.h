@@ -12,15 +12,18 @@
 struct event_base;
 struct tunnel;
 
-/* Once per process, before any tunnel. Returns -1 if libssh2 fails. */
+/* Before any tunnel (again is harmless). Returns -1 if libssh2 fails. */
 int	tunnel_global_init(void);
 void	tunnel_global_exit(void);
 /*
  * The privileged step: reads keys and known hosts, binds -L/-D listeners.
- * Returns NULL with a one-line message and a sysexits.h code.
+ * The tunnel keeps a copy of the configuration. Returns NULL with a
+ * one-line message and a sysexits.h code.
  */
 struct tunnel *tunnel_new(struct event_base *, const struct tunnel_conf *,
 	    char *err, size_t errlen, int *exitcode);
+/* The configuration it runs (its own copy). */
+const struct tunnel_conf *tunnel_conf(const struct tunnel *);
 /* Starts connecting (after privileges are dropped). */
 void	tunnel_start(struct tunnel *);
 /*
@@ -29,10 +32,14 @@ void	tunnel_start(struct tunnel *);
  * the loop was asked to stop and the caller exits with this code.
  */
 int	tunnel_exit_code(const struct tunnel *);
+/* Logs its state, reconnections and each forward's connections. */
+void	tunnel_log_status(const struct tunnel *);
 /* Live connections through the tunnel's forwards. */
 unsigned tunnel_active(const struct tunnel *);
 /* Stops taking new connections (-L/-D listeners, -R channels). */
 void	tunnel_stop_accepting(struct tunnel *);
+/* Closes its -L/-D listening sockets (after tunnel_stop_accepting). */
+void	tunnel_close_listeners(struct tunnel *);
 /* Closes everything. */
 void	tunnel_free(struct tunnel *);
 

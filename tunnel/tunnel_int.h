@@ -76,7 +76,7 @@ struct fwd {
 enum tunnel_state { T_DOWN, T_CONNECTING, T_HANDSHAKE, T_AUTH, T_UP };
 
 struct tunnel {
-	const struct tunnel_conf *conf;
+	struct tunnel_conf	*conf;		/* our own copy */
 	struct event_base	*base;
 	char			 name[320];	/* user@host:port for logs */
 	char			 user[64];

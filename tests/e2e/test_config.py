@@ -5,12 +5,14 @@ options (log level, drain, daemon with a pid file)."""
 import os
 import re
 import signal
+import socket
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import (echo_roundtrip, free_port, fwd, run_relayd, sink_roundtrip, tcp4)
+from conftest import (echo_roundtrip, free_port, fwd, recv_until_eof, run_relayd,
+                      sink_roundtrip, tcp4)
 
 EX_CONFIG = 78
 
@@ -177,3 +179,76 @@ def test_daemon_writes_pidfile_and_stops_on_sigterm(tmp_path, sink):
     finally:
         if Path(f"/proc/{pid}").exists():
             os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def open_dir():
+    """A directory the user relayd drops to (nobody) may read: pytest's own
+    temp dirs are root's alone, and a reload reads the file after the
+    drop."""
+    import shutil
+    import tempfile
+    path = Path(tempfile.mkdtemp(prefix="relayd-conf-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def relay_section(name, listen, to):
+    return f"[relay {name}]\nlisten = {listen}\nto = {to}\n"
+
+
+@pytest.mark.root
+def test_sighup_adds_low_port_removes_another_keeps_transfer(open_dir, relayd, backends,
+                                                             low_port):
+    """After the privilege drop, a reload binds a new relay on a port below
+    1024 (with the kept CAP_NET_BIND_SERVICE), stops a removed one, and a
+    long transfer on the unchanged relay finishes byte for byte."""
+    from conftest import Background, send_stream, sink_reply
+    sink = backends.sink()
+    keep, gone, low = free_port(), free_port(), low_port
+    # Readable by the user relayd becomes (nobody), or it could not reload.
+    conf = write(open_dir, relay_section("keep", f"127.0.0.1:{keep}", sink.spec) +
+                 relay_section("gone", f"127.0.0.1:{gone}", sink.spec), mode=0o644)
+    r = relayd("-c", conf)
+    assert r.status()["Uid"].split()[0] != "0"
+    with tcp4(keep).connect() as s:
+        def upload():
+            sent = send_stream(s, 5, 48 << 20)
+            s.shutdown(socket.SHUT_WR)
+            return sent
+        up = Background(upload)
+        time.sleep(0.2)
+        conf.write_text(relay_section("keep", f"127.0.0.1:{keep}", sink.spec) +
+                        relay_section("low", f"127.0.0.1:{low}", sink.spec))
+        os.kill(r.pid, signal.SIGHUP)
+        r.wait_log(r"reloaded: 2 relays, 0 tunnels \(1 unchanged\)", timeout=10)
+        sent = up.result()
+        assert recv_until_eof(s) == sink_reply(sent), "the transfer did not survive the reload"
+    sink_roundtrip(tcp4(low))
+    with pytest.raises(ConnectionRefusedError):
+        sink_roundtrip(tcp4(gone))
+    r.stop()
+
+
+def test_sighup_with_broken_config_changes_nothing(open_dir, relayd, sink):
+    port = free_port()
+    conf = write(open_dir, relay_section("a", f"127.0.0.1:{port}", sink.spec), mode=0o644)
+    r = relayd("-c", conf)
+    conf.write_text(relay_section("a", f"127.0.0.1:{port}", sink.spec) + "oops\n")
+    os.kill(r.pid, signal.SIGHUP)
+    r.wait_log(r"reload rejected: the running configuration stays", timeout=5)
+    r.wait_log(rf"{re.escape(str(conf))}:4: syntax error", timeout=0)
+    sink_roundtrip(tcp4(port))
+    r.stop()
+
+
+def test_sigusr1_logs_status(tmp_path, relayd, sink):
+    port = free_port()
+    conf = write(tmp_path, relay_section("web", f"127.0.0.1:{port}", sink.spec))
+    r = relayd("-c", conf)
+    sink_roundtrip(tcp4(port), nbytes=1000)
+    os.kill(r.pid, signal.SIGUSR1)
+    r.wait_log(rf"status: relay web: listening on 127\.0\.0\.1:{port}; 0 active, 1 total, "
+               r"0 rejected, in=1000 out=\d+", timeout=5)
+    r.stop()
