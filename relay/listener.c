@@ -277,6 +277,42 @@ listener_bind(struct event_base *base, const struct addr_spec *spec,
 	return l;
 }
 
+struct listener *
+listener_adopt(struct event_base *base, const int *fds, size_t nfds,
+    listener_cb *cb, void *arg, char *err, size_t errlen)
+{
+	struct sockaddr_storage	 ss;
+	struct listen_sock	*s;
+	struct listener		*l;
+	socklen_t		 len;
+	size_t			 i;
+
+	if (nfds > MAX_SOCKETS || (l = calloc(1, sizeof(*l))) == NULL) {
+		snprintf(err, errlen, nfds > MAX_SOCKETS ? "more than %d "
+		    "sockets for one listener" : "out of memory", MAX_SOCKETS);
+		return NULL;
+	}
+	l->cb = cb;
+	l->arg = arg;
+	/* Not ours to unlink: a unix socket file stays systemd's. */
+	l->spec.kind = ADDR_INET;
+	evtimer_assign(&l->resume, base, on_resume, l);
+	for (i = 0; i < nfds; i++) {
+		s = &l->socks[l->nsocks++];
+		s->fd = fds[i];
+		s->owner = l;
+		len = sizeof(ss);
+		if (getsockname(fds[i], (struct sockaddr *)&ss, &len) == 0)
+			addr_sa_format((struct sockaddr *)&ss, len, s->name,
+			    sizeof(s->name));
+		else
+			snprintf(s->name, sizeof(s->name), "fd %d", fds[i]);
+		event_assign(&s->ev, base, fds[i], EV_READ | EV_PERSIST,
+		    on_accept, s);
+	}
+	return l;
+}
+
 void
 listener_enable(struct listener *l)
 {

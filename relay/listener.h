@@ -20,6 +20,9 @@ typedef void listener_cb(int fd, const struct sockaddr *sa, socklen_t salen,
  */
 struct listener *listener_bind(struct event_base *, const struct addr_spec *,
 	    listener_cb *, void *, char *err, size_t errlen, int *exitcode);
+/* Takes over listening sockets someone else bound (systemd). */
+struct listener *listener_adopt(struct event_base *, const int *fds,
+	    size_t nfds, listener_cb *, void *, char *err, size_t errlen);
 /* Starts or stops accepting. */
 void	listener_enable(struct listener *);
 void	listener_disable(struct listener *);

@@ -23,6 +23,7 @@
 #include "relay/relay.h"
 #include "relay/resolve.h"
 #include "relay/service.h"
+#include "relay/systemd.h"
 #include "tunnel/tunnel.h"
 
 #define NSIGNALS	6
@@ -44,7 +45,9 @@ struct daemon {
 	size_t			 nold_tunnels;
 	struct event		*sigs[NSIGNALS];
 	struct event		*drain_timer;
+	struct event		*watchdog;
 	int			 draining;
+	int			 ready_sent;	/* READY=1 told to systemd */
 };
 
 /* A closed fd 0-2 would be handed to the first socket, and logs would then
@@ -285,6 +288,47 @@ drained_check(void)
 		event_base_loopbreak(d->base);
 }
 
+/* READY=1 once every relay listens and every tunnel's forwards are up. */
+static void
+check_ready(void)
+{
+	struct daemon	*d = the_daemon;
+	char		 status[128];
+	size_t		 i;
+
+	if (d->ready_sent)
+		return;
+	for (i = 0; i < d->ntunnels; i++)
+		if (!tunnel_ready(d->tunnels[i]))
+			return;
+	snprintf(status, sizeof(status), "serving: %zu relays, %zu tunnels",
+	    d->nrelays, d->ntunnels);
+	sysd_ready(status);
+	d->ready_sent = 1;
+}
+
+static void
+on_watchdog(evutil_socket_t fd, short what, void *arg)
+{
+	sysd_watchdog_ping();
+}
+
+static void
+start_watchdog(struct daemon *d)
+{
+	uint64_t	usec = sysd_watchdog_usec();
+	struct timeval	tv;
+
+	if (usec == 0)
+		return;
+	/* Twice per interval, as systemd advises. */
+	tv.tv_sec = (time_t)(usec / 2 / 1000000);
+	tv.tv_usec = (suseconds_t)(usec / 2 % 1000000);
+	if ((d->watchdog = event_new(d->base, -1, EV_PERSIST, on_watchdog,
+	    d)) == NULL || event_add(d->watchdog, &tv) == -1)
+		log_warnx("cannot start the systemd watchdog");
+}
+
 static void
 on_drain_timeout(evutil_socket_t fd, short what, void *arg)
 {
@@ -302,6 +346,7 @@ start_drain(struct daemon *d)
 	size_t		i;
 	unsigned	n = active_conns(d);
 
+	sysd_stopping();
 	if (d->draining || n == 0 || d->cfg.drain_timeout == 0) {
 		event_base_loopbreak(d->base);
 		return;
@@ -415,10 +460,12 @@ reload(struct daemon *d)
 		return;
 	}
 	log_info("SIGHUP: reloading %s", d->cfg.file);
+	sysd_reloading();
 	if (read_config(&nc, d->argc, d->argv, &code) == -1 ||
 	    nc.nrelays > MAX_UNITS || nc.ntunnels > MAX_UNITS) {
 		log_warnx("reload rejected: the running configuration stays");
 		config_free(&nc);
+		sysd_ready("reload rejected: the running configuration stays");
 		return;
 	}
 	for (i = 0; i < nc.nrelays; i++)
@@ -467,6 +514,8 @@ reload(struct daemon *d)
 	log_info("reloaded: %zu relays, %zu tunnels (%zu unchanged)", nr, nt,
 	    nkept);
 	reap_retired(d);
+	d->ready_sent = 0;
+	check_ready();
 }
 
 /* SIGUSR1: one line per relay and tunnel. */
@@ -568,6 +617,8 @@ close_everything(struct daemon *d)
 		event_free(d->sigs[i]);
 	if (d->drain_timer != NULL)
 		event_free(d->drain_timer);
+	if (d->watchdog != NULL)
+		event_free(d->watchdog);
 	event_base_free(d->base);
 	bufpool_drain();
 	if (d->cfg.pidfile != NULL)
@@ -597,6 +648,7 @@ main(int argc, char **argv)
 	if ((d.base = event_base_new()) == NULL)
 		fatalx(EX_OSERR, "cannot create the event loop");
 	open_everything(&d);
+	sysd_close_unused_sockets();
 	if (d.cfg.daemonize && (daemonize(), event_reinit(d.base) == -1))
 		fatalx(EX_OSERR, "event_reinit failed");
 	if (d.cfg.pidfile != NULL)
@@ -604,12 +656,15 @@ main(int argc, char **argv)
 	drop_privileges(from_root, &u);
 	the_daemon = &d;
 	conn_set_closed_hook(drained_check);
+	tunnel_set_up_hook(check_ready);
 	watch_signals(&d);
 	for (i = 0; i < d.nrelays; i++)
 		relay_start(d.relays[i]);
 	for (i = 0; i < d.ntunnels; i++)
 		tunnel_start(d.tunnels[i]);
+	start_watchdog(&d);
 	log_info("ready");
+	check_ready();
 
 	event_base_dispatch(d.base);
 

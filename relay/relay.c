@@ -16,6 +16,7 @@
 #include "relay/log.h"
 #include "relay/relay.h"
 #include "relay/service.h"
+#include "relay/systemd.h"
 
 struct relay {
 	struct service		 svc;
@@ -168,7 +169,8 @@ relay_new(struct event_base *base, const struct relay_conf *conf, char *err,
     size_t errlen, int *exitcode)
 {
 	struct relay	*r;
-	size_t		 i;
+	size_t		 i, nfds;
+	int		 fds[8];
 
 	if ((r = calloc(1, sizeof(*r))) == NULL ||
 	    (r->listeners = calloc(conf->nlisten, sizeof(*r->listeners))) ==
@@ -187,6 +189,18 @@ relay_new(struct event_base *base, const struct relay_conf *conf, char *err,
 	r->svc.idle_timeout = conf->idle_timeout;
 	r->svc.max_conns = conf->max_conns;
 	TAILQ_INSERT_TAIL(&relays, r, entry);
+	/* Sockets systemd bound for a relay of this name replace its own. */
+	if (conf->name[0] != '\0' && (nfds = sysd_sockets(conf->name, fds,
+	    sizeof(fds) / sizeof(fds[0]))) > 0) {
+		if ((r->listeners[0] = listener_adopt(base, fds, nfds,
+		    on_accept, r, err, errlen)) == NULL) {
+			*exitcode = 71;
+			relay_free(r);
+			return NULL;
+		}
+		r->nlisteners = 1;
+		return r;
+	}
 	for (i = 0; i < conf->nlisten; i++) {
 		r->listeners[i] = listener_bind(base, &conf->listen[i],
 		    on_accept, r, err, errlen, exitcode);

@@ -21,6 +21,26 @@
 /* libssh2 queues at most this many unaccepted channels per -R listener. */
 #define RFWD_QUEUE	64
 
+static void	(*up_hook)(void);
+
+void
+tunnel_set_up_hook(void (*hook)(void))
+{
+	up_hook = hook;
+}
+
+int
+tunnel_ready(const struct tunnel *t)
+{
+	size_t	i;
+
+	for (i = 0; i < t->nfwds; i++)
+		if (t->fwds[i].spec->kind == FWD_REMOTE &&
+		    t->fwds[i].state != FWD_UP)
+			return 0;
+	return t->state == T_UP;
+}
+
 /* --- the channel-open queue --- */
 
 static void
@@ -303,6 +323,8 @@ remote_request(struct fwd *f)
 	backoff_reset(&f->backoff);
 	log_info("tunnel %s: forward %s up on port %d", t->name, f->name,
 	    f->bound_port);
+	if (up_hook != NULL)
+		up_hook();
 	return 0;
 }
 
@@ -369,6 +391,8 @@ fwd_session_up(struct tunnel *t)
 			t->fwds[i].bound_port = 0;
 		}
 	}
+	if (up_hook != NULL)
+		up_hook();	/* -L and -D are up with the session */
 }
 
 void

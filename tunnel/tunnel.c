@@ -401,6 +401,7 @@ became_up(struct tunnel *t)
 	event_del(&t->ev_retry);
 	event_add(&t->ev_keepalive, &tv);
 	fwd_session_up(t);
+	tunnel_kick(t);
 }
 
 static void

@@ -34,6 +34,10 @@ void	tunnel_start(struct tunnel *);
 int	tunnel_exit_code(const struct tunnel *);
 /* Logs its state, reconnections and each forward's connections. */
 void	tunnel_log_status(const struct tunnel *);
+/* Whether every forward is up (readiness for systemd). */
+int	tunnel_ready(const struct tunnel *);
+/* Calls hook whenever a forward comes up (one hook per process). */
+void	tunnel_set_up_hook(void (*hook)(void));
 /* Live connections through the tunnel's forwards. */
 unsigned tunnel_active(const struct tunnel *);
 /* Stops taking new connections (-L/-D listeners, -R channels). */
