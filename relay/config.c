@@ -139,6 +139,7 @@ config_free(struct config *cfg)
 	free(cfg->tunnels);
 	free(cfg->file);
 	free(cfg->pidfile);
+	free(cfg->control);
 	config_init(cfg);
 }
 

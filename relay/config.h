@@ -44,6 +44,8 @@ struct tunnel_conf {
 struct config {
 	char			*file;		/* -c FILE, owned, or NULL */
 	int			 check;		/* --check: validate, exit */
+	int			 status;	/* --status: ask, print, exit */
+	char			*control;	/* status socket path, owned */
 	char			 user[CONF_USER_MAX];	/* "" = default */
 	enum log_level		 log_level;
 	int			 use_syslog;

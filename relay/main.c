@@ -2,7 +2,9 @@
  * relayd: binds its listeners, gives up root but CAP_NET_BIND_SERVICE, and
  * relays connections and keeps SSH tunnels up from one event loop.
  */
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -18,6 +20,7 @@
 #include "relay/bufpool.h"
 #include "relay/cfgfile.h"
 #include "relay/config.h"
+#include "relay/listener.h"
 #include "relay/log.h"
 #include "relay/options.h"
 #include "relay/relay.h"
@@ -46,6 +49,7 @@ struct daemon {
 	struct event		*sigs[NSIGNALS];
 	struct event		*drain_timer;
 	struct event		*watchdog;
+	struct listener		*control;
 	int			 draining;
 	int			 ready_sent;	/* READY=1 told to systemd */
 };
@@ -105,7 +109,7 @@ read_config(struct config *cfg, int argc, char **argv, int *code)
 		*code = EX_USAGE;
 		return -1;
 	}
-	if (config_validate(cfg, err, sizeof(err)) == -1) {
+	if (!cfg->status && config_validate(cfg, err, sizeof(err)) == -1) {
 		log_warnx("%s", err);
 		return -1;
 	}
@@ -518,19 +522,99 @@ reload(struct daemon *d)
 	check_ready();
 }
 
-/* SIGUSR1: one line per relay and tunnel. */
+/* One line per relay and tunnel, for SIGUSR1 and the control socket.
+ * Returns a malloc'd text, or NULL. */
+static char *
+status_text(const struct daemon *d)
+{
+	char	*text = NULL;
+	size_t	 len = 0, i;
+	FILE	*fp;
+
+	if ((fp = open_memstream(&text, &len)) == NULL)
+		return NULL;
+	for (i = 0; i < d->nrelays; i++)
+		relay_write_status(d->relays[i], fp);
+	for (i = 0; i < d->ntunnels; i++)
+		tunnel_write_status(d->tunnels[i], fp);
+	if (d->nold_relays + d->nold_tunnels > 0)
+		fprintf(fp, "%zu relays and %zu tunnels finishing after a "
+		    "reload\n", d->nold_relays, d->nold_tunnels);
+	if (fclose(fp) != 0) {
+		free(text);
+		return NULL;
+	}
+	return text;
+}
+
 static void
 log_status(const struct daemon *d)
 {
-	size_t	i;
+	char	*text, *line, *save = NULL;
 
-	for (i = 0; i < d->nrelays; i++)
-		relay_log_status(d->relays[i]);
-	for (i = 0; i < d->ntunnels; i++)
-		tunnel_log_status(d->tunnels[i]);
-	if (d->nold_relays + d->nold_tunnels > 0)
-		log_info("status: %zu relays and %zu tunnels finishing after a "
-		    "reload", d->nold_relays, d->nold_tunnels);
+	if ((text = status_text(d)) == NULL)
+		return;
+	for (line = strtok_r(text, "\n", &save); line != NULL;
+	    line = strtok_r(NULL, "\n", &save))
+		log_info("status: %s", line);
+	free(text);
+}
+
+/* A client of the control socket gets the status text, then EOF. */
+static void
+on_control(int fd, const struct sockaddr *sa, socklen_t salen, void *arg)
+{
+	char	*text = status_text(arg);
+
+	/* A few lines: the socket buffer takes them whole. */
+	if (text != NULL && send(fd, text, strlen(text), MSG_NOSIGNAL |
+	    MSG_DONTWAIT) == -1)
+		log_debug("control: %s", strerror(errno));
+	free(text);
+	close(fd);
+}
+
+static void
+open_control(struct daemon *d)
+{
+	struct addr_spec	spec = { .kind = ADDR_UNIX };
+	char			err[512];
+	int			code;
+
+	if (d->cfg.control == NULL)
+		return;
+	if (strlen(d->cfg.control) > ADDR_PATH_MAX)
+		fatalx(EX_USAGE, "--control %s: path too long", d->cfg.control);
+	strcpy(spec.path, d->cfg.control);
+	if ((d->control = listener_bind(d->base, &spec, on_control, d, err,
+	    sizeof(err), &code)) == NULL)
+		fatalx(code, "%s", err);
+	listener_enable(d->control);
+}
+
+/* --status: asks the running relayd for its status and prints it. */
+static void
+print_status(const struct config *cfg)
+{
+	struct sockaddr_un	sun;
+	char			buf[4096];
+	ssize_t			n;
+	int			fd;
+
+	if (cfg->control == NULL)
+		fatalx(EX_USAGE, "--status needs --control PATH (or control = "
+		    "PATH in the config file)");
+	if (strlen(cfg->control) > ADDR_PATH_MAX)
+		fatalx(EX_USAGE, "--control %s: path too long", cfg->control);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1 ||
+	    connect(fd, (struct sockaddr *)&sun, addr_unix_sockaddr(
+	    cfg->control, &sun)) == -1)
+		fatal(EX_UNAVAILABLE, "cannot reach relayd at %s",
+		    cfg->control);
+	while ((n = read(fd, buf, sizeof(buf))) > 0)
+		fwrite(buf, 1, (size_t)n, stdout);
+	close(fd);
+	exit(n == 0 ? 0 : EX_IOERR);
 }
 
 static void
@@ -600,6 +684,7 @@ close_everything(struct daemon *d)
 	int	code = 0;
 
 	relay_kill_children();
+	listener_free(d->control);
 	for (i = 0; i < d->nrelays; i++)
 		relay_free(d->relays[i]);
 	for (i = 0; i < d->nold_relays; i++)
@@ -640,6 +725,8 @@ main(int argc, char **argv)
 	d.argc = argc;
 	d.argv = argv;
 	load_config(&d.cfg, argc, argv);
+	if (d.cfg.status)
+		print_status(&d.cfg);
 	if (d.cfg.check)
 		check_only(&d.cfg);
 	log_init(d.cfg.log_level, d.cfg.use_syslog || d.cfg.daemonize);
@@ -648,6 +735,7 @@ main(int argc, char **argv)
 	if ((d.base = event_base_new()) == NULL)
 		fatalx(EX_OSERR, "cannot create the event loop");
 	open_everything(&d);
+	open_control(&d);
 	sysd_close_unused_sockets();
 	if (d.cfg.daemonize && (daemonize(), event_reinit(d.base) == -1))
 		fatalx(EX_OSERR, "event_reinit failed");

@@ -166,6 +166,20 @@ set_check(void *o, const char *v, char *err, size_t errlen)
 }
 
 static int
+set_status(void *o, const char *v, char *err, size_t errlen)
+{
+	((struct config *)o)->status = *v == '1';
+	return 0;
+}
+
+static int
+set_control(void *o, const char *v, char *err, size_t errlen)
+{
+	return set_path(&((struct config *)o)->control, "--control", v, err,
+	    errlen);
+}
+
+static int
 set_config(void *o, const char *v, char *err, size_t errlen)
 {
 	return set_path(&((struct config *)o)->file, "--config", v, err,
@@ -398,6 +412,10 @@ static const struct opt_def opts[] = {
 	  set_config },
 	{ "check", 0, G, NULL, "check the configuration, print "
 	  "\"configuration OK\" and exit", set_check },
+	{ "control", 0, G, "PATH", "answer --status on this unix socket",
+	  set_control },
+	{ "status", 0, G, NULL, "print the running relayd's status (from "
+	  "--control) and exit", set_status },
 	{ "user", 0, G, "NAME", "user to become after binding "
 	  "(default when root: nobody)", set_user },
 	{ "drain-timeout", 0, G, "SEC", "on SIGTERM, let connections finish "
@@ -458,7 +476,7 @@ options_set(struct config *cfg, enum opt_scope scope, void *obj,
 	const struct opt_def	*o = find_opt(name);
 
 	if (o == NULL || o->set == NULL || o->set == set_config ||
-	    o->set == set_check) {
+	    o->set == set_check || o->set == set_status) {
 		snprintf(err, errlen, "unknown key \"%s\"", name);
 		return -1;
 	}

@@ -246,7 +246,7 @@ relay_close_listeners(struct relay *r)
 }
 
 void
-relay_log_status(const struct relay *r)
+relay_write_status(const struct relay *r, FILE *fp)
 {
 	char	addrs[512] = "", conns[256];
 	size_t	i, j, off = 0;
@@ -258,7 +258,7 @@ relay_log_status(const struct relay *r)
 			    "%s%s", off ? " " : "",
 			    listener_name(r->listeners[i], j));
 	service_describe(&r->svc, conns, sizeof(conns));
-	log_info("status: relay %s: listening on %s; %s", r->conf->name[0] ?
+	fprintf(fp, "relay %s: listening on %s; %s\n", r->conf->name[0] ?
 	    r->conf->name : "-", off ? addrs : "nothing", conns);
 }
 

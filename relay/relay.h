@@ -3,6 +3,7 @@
 #define RELAY_RELAY_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include "relay/config.h"
@@ -23,8 +24,8 @@ void	relay_start(struct relay *);
 void	relay_stop_accepting(struct relay *);
 /* Closes the listening sockets (a reload rebinds them elsewhere). */
 void	relay_close_listeners(struct relay *);
-/* Logs one status line: listeners, connections, bytes. */
-void	relay_log_status(const struct relay *);
+/* Writes one status line: listeners, connections, bytes. */
+void	relay_write_status(const struct relay *, FILE *);
 /* Live connections (or --fork children). */
 unsigned relay_active(const struct relay *);
 /* Stops accepting and closes every connection ("end=shutdown"). */

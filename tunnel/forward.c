@@ -460,26 +460,24 @@ fwd_setup(struct tunnel *t, char *err, size_t errlen, int *exitcode)
 }
 
 void
-tunnel_log_status(const struct tunnel *t)
+tunnel_write_status(const struct tunnel *t, FILE *fp)
 {
 	static const char *const states[] = { "down", "connecting",
 	    "handshaking", "authenticating", "up" };
-	char	 conns[256];
-	size_t	 i;
+	const char	*name = t->conf->name[0] ? t->conf->name : "-";
+	char		 conns[256];
+	size_t		 i;
 
-	log_info("status: tunnel %s %s: %s, %u reconnects",
-	    t->conf->name[0] ? t->conf->name : "-", t->name, states[t->state],
-	    t->sessions > 1 ? t->sessions - 1 : 0);
+	fprintf(fp, "tunnel %s %s: %s, %u reconnects\n", name, t->name,
+	    states[t->state], t->sessions > 1 ? t->sessions - 1 : 0);
 	for (i = 0; i < t->nfwds; i++) {
 		service_describe(&t->fwds[i].svc, conns, sizeof(conns));
 		if (t->fwds[i].spec->kind == FWD_REMOTE &&
 		    t->fwds[i].state == FWD_UP)
-			log_info("status: tunnel %s forward %s: up on port %d; "
-			    "%s", t->conf->name[0] ? t->conf->name : "-",
-			    t->fwds[i].name, t->fwds[i].bound_port, conns);
+			fprintf(fp, "tunnel %s forward %s: up on port %d; %s\n",
+			    name, t->fwds[i].name, t->fwds[i].bound_port, conns);
 		else
-			log_info("status: tunnel %s forward %s: %s; %s",
-			    t->conf->name[0] ? t->conf->name : "-",
+			fprintf(fp, "tunnel %s forward %s: %s; %s\n", name,
 			    t->fwds[i].name, t->fwds[i].spec->kind ==
 			    FWD_REMOTE ? "not up" : "listening", conns);
 	}

@@ -6,6 +6,7 @@
 #define TUNNEL_TUNNEL_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "relay/config.h"
 
@@ -32,8 +33,8 @@ void	tunnel_start(struct tunnel *);
  * the loop was asked to stop and the caller exits with this code.
  */
 int	tunnel_exit_code(const struct tunnel *);
-/* Logs its state, reconnections and each forward's connections. */
-void	tunnel_log_status(const struct tunnel *);
+/* Writes its state, reconnections and each forward's connections. */
+void	tunnel_write_status(const struct tunnel *, FILE *);
 /* Whether every forward is up (readiness for systemd). */
 int	tunnel_ready(const struct tunnel *);
 /* Calls hook whenever a forward comes up (one hook per process). */

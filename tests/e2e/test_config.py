@@ -252,3 +252,41 @@ def test_sigusr1_logs_status(tmp_path, relayd, sink):
     r.wait_log(rf"status: relay web: listening on 127\.0\.0\.1:{port}; 0 active, 1 total, "
                r"0 rejected, in=1000 out=\d+", timeout=5)
     r.stop()
+
+
+def test_status_over_the_control_socket(tmp_path, relayd, sshd, sink):
+    """relayd --status prints each relay and tunnel, with connection counts
+    and the port the server picked for -R 0."""
+    port = free_port()
+    control = tmp_path / "control.sock"
+    conf = write(tmp_path, f"""\
+control = {control}
+
+[relay web]
+listen = 127.0.0.1:{port}
+to = {sink.spec}
+
+[tunnel laptop]
+ssh = {sshd.dest()}
+remote = 0:{sink.spec}
+identity = {sshd.keys["ed25519"]}
+known-hosts = {sshd.write_known_hosts("good")}
+""")
+    r = relayd("-c", conf)
+    r.wait_log(rf"forward -R 0:{re.escape(sink.spec)} up on port (\d+)", timeout=15)
+    rport = int(re.search(r"up on port (\d+)", r.log()).group(1))
+    sink_roundtrip(tcp4(port), nbytes=2000)
+    p = run_relayd("--status", "--control", control)
+    assert p.returncode == 0, p
+    assert re.search(rf"^relay web: listening on 127\.0\.0\.1:{port}; 0 active, 1 total, "
+                     r"0 rejected, in=2000 out=\d+$", p.stdout, re.M), p.stdout
+    assert re.search(r"^tunnel laptop root@127\.0\.0\.1:\d+: up, 0 reconnects$", p.stdout,
+                     re.M), p.stdout
+    assert re.search(rf"^tunnel laptop forward -R 0:{re.escape(sink.spec)}: up on port "
+                     rf"{rport}; 0 active", p.stdout, re.M), p.stdout
+    r.stop()
+
+
+def test_status_without_a_running_relayd(tmp_path):
+    p = run_relayd("--status", "--control", tmp_path / "nobody-here.sock")
+    assert p.returncode == 69 and "cannot reach relayd" in p.stderr, p
