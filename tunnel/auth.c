@@ -15,6 +15,7 @@
 
 #include "relay/log.h"
 #include "tunnel/auth.h"
+#include "tunnel/tunnel_int.h"
 
 #define MAX_KEYS	4
 #define MAX_KEY_SIZE	(64 * 1024)
@@ -224,7 +225,7 @@ auth_step(struct auth *a, LIBSSH2_SESSION *s, const char *user, char *err,
     size_t errlen)
 {
 	struct key	*k;
-	char		*msg;
+	char		 msg[256];
 	int		 rc;
 
 	while (!a->agent_done) {
@@ -261,9 +262,8 @@ auth_step(struct auth *a, LIBSSH2_SESSION *s, const char *user, char *err,
 		}
 		if (rc != LIBSSH2_ERROR_AUTHENTICATION_FAILED &&
 		    rc != LIBSSH2_ERROR_PUBLICKEY_UNVERIFIED) {
-			libssh2_session_last_error(s, &msg, NULL, 0);
 			snprintf(err, errlen, "authentication failed: %s",
-			    msg ? msg : "session error");
+			    ssh_error(s, msg, sizeof(msg)));
 			return AUTH_ERROR;
 		}
 	}

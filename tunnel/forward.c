@@ -128,7 +128,7 @@ open_finish(struct tunnel *t, struct open_req *r, LIBSSH2_CHANNEL *ch,
 			    r->abandoned ? NULL : r->done;
 	void		*arg = r->arg;
 	struct chan	*c = NULL;
-	char		 why[300], *msg = NULL;
+	char		 why[300], msg[256];
 
 	if (r->ping) {
 		t->pinging = 0;
@@ -153,9 +153,8 @@ open_finish(struct tunnel *t, struct open_req *r, LIBSSH2_CHANNEL *ch,
 		done(&c->ep, NULL, arg);
 		return;
 	}
-	libssh2_session_last_error(t->s, &msg, NULL, 0);
 	snprintf(why, sizeof(why), "connect failed: %s",
-	    msg ? msg : "channel open refused");
+	    ssh_error(t->s, msg, sizeof(msg)));
 	if (rc != LIBSSH2_ERROR_CHANNEL_FAILURE)
 		tunnel_fail(t, "channel open failed");
 	done(NULL, why, arg);
@@ -268,21 +267,21 @@ remote_refused(struct fwd *f)
 {
 	struct tunnel	*t = f->t;
 	struct timeval	 tv;
-	char		*msg = NULL;
+	char		 msg[256];
 	double		 delay;
 
-	libssh2_session_last_error(t->s, &msg, NULL, 0);
+	ssh_error(t->s, msg, sizeof(msg));
 	if (t->conf->exit_on_forward_failure && t->sessions == 1 &&
 	    !f->ever_up) {
 		log_warnx("tunnel %s: forward %s refused by the server: %s",
-		    t->name, f->name, msg ? msg : "");
+		    t->name, f->name, msg);
 		t->exit_code = 69;
 		event_base_loopbreak(t->base);
 		return;
 	}
 	delay = backoff_next(&f->backoff, BACKOFF_REFUSED, 0.5);
 	log_warnx("tunnel %s: forward %s refused by the server (%s); "
-	    "next attempt in %g s", t->name, f->name, msg ? msg : "", delay);
+	    "next attempt in %g s", t->name, f->name, msg, delay);
 	f->state = FWD_WAITING;
 	tv.tv_sec = (time_t)delay;
 	tv.tv_usec = (suseconds_t)((delay - (double)tv.tv_sec) * 1e6);

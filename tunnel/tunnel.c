@@ -67,6 +67,19 @@ tunnel_global_exit(void)
 	libssh2_ready = 0;
 }
 
+const char *
+ssh_error(LIBSSH2_SESSION *s, char *buf, size_t len)
+{
+	char	*msg = NULL;
+	int	 n = 0;
+
+	if (s != NULL)
+		libssh2_session_last_error(s, &msg, &n, 0);
+	if (msg == NULL || n <= 0)
+		return strncpy(buf, "unknown error", len);
+	return log_escape(buf, len, msg, (size_t)n);
+}
+
 int
 tunnel_may_call(struct tunnel *t, void *who, enum ssh_op op)
 {
@@ -103,12 +116,10 @@ void
 tunnel_fail(struct tunnel *t, const char *why)
 {
 	if (t->fail_why[0] == '\0') {
-		char	*msg = NULL;
+		char	msg[128];
 
-		if (t->s != NULL)
-			libssh2_session_last_error(t->s, &msg, NULL, 0);
-		snprintf(t->fail_why, sizeof(t->fail_why), "%s%s%s", why,
-		    msg && *msg ? ": " : "", msg ? msg : "");
+		snprintf(t->fail_why, sizeof(t->fail_why), "%s: %s", why,
+		    ssh_error(t->s, msg, sizeof(msg)));
 	}
 	tunnel_kick(t);
 }
@@ -314,16 +325,15 @@ log_methods(struct tunnel *t)
 static void
 step_handshake(struct tunnel *t)
 {
-	char	err[512], *msg = NULL;
+	char	err[512], msg[256];
 	int	rc;
 
 	rc = libssh2_session_handshake(t->s, t->fd);
 	if (rc == LIBSSH2_ERROR_EAGAIN)
 		return;
 	if (rc != 0) {
-		libssh2_session_last_error(t->s, &msg, NULL, 0);
 		retry_later(t, BACKOFF_REFUSED, "handshake failed",
-		    msg ? msg : "unknown error");
+		    ssh_error(t->s, msg, sizeof(msg)));
 		return;
 	}
 	log_methods(t);

@@ -121,6 +121,9 @@ struct tunnel {
 	TAILQ_HEAD(, open_req)	 opens;
 };
 
+/* libssh2's last error message, escaped for logs: it may carry text the
+ * server sent. Returns buf. */
+const char *ssh_error(LIBSSH2_SESSION *, char *buf, size_t len);
 /* Whether who may make the libssh2 call op now. */
 int	tunnel_may_call(struct tunnel *, void *who, enum ssh_op op);
 /* Records the outcome of a call: a partial packet makes who its holder. */
