@@ -69,12 +69,45 @@ run: relayd
 	scripts/install-deps
 	./relayd --listen $(or $(LISTEN),80) --to $(or $(TO),127.0.0.1:10080) $(ARGS)
 
+# Where `make install` puts things. /etc is not under PREFIX: the config
+# and init script paths are fixed. systemd looks for units in
+# /usr/local/lib/systemd/system and, for PREFIX=/usr, /lib/systemd/system.
+SBINDIR  := $(PREFIX)/sbin
+MANDIR   := $(PREFIX)/share/man
+UNITDIR  := $(if $(filter /usr,$(PREFIX)),/lib/systemd/system,$(PREFIX)/lib/systemd/system)
+# The units and the init script say /usr/local/sbin/relayd; installed, they
+# name the binary where this PREFIX puts it.
+SET_SBIN := sed 's|/usr/local/sbin/relayd|$(SBINDIR)/relayd|g'
+
+# The config is installed only if there is none: it is the admin's (0640:
+# chgrp it to the user relayd runs as, which must read it to reload).
 install: relayd
-	install -D -m 0755 relayd $(DESTDIR)$(PREFIX)/sbin/relayd
+	install -D -m 0755 relayd $(DESTDIR)$(SBINDIR)/relayd
+	install -D -m 0644 doc/relayd.8 $(DESTDIR)$(MANDIR)/man8/relayd.8
+	install -D -m 0644 doc/relayd.conf.5 $(DESTDIR)$(MANDIR)/man5/relayd.conf.5
+	install -d -m 0755 $(DESTDIR)/etc/relayd $(DESTDIR)/etc/init.d \
+	    $(DESTDIR)$(UNITDIR)
+	test -e $(DESTDIR)/etc/relayd/relayd.conf || \
+	    install -m 0640 etc/relayd.conf $(DESTDIR)/etc/relayd/relayd.conf
+	$(SET_SBIN) etc/systemd/relayd.service > $(DESTDIR)$(UNITDIR)/relayd.service
+	$(SET_SBIN) etc/systemd/relayd.socket > $(DESTDIR)$(UNITDIR)/relayd.socket
+	$(SET_SBIN) etc/init.d/relayd > $(DESTDIR)/etc/init.d/relayd
+	chmod 0644 $(DESTDIR)$(UNITDIR)/relayd.service $(DESTDIR)$(UNITDIR)/relayd.socket
+	chmod 0755 $(DESTDIR)/etc/init.d/relayd
+
+# Leaves /etc/relayd/relayd.conf unless it is still the example as shipped.
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/relayd $(DESTDIR)$(MANDIR)/man8/relayd.8 \
+	    $(DESTDIR)$(MANDIR)/man5/relayd.conf.5 \
+	    $(DESTDIR)$(UNITDIR)/relayd.service $(DESTDIR)$(UNITDIR)/relayd.socket \
+	    $(DESTDIR)/etc/init.d/relayd
+	if cmp -s etc/relayd.conf $(DESTDIR)/etc/relayd/relayd.conf; then \
+	    rm -f $(DESTDIR)/etc/relayd/relayd.conf; \
+	    rmdir $(DESTDIR)/etc/relayd 2>/dev/null || true; fi
 
 clean:
 	rm -f relayd $(UNIT_BINS) .build-flavour
-	find . -name '*.o' -delete -o -name '*.d' -delete
+	find . -type f \( -name '*.o' -o -name '*.d' \) -delete
 
-.PHONY: all unit e2e check run install clean clean-objs-if-flavour-changed
--include $(shell find . -name '*.d' 2>/dev/null)
+.PHONY: all unit e2e check run install uninstall clean clean-objs-if-flavour-changed
+-include $(shell find . -type f -name '*.d' 2>/dev/null)
