@@ -154,9 +154,14 @@ static void
 check_only(const struct config *cfg)
 {
 	const struct tunnel_conf	*t;
+	struct caps_user		 u;
 	size_t				 i, j, k, l;
 	char				 a[ADDR_STR_MAX], b[ADDR_STR_MAX];
+	char				 err[256];
 
+	if (cfg->user[0] != '\0' && caps_lookup_user(cfg->user, &u, err,
+	    sizeof(err)) == -1)
+		fatalx(EX_NOUSER, "%s", err);
 	for (i = 0; i < cfg->ntunnels; i++) {
 		t = cfg->tunnels[i];
 		if (t->identity && access(t->identity, R_OK) == -1)

@@ -290,3 +290,10 @@ known-hosts = {sshd.write_known_hosts("good")}
 def test_status_without_a_running_relayd(tmp_path):
     p = run_relayd("--status", "--control", tmp_path / "nobody-here.sock")
     assert p.returncode == 69 and "cannot reach relayd" in p.stderr, p
+
+
+def test_check_finds_an_unknown_user(tmp_path):
+    conf = write(tmp_path, "user = no-such-user-xyz\n"
+                           "[relay a]\nlisten = 127.0.0.1:1234\nto = 127.0.0.1:9\n")
+    p = run_relayd("-c", conf, "--check")
+    assert p.returncode == 67 and "no-such-user-xyz" in p.stderr, p

@@ -99,3 +99,16 @@ def test_socket_activation_hands_the_named_socket_to_its_relay(relayd, sink):
     sink_roundtrip(tcp4(port))
     r.stop()
     shutil.rmtree(conf.parent, ignore_errors=True)
+
+
+def test_watchdog_pinged_twice_per_interval(relayd, sink, notify_socket):
+    """With WatchdogSec (WATCHDOG_USEC), WATCHDOG=1 comes from the event
+    loop at least twice per interval."""
+    path, recv = notify_socket
+    relayd("--listen", f"127.0.0.1:{free_port()}", "--to", sink.spec,
+           prefix=("env", f"NOTIFY_SOCKET={path}", "WATCHDOG_USEC=400000"))
+    assert recv(5).startswith("READY=1")
+    t0 = time.monotonic()
+    pings = [recv(2) for _ in range(4)]
+    assert pings == ["WATCHDOG=1"] * 4, pings
+    assert time.monotonic() - t0 < 1.5, "fewer than two pings per 0.4 s interval"
