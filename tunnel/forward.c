@@ -18,8 +18,10 @@
 #include "tunnel/tunnel.h"
 #include "tunnel/tunnel_int.h"
 
-/* libssh2 queues at most this many unaccepted channels per -R listener. */
-#define RFWD_QUEUE	64
+/* libssh2 refuses channels beyond this many not yet accepted, and a burst
+ * of connections arrives in one read: ssh has no such limit, so make it
+ * generous (each waiting channel costs about a kilobyte). */
+#define RFWD_QUEUE	4096
 
 static void	(*up_hook)(void);
 

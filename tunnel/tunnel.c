@@ -347,8 +347,8 @@ step_handshake(struct tunnel *t)
 	pass(t, 0);
 }
 
-/* A session that worked for a while is retried at once; one that dies
- * right after login is the server saying no, and backs off. */
+/* A lost session is retried at once; sessions that keep dying right after
+ * login are the server saying no, and back off. */
 static enum backoff_reason
 lost_reason(struct tunnel *t)
 {
@@ -357,8 +357,11 @@ lost_reason(struct tunnel *t)
 	if (t->state != T_UP)
 		return BACKOFF_REFUSED;
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	return now.tv_sec - t->up_since.tv_sec >= YOUNG_SESSION_SEC ?
-	    BACKOFF_LOST : BACKOFF_REFUSED;
+	if (now.tv_sec - t->up_since.tv_sec >= YOUNG_SESSION_SEC)
+		t->young_losses = 0;
+	else
+		t->young_losses++;
+	return t->young_losses >= 2 ? BACKOFF_REFUSED : BACKOFF_LOST;
 }
 
 static int
@@ -568,14 +571,15 @@ pass(struct tunnel *t, int readable)
 		tunnel_kick(t);
 	t->in_pass = 0;
 	if (t->s != NULL && (t->sock_dead || t->fail_why[0] != '\0')) {
-		if (t->fail_why[0] != '\0')
-			snprintf(why, sizeof(why), "%s", t->fail_why);
-		else if (t->sock_errno != 0)
+		/* A dead socket is the cause of whatever failed with it. */
+		if (t->sock_dead && t->sock_errno != 0)
 			snprintf(why, sizeof(why), "%s",
 			    strerror(t->sock_errno));
-		else
+		else if (t->sock_dead)
 			snprintf(why, sizeof(why), "server closed the "
 			    "connection");
+		else
+			snprintf(why, sizeof(why), "%s", t->fail_why);
 		retry_later(t, lost_reason(t), "lost", why);
 		return;
 	}

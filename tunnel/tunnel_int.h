@@ -101,6 +101,8 @@ struct tunnel {
 	int			 sock_dead;	/* recv saw EOF or an error */
 	int			 sock_errno;
 	struct timespec		 up_since;
+	int			 young_losses;	/* sessions lost soon after login,
+						 * in a row */
 	int			 missed;	/* keepalive probes unanswered */
 	int			 pinging;	/* a probe is queued */
 	uint64_t		 moved;		/* channel bytes, to see progress */

@@ -215,3 +215,31 @@ def test_dynamic_partial_greeting_costs_no_cpu(tunnel):
         assert busy < 0.2, f"relayd used {busy:.0%} of a CPU on a 1-byte greeting"
         wait_closed(s, 15)
     assert t.relayd.alive()
+
+
+def test_remote_burst_of_connections_all_served(tunnel, sink):
+    """120 connections arriving at once on the server's -R port (fewer than
+    sshd's listen backlog of 128) all reach the backend: none is refused for
+    waiting in libssh2's accept queue, which used to hold 64."""
+    n = 120
+    rport = free_port()
+    t = tunnel("-R", f"{rport}:{sink.spec}")
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", rport))
+            socks.append(s)
+        for i, s in enumerate(socks):
+            s.setblocking(True)
+            s.settimeout(10)
+            s.sendall(b"x" * (i + 1))
+            s.shutdown(socket.SHUT_WR)
+        for i, s in enumerate(socks):
+            answer = recv_until_eof(s)
+            assert answer.startswith(f"{i + 1} ".encode()), f"connection {i}: {answer!r}"
+    finally:
+        for s in socks:
+            s.close()
+    assert len(t.wait_conns(n)) == n
