@@ -494,6 +494,37 @@ def echo_stream(sock, seed, nbytes):
     assert got == sent, f"sent {sent}, echo returned {got}"
 
 
+def sink_roundtrip_when_up(addr, relay, timeout=10):
+    """sink_roundtrip(addr) once relay listens, for runs where its log
+    (quiet, syslog) cannot say when it is ready."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return sink_roundtrip(addr)
+        except ConnectionRefusedError:
+            assert relay.alive() and time.monotonic() < deadline, \
+                f"relayd {relay.name} never listened on {addr}"
+            time.sleep(0.05)
+
+
+def sink_roundtrips_at_once(socks, seed):
+    """Every socket in socks (all open already, each to a SinkBackend)
+    sends a payload of its own at the same time and checks the sink's
+    answer; returns what each sent as (length, sha256)."""
+    def one(i):
+        s = socks[i]
+        sent = send_stream(s, seed + i, 20_000 + 1013 * i)
+        s.shutdown(socket.SHUT_WR)
+        return sent, recv_until_eof(s)
+    workers = [Background(one, i) for i in range(len(socks))]
+    sent = []
+    for i, w in enumerate(workers):
+        mine, answer = w.result()
+        assert answer == sink_reply(mine), f"connection {i}: sent {mine}, got {answer!r}"
+        sent.append(mine)
+    return sent
+
+
 class Background:
     """fn(*args) in a daemon thread; result() joins it and returns its value
     or re-raises its exception in the caller."""

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import (echo_roundtrip, free_port, fwd, recv_until_eof, run_relayd,
-                      sink_roundtrip, tcp4)
+                      sink_roundtrip, sink_roundtrip_when_up, tcp4)
 
 EX_CONFIG = 78
 
@@ -144,14 +144,7 @@ def test_log_level_warning_hides_connection_lines(tmp_path, relayd, sink):
     port = free_port()
     r = relayd("--listen", f"127.0.0.1:{port}", "--to", sink.spec, "--log-level", "warning",
                ready=False)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            sink_roundtrip(tcp4(port))
-            break
-        except ConnectionRefusedError:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+    sink_roundtrip_when_up(tcp4(port), r)
     r.stop()
     assert " conn " not in r.log(), r.log()
 

@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from conftest import (Background, local_spec, payload, digest_of, free_port,
+from conftest import (Background, sink_roundtrips_at_once, local_spec, payload, digest_of, free_port,
                       recv_all, recv_until_eof, send_stream, sink_reply,
                       sink_roundtrip, tcp4, tcp6, unix)
 
@@ -40,17 +40,7 @@ def test_200_concurrent_connections(relayd, sink):
     r = relayd("--listen", f"127.0.0.1:{port}", "--to", sink.spec)
     socks = [tcp4(port).connect() for _ in range(n)]     # all open at once
     try:
-        def one(i):
-            s = socks[i]
-            sent = send_stream(s, 1000 + i, 20_000 + 97 * i)    # distinct per connection
-            s.shutdown(socket.SHUT_WR)
-            return sent, recv_until_eof(s)
-        workers = [Background(one, i) for i in range(n)]
-        sent = []
-        for i, w in enumerate(workers):
-            mine, answer = w.result()
-            assert answer == sink_reply(mine), f"connection {i}: sent {mine}, got {answer!r}"
-            sent.append(mine)
+        sent = sink_roundtrips_at_once(socks, 1000)     # distinct per connection
     finally:
         for s in socks:
             s.close()

@@ -3,11 +3,10 @@ with its sysexits code and exactly one "relayd: " line naming the problem."""
 
 import re
 import socket
-import time
 
 import pytest
 
-from conftest import free_port, run_relayd, sink_roundtrip, tcp4
+from conftest import free_port, run_relayd, sink_roundtrip_when_up, tcp4
 
 EX_USAGE, EX_NOUSER, EX_NOHOST, EX_UNAVAILABLE = 64, 67, 68, 69
 
@@ -40,14 +39,7 @@ def test_verbose_and_quiet_accepted(relayd, sink):
         port = free_port()
         r = relayd(flag, "--listen", f"127.0.0.1:{port}", "--to", sink.spec, ready=False)
         # -q may silence "ready": wait for the port instead.
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                sink_roundtrip(tcp4(port))
-                break
-            except ConnectionRefusedError:
-                assert r.alive() and time.monotonic() < deadline, f"{flag}: never listened"
-                time.sleep(0.05)
+        sink_roundtrip_when_up(tcp4(port), r)
         r.stop()
 
 

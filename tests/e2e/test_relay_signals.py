@@ -6,7 +6,6 @@ import re
 import signal
 import socket
 import struct
-import time
 
 import pytest
 

@@ -3,7 +3,6 @@ tunnel's forwards are up) through NOTIFY_SOCKET, and socket activation, the
 passed socket being handed to the [relay NAME] its FileDescriptorName
 names."""
 
-import os
 import shutil
 import socket
 import tempfile

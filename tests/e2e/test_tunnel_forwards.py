@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import (Background, curl_digest, echo_roundtrip, echo_stream, free_port, fwd,
+from conftest import (Background, sink_roundtrips_at_once, curl_digest, echo_roundtrip, echo_stream, free_port, fwd,
                       listening, recv_all, recv_exact, recv_until_eof, send_stream,
                       sink_reply, sink_roundtrip, tcp4, tcp6, wait_closed)
 
@@ -48,17 +48,7 @@ def test_remote_50_channels_at_once(tunnel, sink):
     t = tunnel("-R", spec)
     socks = [fwd(rport).connect() for _ in range(n)]      # all open before any data
     try:
-        def one(i):
-            s = socks[i]
-            sent = send_stream(s, 500 + i, 50_000 + 1013 * i)
-            s.shutdown(socket.SHUT_WR)
-            return sent, recv_until_eof(s)
-        workers = [Background(one, i) for i in range(n)]
-        sent = []
-        for i, w in enumerate(workers):
-            mine, answer = w.result()
-            assert answer == sink_reply(mine), f"channel {i}: sent {mine}, got {answer!r}"
-            sent.append(mine)
+        sent = sink_roundtrips_at_once(socks, 500)
     finally:
         for s in socks:
             s.close()
