@@ -274,7 +274,8 @@ relay_active(const struct relay *r)
 	return r->svc.active;
 }
 
-void
+/* Stops accepting and closes every connection ("end=shutdown"). */
+static void
 relay_stop(struct relay *r)
 {
 	relay_stop_accepting(r);

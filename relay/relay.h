@@ -28,8 +28,6 @@ void	relay_close_listeners(struct relay *);
 void	relay_write_status(const struct relay *, FILE *);
 /* Live connections (or --fork children). */
 unsigned relay_active(const struct relay *);
-/* Stops accepting and closes every connection ("end=shutdown"). */
-void	relay_stop(struct relay *);
 /* Frees a relay, closing what it still has. */
 void	relay_free(struct relay *);
 /* The configuration it runs (its own copy). */

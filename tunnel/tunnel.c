@@ -89,8 +89,6 @@ tunnel_may_call(struct tunnel *t, void *who, enum ssh_op op)
 void
 tunnel_called(struct tunnel *t, void *who, enum ssh_op op, int rc)
 {
-	if (op != OP_EOF)
-		t->calls++;
 	if (rc == LIBSSH2_ERROR_EAGAIN && (libssh2_session_block_directions(
 	    t->s) & LIBSSH2_SESSION_BLOCK_OUTBOUND)) {
 		t->owner = who;

@@ -106,7 +106,6 @@ struct tunnel {
 	int			 missed;	/* keepalive probes unanswered */
 	int			 pinging;	/* a probe is queued */
 	uint64_t		 moved;		/* channel bytes, to see progress */
-	uint64_t		 calls;		/* libssh2 calls that read input */
 	uint64_t		 rx_bytes;	/* bytes received from the server */
 	int			 in_pass;	/* inside pass(): it sees new input */
 	/* The last read from the socket said EAGAIN: libssh2 holds no

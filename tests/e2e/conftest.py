@@ -481,16 +481,22 @@ def echo_roundtrip(sock, seed=1, nbytes=4096):
     assert recv_exact(sock, len(data)) == data
 
 
-def echo_stream(sock, seed, nbytes):
-    """Stream nbytes to an EchoBackend while reading the echo, half-close,
-    read to EOF; asserts the echo's length and SHA-256 match what was sent."""
+def upload_while_reading(sock, seed, nbytes):
+    """Sends nbytes (then half-closes) while reading to EOF; returns
+    (sent, received), each as (length, sha256)."""
     def send():
         sent = send_stream(sock, seed, nbytes)
         sock.shutdown(socket.SHUT_WR)
         return sent
     sender = Background(send)
     got = recv_all(sock)
-    sent = sender.result()
+    return sender.result(), got
+
+
+def echo_stream(sock, seed, nbytes):
+    """Stream nbytes to an EchoBackend while reading the echo, half-close,
+    read to EOF; asserts the echo's length and SHA-256 match what was sent."""
+    sent, got = upload_while_reading(sock, seed, nbytes)
     assert got == sent, f"sent {sent}, echo returned {got}"
 
 

@@ -7,9 +7,10 @@ import time
 
 import pytest
 
-from conftest import (Background, sink_roundtrips_at_once, curl_digest, echo_roundtrip, echo_stream, free_port, fwd,
-                      listening, recv_all, recv_exact, recv_until_eof, send_stream,
-                      sink_reply, sink_roundtrip, tcp4, tcp6, wait_closed)
+from conftest import (curl_digest, echo_roundtrip, echo_stream, free_port, fwd, listening,
+                      recv_exact, recv_until_eof, sink_reply, sink_roundtrip,
+                      sink_roundtrips_at_once, tcp4, tcp6, upload_while_reading,
+                      wait_closed)
 
 MiB = 1 << 20
 
@@ -18,13 +19,7 @@ def exchange(addr, seed, nbytes):
     """Uploads nbytes to a PumpBackend through addr while downloading what it
     sends; returns (sent, received) as (length, sha256)."""
     with addr.connect() as s:
-        def upload():
-            sent = send_stream(s, seed, nbytes)
-            s.shutdown(socket.SHUT_WR)
-            return sent
-        uploader = Background(upload)
-        got = recv_all(s)
-        return uploader.result(), got
+        return upload_while_reading(s, seed, nbytes)
 
 
 def test_remote_64mib_each_way(tunnel, backends):
