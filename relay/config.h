@@ -51,6 +51,7 @@ struct config {
 	int			 use_syslog;
 	int			 daemonize;
 	char			*pidfile;
+	int			 no_sandbox;	/* no seccomp filter */
 	int			 drain_timeout;	/* seconds */
 	struct relay_conf	**relays;	/* owned */
 	size_t			 nrelays;

@@ -17,6 +17,7 @@
 #include <event2/event.h>
 
 #include "caps/caps.h"
+#include "caps/sandbox.h"
 #include "relay/bufpool.h"
 #include "relay/cfgfile.h"
 #include "relay/config.h"
@@ -199,6 +200,22 @@ drop_privileges(int from_root, const struct caps_user *u)
 		fatalx(EX_OSERR, "%s", err);
 	caps_describe(desc, sizeof(desc));
 	log_info("running as %s", desc);
+}
+
+/* From here on only the system calls on caps/sandbox.c's list work. */
+static void
+enter_sandbox(const struct config *cfg)
+{
+	char	err[256];
+	int	n;
+
+	if (cfg->no_sandbox) {
+		log_info("sandbox off (--no-sandbox)");
+		return;
+	}
+	if ((n = sandbox_enter(err, sizeof(err))) == -1)
+		fatalx(EX_OSERR, "%s", err);
+	log_info("sandbox on: %d system calls allowed", n);
 }
 
 /* Detaches from the terminal; the parent exits 0 once the child runs. */
@@ -518,6 +535,9 @@ reload(struct daemon *d)
 	memcpy(d->tunnels, tunnels, nt * sizeof(*tunnels));
 	d->ntunnels = nt;
 	log_init(nc.log_level, nc.use_syslog || nc.daemonize);
+	if (nc.no_sandbox != d->cfg.no_sandbox)
+		log_warnx("reload: no-sandbox takes effect only at start");
+	nc.no_sandbox = d->cfg.no_sandbox;
 	config_free(&d->cfg);
 	d->cfg = nc;
 	log_info("reloaded: %zu relays, %zu tunnels (%zu unchanged)", nr, nt,
@@ -747,6 +767,7 @@ main(int argc, char **argv)
 	if (d.cfg.pidfile != NULL)
 		write_pidfile(d.cfg.pidfile);
 	drop_privileges(from_root, &u);
+	enter_sandbox(&d.cfg);
 	the_daemon = &d;
 	conn_set_closed_hook(drained_check);
 	tunnel_set_up_hook(check_ready);

@@ -145,6 +145,13 @@ set_daemon(void *o, const char *v, char *err, size_t errlen)
 }
 
 static int
+set_no_sandbox(void *o, const char *v, char *err, size_t errlen)
+{
+	((struct config *)o)->no_sandbox = *v == '1';
+	return 0;
+}
+
+static int
 set_pidfile(void *o, const char *v, char *err, size_t errlen)
 {
 	return set_path(&((struct config *)o)->pidfile, "--pidfile", v, err,
@@ -428,6 +435,8 @@ static const struct opt_def opts[] = {
 	  set_daemon },
 	{ "pidfile", 0, G, "FILE", "write the process id to FILE",
 	  set_pidfile },
+	{ "no-sandbox", 0, G, NULL, "no system-call filter (for debugging; "
+	  "see SECURITY.md)", set_no_sandbox },
 	{ "verbose", 'v', G, NULL, "log debugging detail", set_verbose },
 	{ "quiet", 'q', G, NULL, "log only warnings and errors", set_quiet },
 	{ "help", OPT_HELP, G, NULL, "show this help and exit", NULL },
