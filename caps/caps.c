@@ -65,12 +65,12 @@ set_only_bind_cap(int keep, char *err, size_t errlen)
 }
 
 static int
-drop_bounding_set(char *err, size_t errlen)
+drop_bounding_set(int keep, char *err, size_t errlen)
 {
 	cap_value_t	v;
 
 	for (v = 0; v < (cap_value_t)cap_max_bits(); v++) {
-		if (v == CAP_NET_BIND_SERVICE)
+		if (keep && v == CAP_NET_BIND_SERVICE)
 			continue;
 		if (cap_drop_bound(v) == -1 && errno != EINVAL) {
 			snprintf(err, errlen, "cannot drop capability %d from "
@@ -100,7 +100,7 @@ set_no_new_privs(char *err, size_t errlen)
 
 /* Proves the drop: root is out of reach and the capability set is exact. */
 static int
-verify_dropped(const struct caps_user *u, char *err, size_t errlen)
+verify_dropped(const struct caps_user *u, int keep, char *err, size_t errlen)
 {
 	cap_value_t	 nbs = CAP_NET_BIND_SERVICE;
 	cap_t		 have, want;
@@ -120,8 +120,10 @@ verify_dropped(const struct caps_user *u, char *err, size_t errlen)
 		cap_free(have);
 		return -1;
 	}
-	cap_set_flag(want, CAP_PERMITTED, 1, &nbs, CAP_SET);
-	cap_set_flag(want, CAP_EFFECTIVE, 1, &nbs, CAP_SET);
+	if (keep) {
+		cap_set_flag(want, CAP_PERMITTED, 1, &nbs, CAP_SET);
+		cap_set_flag(want, CAP_EFFECTIVE, 1, &nbs, CAP_SET);
+	}
 	same = cap_compare(have, want) == 0;
 	cap_free(have);
 	cap_free(want);
@@ -133,9 +135,10 @@ verify_dropped(const struct caps_user *u, char *err, size_t errlen)
 }
 
 int
-caps_drop_root(const struct caps_user *u, char *err, size_t errlen)
+caps_drop_root(const struct caps_user *u, int keep_bind, char *err,
+    size_t errlen)
 {
-	if (drop_bounding_set(err, errlen) == -1)
+	if (drop_bounding_set(keep_bind, err, errlen) == -1)
 		return -1;
 	if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) == -1) {
 		snprintf(err, errlen, "PR_SET_KEEPCAPS: %s", strerror(errno));
@@ -153,7 +156,7 @@ caps_drop_root(const struct caps_user *u, char *err, size_t errlen)
 		    strerror(errno));
 		return -1;
 	}
-	if (set_only_bind_cap(1, err, errlen) == -1)
+	if (set_only_bind_cap(keep_bind, err, errlen) == -1)
 		return -1;
 	if (prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) == -1) {
 		snprintf(err, errlen, "PR_SET_KEEPCAPS: %s", strerror(errno));
@@ -161,7 +164,7 @@ caps_drop_root(const struct caps_user *u, char *err, size_t errlen)
 	}
 	if (set_no_new_privs(err, errlen) == -1)
 		return -1;
-	return verify_dropped(u, err, errlen);
+	return verify_dropped(u, keep_bind, err, errlen);
 }
 
 int
@@ -178,7 +181,7 @@ caps_can_bind_low(void)
 }
 
 int
-caps_restrict(char *err, size_t errlen)
+caps_restrict(int keep_bind, char *err, size_t errlen)
 {
 	cap_flag_value_t	 v = CAP_CLEAR;
 	cap_t			 c;
@@ -189,9 +192,25 @@ caps_restrict(char *err, size_t errlen)
 	}
 	cap_get_flag(c, CAP_NET_BIND_SERVICE, CAP_PERMITTED, &v);
 	cap_free(c);
-	if (set_only_bind_cap(v == CAP_SET, err, errlen) == -1)
+	if (set_only_bind_cap(keep_bind && v == CAP_SET, err, errlen) == -1)
 		return -1;
 	return set_no_new_privs(err, errlen);
+}
+
+int
+caps_die_with_parent(pid_t parent, int sig, char *err, size_t errlen)
+{
+	if (prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0) == -1) {
+		snprintf(err, errlen, "PR_SET_PDEATHSIG: %s", strerror(errno));
+		return -1;
+	}
+	/* It may have gone before the request was made. */
+	if (getppid() != parent) {
+		snprintf(err, errlen, "parent process %ld is gone",
+		    (long)parent);
+		return -1;
+	}
+	return 0;
 }
 
 void

@@ -1,7 +1,7 @@
 /*
  * The only code that changes credentials: after the listeners are bound the
- * process keeps CAP_NET_BIND_SERVICE (to bind again on reload) and nothing
- * else of root.
+ * relay process keeps CAP_NET_BIND_SERVICE (to bind again on reload) and
+ * nothing else of root; the tunnels' processes keep nothing at all.
  */
 #ifndef CAPS_CAPS_H
 #define CAPS_CAPS_H
@@ -20,16 +20,21 @@ int	caps_lookup_user(const char *name, struct caps_user *u, char *err,
 	    size_t errlen);
 /*
  * From root: becomes u with its groups, keeping only CAP_NET_BIND_SERVICE
- * (permitted and effective), everything else dropped from the bounding set,
- * no ambient capabilities, no-new-privs set; then proves it cannot regain
- * root. Returns 0, or -1 with a message (the caller must exit).
+ * if keep_bind (permitted, effective and bounding set; else nothing at
+ * all), no ambient capabilities, no-new-privs set; then proves it cannot
+ * regain root. Returns 0, or -1 with a message (the caller must exit).
  */
-int	caps_drop_root(const struct caps_user *u, char *err, size_t errlen);
+int	caps_drop_root(const struct caps_user *u, int keep_bind, char *err,
+	    size_t errlen);
 /*
- * Not root: keeps CAP_NET_BIND_SERVICE if a file capability gave it, drops
- * any other, clears ambient capabilities and sets no-new-privs.
+ * Not root: keeps CAP_NET_BIND_SERVICE if keep_bind and a file capability
+ * gave it, drops any other, clears ambient capabilities and sets
+ * no-new-privs (the bounding set stays: emptying it needs CAP_SETPCAP).
  */
-int	caps_restrict(char *err, size_t errlen);
+int	caps_restrict(int keep_bind, char *err, size_t errlen);
+/* Asks for sig when the parent dies, and checks that parent still is it.
+ * Returns 0, or -1 with a message. */
+int	caps_die_with_parent(pid_t parent, int sig, char *err, size_t errlen);
 /* Whether the process may bind ports below 1024 right now. */
 int	caps_can_bind_low(void);
 /* Writes "uid=N gid=N caps=..." for the start-up log line. */

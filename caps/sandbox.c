@@ -9,6 +9,7 @@
  * gets the error a kernel without it would give, so the library falls back.
  */
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <errno.h>
 #include <sched.h>
@@ -88,6 +89,25 @@ add(scmp_filter_ctx ctx, uint32_t action, const char *name,
 	return 1;
 }
 
+#ifdef __SANITIZE_ADDRESS__
+/* The list above has prctl whole. */
+static int
+add_pdeathsig(scmp_filter_ctx ctx, char *err, size_t errlen)
+{
+	return 0;
+}
+#else
+/* A tunnels' worker, forked by the sandboxed keeper, asks to die with it. */
+static int
+add_pdeathsig(scmp_filter_ctx ctx, char *err, size_t errlen)
+{
+	const struct scmp_arg_cmp	pdeathsig = SCMP_A0_32(SCMP_CMP_EQ,
+					    PR_SET_PDEATHSIG);
+
+	return add(ctx, SCMP_ACT_ALLOW, "prctl", 1, &pdeathsig, err, errlen);
+}
+#endif
+
 /* Calls allowed only with some arguments, and the refused probes. */
 static int
 add_checked(scmp_filter_ctx ctx, char *err, size_t errlen)
@@ -123,6 +143,8 @@ add_checked(scmp_filter_ctx ctx, char *err, size_t errlen)
 	    add(ctx, SCMP_ACT_ALLOW, "socket", 1, &inet6, err, errlen) < 0 ||
 	    add(ctx, SCMP_ACT_ALLOW, "socket", 1, &local, err, errlen) < 0 ||
 	    add(ctx, SCMP_ACT_ALLOW, "socket", 2, route, err, errlen) < 0)
+		return -1;
+	if (add_pdeathsig(ctx, err, errlen) < 0)
 		return -1;
 	/* Reading a limit is fine, raising one is not. */
 	if (add(ctx, SCMP_ACT_ALLOW, "prlimit64", 1, &readonly, err,

@@ -28,6 +28,7 @@
 #include "relay/resolve.h"
 #include "relay/service.h"
 #include "relay/systemd.h"
+#include "relay/tunproc.h"
 #include "tunnel/tunnel.h"
 
 #define NSIGNALS	6
@@ -53,6 +54,16 @@ struct daemon {
 	struct listener		*control;
 	int			 draining;
 	int			 ready_sent;	/* READY=1 told to systemd */
+	/* The tunnels run in processes of their own (tunproc.h): the relay
+	 * process has tunproc, each tunnels' worker has tunchan. */
+	struct tunproc		*tunproc;
+	struct tunchan		*tunchan;
+	int			 tun_code;	/* the keeper's exit code */
+	pid_t			 relay_pid;
+	pid_t			 keeper_pid;
+	unsigned		 starts;	/* a worker's number, 1 first */
+	int			 from_root;
+	struct caps_user	 user;
 };
 
 /* A closed fd 0-2 would be handed to the first socket, and logs would then
@@ -190,16 +201,21 @@ check_only(const struct config *cfg)
 	exit(0);
 }
 
+/* keep_bind: the relays keep CAP_NET_BIND_SERVICE, the tunnels nothing. */
 static void
-drop_privileges(int from_root, const struct caps_user *u)
+drop_privileges(int from_root, const struct caps_user *u, int keep_bind)
 {
 	char	err[256], desc[256];
 
-	if (from_root ? caps_drop_root(u, err, sizeof(err)) :
-	    caps_restrict(err, sizeof(err)))
+	if (from_root ? caps_drop_root(u, keep_bind, err, sizeof(err)) :
+	    caps_restrict(keep_bind, err, sizeof(err)))
 		fatalx(EX_OSERR, "%s", err);
 	caps_describe(desc, sizeof(desc));
-	log_info("running as %s", desc);
+	if (keep_bind)
+		log_info("running as %s", desc);
+	else
+		log_info("tunnel keeper %ld running as %s", (long)getpid(),
+		    desc);
 }
 
 /* From here on only the system calls on caps/sandbox.c's list work. */
@@ -327,6 +343,13 @@ check_ready(void)
 	for (i = 0; i < d->ntunnels; i++)
 		if (!tunnel_ready(d->tunnels[i]))
 			return;
+	if (d->tunproc != NULL && !tunproc_ready(d->tunproc))
+		return;
+	if (d->tunchan != NULL) {	/* the relay process tells systemd */
+		tunchan_ready(d->tunchan);
+		d->ready_sent = 1;
+		return;
+	}
 	snprintf(status, sizeof(status), "serving: %zu relays, %zu tunnels",
 	    d->nrelays, d->ntunnels);
 	sysd_ready(status);
@@ -470,6 +493,28 @@ find_tunnel_in(struct tunnel *const *tunnels, size_t n,
 	return 0;
 }
 
+/* The relays of a configuration that the tunnels' process reads, and the
+ * tunnels of one the relay process reads, are not theirs to run. */
+static void
+nc_forget_relays(struct config *c)
+{
+	size_t	i;
+
+	for (i = 0; i < c->nrelays; i++)
+		relay_conf_free(c->relays[i]);
+	c->nrelays = 0;
+}
+
+static void
+nc_forget_tunnels(struct config *c)
+{
+	size_t	i;
+
+	for (i = 0; i < c->ntunnels; i++)
+		tunnel_conf_free(c->tunnels[i]);
+	c->ntunnels = 0;
+}
+
 static void
 reload(struct daemon *d)
 {
@@ -485,7 +530,6 @@ reload(struct daemon *d)
 		log_info("SIGHUP: nothing to reload without a config file");
 		return;
 	}
-	log_info("SIGHUP: reloading %s", d->cfg.file);
 	sysd_reloading();
 	if (read_config(&nc, d->argc, d->argv, &code) == -1 ||
 	    nc.nrelays > MAX_UNITS || nc.ntunnels > MAX_UNITS) {
@@ -494,6 +538,11 @@ reload(struct daemon *d)
 		sysd_ready("reload rejected: the running configuration stays");
 		return;
 	}
+	/* Each process runs its own half of the configuration. */
+	if (d->tunchan != NULL)
+		nc_forget_relays(&nc);
+	if (d->tunproc != NULL)
+		nc_forget_tunnels(&nc);
 	for (i = 0; i < nc.nrelays; i++)
 		if ((j = find_relay(d, nc.relays[i], kept_r)) != -1) {
 			kept_r[j] = 1;
@@ -589,7 +638,13 @@ log_status(const struct daemon *d)
 static void
 on_control(int fd, const struct sockaddr *sa, socklen_t salen, void *arg)
 {
-	char	*text = status_text(arg);
+	struct daemon	*d = arg;
+	char		*text = status_text(d);
+
+	if (d->tunproc != NULL) {	/* the tunnels' lines come from there */
+		tunproc_status(d->tunproc, fd, text);
+		return;
+	}
 
 	/* A few lines: the socket buffer takes them whole. */
 	if (text != NULL && send(fd, text, strlen(text), MSG_NOSIGNAL |
@@ -642,16 +697,38 @@ print_status(const struct config *cfg)
 	exit(n == 0 ? 0 : EX_IOERR);
 }
 
+/* A child that is not a --fork child: the tunnels' keeper. */
+static void
+on_other_child(pid_t pid, int status)
+{
+	struct daemon	*d = the_daemon;
+	int		 code;
+
+	if (d->tunproc == NULL || !tunproc_reaped(d->tunproc, pid, status,
+	    &code))
+		return;
+	if (d->draining && code == 0)
+		return;
+	if (code == 0)
+		log_warnx("the tunnels' process ended: stopping");
+	d->tun_code = code;
+	event_base_loopbreak(d->base);
+}
+
 static void
 on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct daemon	*d = arg;
 
+	if (d->tunproc != NULL && sig != SIGCHLD)
+		tunproc_signal(d->tunproc, (int)sig);
 	switch (sig) {
 	case SIGCHLD:
-		relay_reap_children();
+		relay_reap_children(on_other_child);
 		return;
 	case SIGHUP:
+		if (d->cfg.file != NULL)
+			log_info("SIGHUP: reloading %s", d->cfg.file);
 		reload(d);
 		return;
 	case SIGUSR1:
@@ -674,11 +751,17 @@ watch_signals(struct daemon *d)
 			    SIGQUIT, SIGUSR1 };
 	size_t		i;
 
+	sigset_t	set;
+
+	sigemptyset(&set);
 	for (i = 0; i < NSIGNALS; i++) {
 		d->sigs[i] = evsignal_new(d->base, sigs[i], on_signal, d);
 		if (d->sigs[i] == NULL || evsignal_add(d->sigs[i], NULL) == -1)
 			fatalx(EX_OSERR, "cannot watch signal %d", sigs[i]);
+		sigaddset(&set, sigs[i]);
 	}
+	/* Blocked while the tunnels' process was forked: watched now. */
+	sigprocmask(SIG_UNBLOCK, &set, NULL);
 }
 
 /* The privileged part: every listener bound, every key read. */
@@ -721,6 +804,12 @@ close_everything(struct daemon *d)
 	}
 	for (i = 0; i < d->nold_tunnels; i++)
 		tunnel_free(d->old_tunnels[i]);
+	tunchan_free(d->tunchan);
+	if (code == 0)
+		code = d->tun_code;
+	if (d->tunproc != NULL && (i = (size_t)tunproc_finish(d->tunproc,
+	    d->cfg.drain_timeout + 2)) != 0 && code == 0)
+		code = (int)i;
 	tunnel_global_exit();
 	resolve_shutdown();
 	for (i = 0; i < NSIGNALS; i++)
@@ -731,17 +820,100 @@ close_everything(struct daemon *d)
 		event_free(d->watchdog);
 	event_base_free(d->base);
 	bufpool_drain();
-	if (d->cfg.pidfile != NULL)
+	if (d->cfg.pidfile != NULL && d->tunchan == NULL)
 		(void)unlink(d->cfg.pidfile);
 	config_free(&d->cfg);
 	return code;
+}
+
+static char *
+worker_status(void *arg)
+{
+	return status_text(arg);
+}
+
+/* In the keeper, once: none of the relays' sockets, no capability at all,
+ * its own sandbox. Its workers inherit all of it. */
+static void
+as_keeper(void *arg)
+{
+	struct daemon	*d = arg;
+	char		 err[256];
+	size_t		 i;
+
+	if (event_reinit(d->base) == -1)
+		fatalx(EX_OSERR, "event_reinit failed in the tunnels' process");
+	resolve_after_fork();
+	for (i = 0; i < d->nrelays; i++)
+		relay_free_inherited(d->relays[i]);
+	d->nrelays = 0;
+	listener_free_in_child(d->control);
+	d->control = NULL;
+	/* Only the relay process speaks to systemd. */
+	unsetenv("NOTIFY_SOCKET");
+	unsetenv("WATCHDOG_USEC");
+	unsetenv("WATCHDOG_PID");
+	d->keeper_pid = getpid();
+	drop_privileges(d->from_root, &d->user, 0);
+	if (caps_die_with_parent(d->relay_pid, SIGTERM, err, sizeof(err)) ==
+	    -1)
+		fatalx(EX_OSERR, "%s", err);
+	enter_sandbox(&d->cfg);
+}
+
+/* In each worker: dies with its keeper. */
+static void
+as_worker(void *arg, unsigned number)
+{
+	struct daemon	*d = arg;
+	char		 err[256];
+
+	d->starts = number;
+	if (event_reinit(d->base) == -1)
+		fatalx(EX_OSERR, "event_reinit failed in the tunnels' process");
+	if (caps_die_with_parent(d->keeper_pid, SIGKILL, err, sizeof(err)) ==
+	    -1)
+		fatalx(EX_OSERR, "%s", err);
+}
+
+/*
+ * The tunnels go to processes of their own unless there can be none (no
+ * tunnel, no config file to add one). Returns in the relay process, which
+ * keeps no tunnel, and in each tunnels' worker, which keeps no relay.
+ */
+static void
+split_tunnels(struct daemon *d)
+{
+	struct tunproc_hooks	h = { as_keeper, as_worker, d };
+	pid_t			keeper;
+	size_t			i;
+	int			fd;
+
+	if (d->ntunnels == 0 && d->cfg.file == NULL)
+		return;
+	d->relay_pid = getpid();
+	switch (tunproc_fork(&h, &keeper, &fd)) {
+	case -1:
+		fatal(EX_OSERR, "cannot start the tunnels' process");
+	case 1:
+		if ((d->tunchan = tunchan_new(d->base, fd, worker_status, d)) ==
+		    NULL)
+			fatalx(EX_OSERR, "out of memory");
+		return;
+	}
+	for (i = 0; i < d->ntunnels; i++)
+		tunnel_free(d->tunnels[i]);
+	d->ntunnels = 0;
+	if ((d->tunproc = tunproc_new(d->base, keeper, fd, check_ready)) ==
+	    NULL)
+		fatalx(EX_OSERR, "out of memory");
 }
 
 int
 main(int argc, char **argv)
 {
 	static struct daemon	 d;
-	struct caps_user	 u;
+	struct caps_user	 u = { .uid = 0 };
 	size_t			 i;
 	int			 from_root;
 
@@ -766,8 +938,13 @@ main(int argc, char **argv)
 		fatalx(EX_OSERR, "event_reinit failed");
 	if (d.cfg.pidfile != NULL)
 		write_pidfile(d.cfg.pidfile);
-	drop_privileges(from_root, &u);
-	enter_sandbox(&d.cfg);
+	d.from_root = from_root;
+	d.user = u;
+	split_tunnels(&d);
+	if (d.tunchan == NULL) {
+		drop_privileges(from_root, &u, 1);
+		enter_sandbox(&d.cfg);
+	}
 	the_daemon = &d;
 	conn_set_closed_hook(drained_check);
 	tunnel_set_up_hook(check_ready);
@@ -776,8 +953,14 @@ main(int argc, char **argv)
 		relay_start(d.relays[i]);
 	for (i = 0; i < d.ntunnels; i++)
 		tunnel_start(d.tunnels[i]);
+	/* A restarted worker catches up with reloads its keeper missed. */
+	if (d.tunchan != NULL && d.starts > 1 && d.cfg.file != NULL) {
+		log_info("tunnels restarted: reading %s again", d.cfg.file);
+		reload(&d);
+	}
 	start_watchdog(&d);
-	log_info("ready");
+	if (d.tunchan == NULL)
+		log_info("ready");
 	check_ready();
 
 	event_base_dispatch(d.base);

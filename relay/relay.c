@@ -134,7 +134,7 @@ on_accept(int fd, const struct sockaddr *sa, socklen_t salen, void *arg)
 }
 
 void
-relay_reap_children(void)
+relay_reap_children(void (*other)(pid_t, int))
 {
 	struct child	*ch;
 	pid_t		 pid;
@@ -144,11 +144,14 @@ relay_reap_children(void)
 		TAILQ_FOREACH(ch, &children, entry)
 			if (ch->pid == pid)
 				break;
-		if (ch != NULL) {
-			ch->relay->svc.active--;
-			TAILQ_REMOVE(&children, ch, entry);
-			free(ch);
+		if (ch == NULL) {
+			if (other != NULL)
+				other(pid, status);
+			continue;
 		}
+		ch->relay->svc.active--;
+		TAILQ_REMOVE(&children, ch, entry);
+		free(ch);
 		if (WIFSIGNALED(status))
 			log_warnx("process %ld killed by signal %d",
 			    (long)pid, WTERMSIG(status));
@@ -282,8 +285,9 @@ relay_stop(struct relay *r)
 	service_close_all(&r->svc, "shutdown");
 }
 
-void
-relay_free(struct relay *r)
+/* inherited: the unix socket files belong to another process. */
+static void
+free_relay(struct relay *r, int inherited)
 {
 	size_t	i;
 
@@ -291,7 +295,7 @@ relay_free(struct relay *r)
 		return;
 	relay_stop(r);
 	for (i = 0; i < r->nlisteners; i++) {
-		if (in_child)	/* the files are the parent's */
+		if (inherited)
 			listener_free_in_child(r->listeners[i]);
 		else
 			listener_free(r->listeners[i]);
@@ -300,4 +304,16 @@ relay_free(struct relay *r)
 	free(r->listeners);
 	relay_conf_free(r->conf);
 	free(r);
+}
+
+void
+relay_free(struct relay *r)
+{
+	free_relay(r, in_child);
+}
+
+void
+relay_free_inherited(struct relay *r)
+{
+	free_relay(r, 1);
 }

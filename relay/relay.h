@@ -30,10 +30,14 @@ void	relay_write_status(const struct relay *, FILE *);
 unsigned relay_active(const struct relay *);
 /* Frees a relay, closing what it still has. */
 void	relay_free(struct relay *);
+/* Closes and frees a relay inherited from the process that owns it (its
+ * unix socket files stay). */
+void	relay_free_inherited(struct relay *);
 /* The configuration it runs (its own copy). */
 const struct relay_conf *relay_conf(const struct relay *);
-/* Reaps exited --fork children; call on SIGCHLD. */
-void	relay_reap_children(void);
+/* Reaps exited children; call on SIGCHLD. Those that are not --fork
+ * children go to other (if not NULL) with their wait status. */
+void	relay_reap_children(void (*other)(pid_t, int));
 /* Asks every --fork child to stop; call when the daemon exits. */
 void	relay_kill_children(void);
 

@@ -36,9 +36,10 @@ AUDIT_ARCH_I386 = 0x40000003
 NR = {"read": 0, "write": 1, "ioctl": 16, "socket": 41, "clone": 56,
       "execve": 59, "ptrace": 101, "setuid": 105, "mount": 165, "unshare": 272,
       "splice": 275, "accept4": 288, "process_vm_writev": 311, "bpf": 321,
-      "execveat": 322, "getrandom": 318, "clone3": 435, "restart_syscall": 219}
+      "execveat": 322, "getrandom": 318, "clone3": 435, "restart_syscall": 219, "prctl": 157}
 
 FIONREAD, TIOCSTI = 0x541B, 0x5412
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE = 1, 4
 AF_INET, AF_PACKET = 2, 17
 CLONE_THREAD_FLAGS = 0x3D0F00     # what pthread_create passes
 CLONE_NEWUSER = 0x10000000
@@ -125,6 +126,9 @@ def test_filter_kills_what_an_attacker_wants(relayd, sink, x86_64):
     assert answer("execve") == (RET_ERRNO | EPERM if SANITIZE else kill)
     if not SANITIZE:
         assert answer("ptrace") == kill
+        # A tunnels' worker asks to die with its keeper; nothing else.
+        assert answer("prctl", PR_SET_PDEATHSIG, 9) == RET_ALLOW
+        assert answer("prctl", PR_SET_DUMPABLE, 1) == kill
     assert answer("clone", CLONE_NEWUSER | 17) == kill
     assert answer("clone", CLONE_THREAD_FLAGS) == RET_ALLOW
     assert answer("clone3") == RET_ERRNO | ENOSYS

@@ -1,0 +1,433 @@
+/*
+ * The tunnels' processes: a keeper that only forks and restarts the worker,
+ * so that every worker inherits the keeper's empty capability sets (a
+ * process that has dropped CAP_SETPCAP can never empty a child's bounding
+ * set again), and the channel between the worker and the relay process.
+ * Messages are SOCK_SEQPACKET datagrams: "R" (every forward is up), "S"
+ * (status, please) and "T" followed by the status text.
+ */
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "relay/log.h"
+#include "relay/tunproc.h"
+
+#define MSG_MAX		65536
+#define MAX_PENDING	16
+#define BACKOFF_MAX	60	/* seconds between restarts, at most */
+
+static const int	forwarded[] = { SIGHUP, SIGTERM, SIGINT, SIGQUIT,
+			    SIGUSR1 };
+#define NFORWARDED	(sizeof(forwarded) / sizeof(forwarded[0]))
+
+static void
+forwarded_set(sigset_t *set)
+{
+	size_t	i;
+
+	sigemptyset(set);
+	for (i = 0; i < NFORWARDED; i++)
+		sigaddset(set, forwarded[i]);
+}
+
+/* ---------------------------------------------------------------- keeper */
+
+static volatile sig_atomic_t	keeper_stopping;
+static volatile sig_atomic_t	keeper_worker;	/* its pid, or 0 */
+
+/* Async-signal-safe: passes the signal on and remembers a stop. */
+static void
+keeper_on_signal(int sig)
+{
+	int	saved = errno;
+
+	if (sig == SIGTERM || sig == SIGINT || sig == SIGQUIT)
+		keeper_stopping = 1;
+	if (keeper_worker > 0)
+		kill((pid_t)keeper_worker, sig);
+	errno = saved;
+}
+
+static void
+keeper_handlers(void (*handler)(int))
+{
+	struct sigaction	sa;
+	size_t			i;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = handler;
+	forwarded_set(&sa.sa_mask);
+	for (i = 0; i < NFORWARDED; i++)
+		sigaction(forwarded[i], &sa, NULL);
+}
+
+static time_t
+now_sec(void)
+{
+	struct timespec	ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec;
+}
+
+/* Sleeps with the forwarded signals let in; a stop cuts it short. */
+static void
+keeper_sleep(int sec, const sigset_t *set)
+{
+	struct timespec	ts = { sec, 0 };
+
+	sigprocmask(SIG_UNBLOCK, set, NULL);
+	while (!keeper_stopping && nanosleep(&ts, &ts) == -1 && errno == EINTR)
+		;
+	sigprocmask(SIG_BLOCK, set, NULL);
+}
+
+/* Waits for the worker with the forwarded signals let in. */
+static int
+keeper_wait(pid_t pid, const sigset_t *set)
+{
+	int	status;
+
+	keeper_worker = pid;
+	sigprocmask(SIG_UNBLOCK, set, NULL);
+	while (waitpid(pid, &status, 0) == -1)
+		if (errno != EINTR)
+			_exit(71);
+	sigprocmask(SIG_BLOCK, set, NULL);
+	keeper_worker = 0;
+	return status;
+}
+
+/*
+ * Forks workers until one exits by itself (its exit code is the keeper's)
+ * or a stop arrives. Returns only in a worker.
+ */
+static void
+keeper_loop(const struct tunproc_hooks *h, const sigset_t *set)
+{
+	time_t		started;
+	pid_t		pid;
+	unsigned	number = 0;
+	int		status, delay = 1;
+
+	keeper_handlers(keeper_on_signal);
+	for (;;) {
+		started = now_sec();
+		number++;
+		if ((pid = fork()) == 0) {
+			keeper_handlers(SIG_DFL);
+			h->worker(h->arg, number);
+			return;
+		}
+		if (pid == -1) {
+			log_warn("tunnel process: fork");
+			status = SIGKILL;	/* as if it died: try again */
+		} else
+			status = keeper_wait(pid, set);
+		if (keeper_stopping || (pid != -1 && WIFEXITED(status)))
+			_exit(pid != -1 && WIFEXITED(status) ?
+			    WEXITSTATUS(status) : 0);
+		/* A worker that ran a while starts the backoff afresh. */
+		if (now_sec() - started >= BACKOFF_MAX)
+			delay = 1;
+		if (pid != -1)
+			log_warnx("tunnel process %ld killed by signal %d; "
+			    "starting it again in %d s", (long)pid,
+			    WTERMSIG(status), delay);
+		keeper_sleep(delay, set);
+		if (keeper_stopping)
+			_exit(0);
+		delay = delay * 2 > BACKOFF_MAX ? BACKOFF_MAX : delay * 2;
+	}
+}
+
+int
+tunproc_fork(const struct tunproc_hooks *h, pid_t *keeper, int *fd)
+{
+	sigset_t	set;
+	int		sv[2];
+	pid_t		pid;
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0, sv) == -1)
+		return -1;
+	/* Until each side watches them, signals wait instead of killing. */
+	forwarded_set(&set);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	if ((pid = fork()) == -1) {
+		close(sv[0]);
+		close(sv[1]);
+		return -1;
+	}
+	if (pid > 0) {
+		close(sv[1]);
+		*keeper = pid;
+		*fd = sv[0];
+		return 0;
+	}
+	close(sv[0]);
+	*fd = sv[1];
+	h->keeper(h->arg);
+	keeper_loop(h, &set);
+	return 1;
+}
+
+/* ---------------------------------------------------------------- relay side */
+
+struct pending {
+	int	 client;
+	char	*head;
+};
+
+struct tunproc {
+	pid_t		 pid;		/* the keeper, -1 once reaped */
+	int		 fd;
+	struct event	*ev;
+	struct event	*timer;
+	int		 ready;
+	int		 asked;		/* a status request is out */
+	int		 stop_sent;
+	void		(*on_ready)(void);
+	struct pending	 pending[MAX_PENDING];
+	size_t		 npending;
+};
+
+static void
+answer(int client, char *head, const char *tail)
+{
+	/* A few lines: the socket buffer takes them whole. */
+	if ((head != NULL && send(client, head, strlen(head), MSG_NOSIGNAL |
+	    MSG_DONTWAIT) == -1) || send(client, tail, strlen(tail),
+	    MSG_NOSIGNAL | MSG_DONTWAIT) == -1)
+		log_debug("control: %s", strerror(errno));
+	free(head);
+	close(client);
+}
+
+static void
+answer_all(struct tunproc *tp, const char *tail)
+{
+	size_t	i;
+
+	for (i = 0; i < tp->npending; i++)
+		answer(tp->pending[i].client, tp->pending[i].head, tail);
+	tp->npending = 0;
+	tp->asked = 0;
+	evtimer_del(tp->timer);
+}
+
+static void
+on_message(evutil_socket_t fd, short what, void *arg)
+{
+	struct tunproc	*tp = arg;
+	char		*buf;
+	ssize_t		 n;
+
+	if ((buf = malloc(MSG_MAX + 1)) == NULL)
+		return;
+	while ((n = recv(tp->fd, buf, MSG_MAX, MSG_DONTWAIT)) > 0) {
+		buf[n] = '\0';
+		if (buf[0] == 'R') {
+			tp->ready = 1;
+			tp->on_ready();
+		} else if (buf[0] == 'T' && tp->asked)
+			answer_all(tp, buf + 1);
+	}
+	free(buf);
+}
+
+static void
+on_status_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	answer_all(arg, "tunnels: not answering (restarting)\n");
+}
+
+struct tunproc *
+tunproc_new(struct event_base *base, pid_t keeper, int fd,
+    void (*on_ready)(void))
+{
+	struct tunproc	*tp;
+
+	if ((tp = calloc(1, sizeof(*tp))) == NULL)
+		return NULL;
+	tp->pid = keeper;
+	tp->fd = fd;
+	tp->on_ready = on_ready;
+	tp->ev = event_new(base, fd, EV_READ | EV_PERSIST, on_message, tp);
+	tp->timer = evtimer_new(base, on_status_timeout, tp);
+	if (tp->ev == NULL || tp->timer == NULL ||
+	    event_add(tp->ev, NULL) == -1) {
+		if (tp->ev != NULL)
+			event_free(tp->ev);
+		if (tp->timer != NULL)
+			event_free(tp->timer);
+		free(tp);
+		return NULL;
+	}
+	return tp;
+}
+
+int
+tunproc_ready(const struct tunproc *tp)
+{
+	return tp->ready;
+}
+
+void
+tunproc_signal(struct tunproc *tp, int sig)
+{
+	if (sig == SIGHUP)
+		tp->ready = 0;
+	if (sig == SIGTERM || sig == SIGINT || sig == SIGQUIT)
+		tp->stop_sent = 1;
+	if (tp->pid > 0)
+		kill(tp->pid, sig);
+}
+
+int
+tunproc_reaped(struct tunproc *tp, pid_t pid, int status, int *code)
+{
+	if (pid != tp->pid)
+		return 0;
+	tp->pid = -1;
+	if (WIFEXITED(status)) {
+		*code = WEXITSTATUS(status);
+		return 1;
+	}
+	log_warnx("tunnel keeper %ld killed by signal %d: stopping", (long)pid,
+	    WTERMSIG(status));
+	*code = 70;	/* EX_SOFTWARE */
+	return 1;
+}
+
+void
+tunproc_status(struct tunproc *tp, int client, char *head)
+{
+	struct timeval	tv = { 1, 0 };
+	char		req = 'S';
+
+	if (tp->npending == MAX_PENDING || tp->pid <= 0) {
+		answer(client, head, "tunnels: not running\n");
+		return;
+	}
+	tp->pending[tp->npending].client = client;
+	tp->pending[tp->npending++].head = head;
+	if (tp->asked)
+		return;
+	tp->asked = 1;
+	if (send(tp->fd, &req, 1, MSG_DONTWAIT) == -1 ||
+	    evtimer_add(tp->timer, &tv) == -1)
+		answer_all(tp, "tunnels: not answering (restarting)\n");
+}
+
+int
+tunproc_finish(struct tunproc *tp, int timeout)
+{
+	struct timespec	 tick = { 0, 20 * 1000 * 1000 };
+	time_t		 deadline = now_sec() + timeout;
+	int		 status, code = 0;
+
+	answer_all(tp, "tunnels: stopping\n");
+	if (tp->pid > 0 && !tp->stop_sent)
+		kill(tp->pid, SIGTERM);
+	while (tp->pid > 0) {
+		if (waitpid(tp->pid, &status, WNOHANG) == tp->pid) {
+			tunproc_reaped(tp, tp->pid, status, &code);
+			break;
+		}
+		if (now_sec() >= deadline) {
+			log_warnx("tunnel process still running: killed");
+			kill(tp->pid, SIGKILL);
+			waitpid(tp->pid, &status, 0);
+			break;
+		}
+		nanosleep(&tick, NULL);
+	}
+	event_free(tp->ev);
+	event_free(tp->timer);
+	close(tp->fd);
+	free(tp);
+	return code;
+}
+
+/* ---------------------------------------------------------------- worker side */
+
+struct tunchan {
+	int		 fd;
+	struct event	*ev;
+	char		*(*status)(void *);
+	void		*arg;
+};
+
+static void
+on_request(evutil_socket_t fd, short what, void *arg)
+{
+	struct tunchan	*tc = arg;
+	char		 req, *text, *msg;
+	size_t		 len;
+
+	while (recv(tc->fd, &req, 1, MSG_DONTWAIT) > 0) {
+		if (req != 'S')
+			continue;
+		text = tc->status(tc->arg);
+		len = text != NULL ? strlen(text) : 0;
+		if (len > MSG_MAX - 1)
+			len = MSG_MAX - 1;
+		if ((msg = malloc(len + 1)) != NULL) {
+			msg[0] = 'T';
+			memcpy(msg + 1, text != NULL ? text : "", len);
+			if (send(tc->fd, msg, len + 1, MSG_DONTWAIT) == -1)
+				log_debug("status to the relay process: %s",
+				    strerror(errno));
+			free(msg);
+		}
+		free(text);
+	}
+}
+
+struct tunchan *
+tunchan_new(struct event_base *base, int fd, char *(*status)(void *),
+    void *arg)
+{
+	struct tunchan	*tc;
+
+	if ((tc = calloc(1, sizeof(*tc))) == NULL)
+		return NULL;
+	tc->fd = fd;
+	tc->status = status;
+	tc->arg = arg;
+	if ((tc->ev = event_new(base, fd, EV_READ | EV_PERSIST, on_request,
+	    tc)) == NULL || event_add(tc->ev, NULL) == -1) {
+		if (tc->ev != NULL)
+			event_free(tc->ev);
+		free(tc);
+		return NULL;
+	}
+	return tc;
+}
+
+void
+tunchan_ready(struct tunchan *tc)
+{
+	if (send(tc->fd, "R", 1, MSG_DONTWAIT) == -1)
+		log_debug("readiness to the relay process: %s",
+		    strerror(errno));
+}
+
+void
+tunchan_free(struct tunchan *tc)
+{
+	if (tc == NULL)
+		return;
+	event_free(tc->ev);
+	close(tc->fd);
+	free(tc);
+}

@@ -1,0 +1,62 @@
+/*
+ * The tunnels' own processes. The relay process forks a keeper, which
+ * forks the worker that runs the tunnels and forks it again, with
+ * backoff, whenever it dies of a signal. The worker and the relay process
+ * talk over a socketpair: readiness one way, status on request.
+ */
+#ifndef RELAY_TUNPROC_H
+#define RELAY_TUNPROC_H
+
+#include <sys/types.h>
+
+struct event_base;
+struct tunproc;
+struct tunchan;
+
+struct tunproc_hooks {
+	/* In the keeper, once, before the first worker: give up what the
+	 * tunnels must not have. Exits on failure. */
+	void	(*keeper)(void *arg);
+	/* In each worker, before it returns to run the tunnels; the first
+	 * worker is number 1. */
+	void	(*worker)(void *arg, unsigned number);
+	void	 *arg;
+};
+
+/*
+ * Forks the keeper. Returns 0 in the relay process (*keeper its pid, *fd
+ * its end of the channel), 1 in each worker (*fd the worker's end); never
+ * returns in the keeper. SIGHUP, SIGTERM, SIGINT, SIGQUIT and SIGUSR1 stay
+ * blocked in both: unblock them once they are watched. -1 on failure.
+ */
+int	tunproc_fork(const struct tunproc_hooks *, pid_t *keeper, int *fd);
+
+/* The relay's side. on_ready is called when every forward is up. NULL
+ * when out of memory. */
+struct tunproc *tunproc_new(struct event_base *, pid_t keeper, int fd,
+	    void (*on_ready)(void));
+/* Whether the worker said that every forward is up since the last reload. */
+int	tunproc_ready(const struct tunproc *);
+/* Passes sig on; a SIGHUP makes it not ready until the worker says so. */
+void	tunproc_signal(struct tunproc *, int sig);
+/*
+ * After waitpid: 1 if pid was the keeper (it is gone, *code is the exit
+ * code to stop with), else 0.
+ */
+int	tunproc_reaped(struct tunproc *, pid_t pid, int status, int *code);
+/* Sends head (malloc'd, taken) and the tunnels' status to client, then
+ * closes client; waits for the worker at most a second. */
+void	tunproc_status(struct tunproc *, int client, char *head);
+/* At exit: waits up to timeout seconds for the keeper, then kills it.
+ * Returns its exit code (0 unless a tunnel failed fatally), and frees. */
+int	tunproc_finish(struct tunproc *, int timeout);
+
+/* The worker's side: answers status requests with status(arg)'s malloc'd
+ * text. NULL when out of memory. */
+struct tunchan *tunchan_new(struct event_base *, int fd,
+	    char *(*status)(void *), void *arg);
+/* Tells the relay process that every forward is up. */
+void	tunchan_ready(struct tunchan *);
+void	tunchan_free(struct tunchan *);
+
+#endif

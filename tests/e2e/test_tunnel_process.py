@@ -1,0 +1,179 @@
+"""The tunnels run in processes of their own: a keeper and the worker it
+forks, both without any capability and under the sandbox, holding none of
+the relay's listeners; a worker that dies is started again, and nothing is
+left behind when relayd stops."""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import (RELAYD, assert_dropped, children_of, free_port, fwd, proc_status,
+                      sink_roundtrip, tcp4)
+
+pytestmark = pytest.mark.root
+
+NOBODY = "65534"
+NOTHING = {
+    "CapInh": "0000000000000000",
+    "CapPrm": "0000000000000000",
+    "CapEff": "0000000000000000",
+    "CapBnd": "0000000000000000",
+    "CapAmb": "0000000000000000",
+    "NoNewPrivs": "1",
+    "Seccomp": "2",
+}
+
+
+def tunnel_pids(relayd_pid):
+    """(keeper, worker): the relay process's one child and its one child."""
+    keepers = [pid for pid, _ in children_of(relayd_pid)]
+    assert len(keepers) == 1, f"children of the relay process: {keepers}"
+    workers = [pid for pid, _ in children_of(keepers[0])]
+    assert len(workers) == 1, f"children of the keeper: {workers}"
+    return keepers[0], workers[0]
+
+
+def listening_inodes(port):
+    """Socket inodes listening on TCP port (IPv4 and IPv6)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    found.add(fields[9])
+    return found
+
+
+def socket_inodes(pid):
+    out = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            out.add(target[8:-1])
+    return out
+
+
+def test_tunnel_processes_have_nothing(tunnel, sink, low_port):
+    rport = free_port()
+    t = tunnel("-R", f"{rport}:{sink.spec}", "--listen", f"127.0.0.1:{low_port}",
+               "--to", sink.spec)
+    sink_roundtrip(fwd(rport))
+    relay = t.relayd.pid
+    assert_dropped(proc_status(relay), int(NOBODY), int(NOBODY))
+    assert proc_status(relay)["Seccomp"] == "2"
+    for pid in tunnel_pids(relay):
+        st = proc_status(pid)
+        got = {k: st.get(k) for k in NOTHING}
+        assert got == NOTHING, f"process {pid}: {got}"
+        assert st["Uid"].split() == [NOBODY] * 4, f"Uid: {st['Uid']}"
+    # The relay's listener is the relay process's alone.
+    relay_listener = listening_inodes(low_port)
+    assert relay_listener and relay_listener <= socket_inodes(relay)
+    for pid in tunnel_pids(relay):
+        assert not relay_listener & socket_inodes(pid), f"process {pid} holds it"
+    sink_roundtrip(tcp4(low_port))
+
+
+def test_killed_worker_is_started_again(tunnel, sink):
+    rport, lport = free_port(), free_port()
+    t = tunnel("-R", f"{rport}:{sink.spec}", "-L", f"{lport}:{sink.spec}")
+    sink_roundtrip(fwd(lport))
+    keeper, worker = tunnel_pids(t.relayd.pid)
+    os.kill(worker, signal.SIGKILL)
+    t.relayd.wait_log(rf"^relayd: tunnel process {worker} killed by signal 9; "
+                      r"starting it again in 1 s$")
+    t.wait_up("R", f"{rport}:{sink.spec}", n=2)
+    # The -L listener was bound once, before the first worker, and is the
+    # keeper's: the new worker serves it as it was.
+    sink_roundtrip(fwd(rport), seed=2)
+    sink_roundtrip(fwd(lport), seed=3)
+    again = tunnel_pids(t.relayd.pid)
+    assert again[0] == keeper and again[1] != worker
+    assert proc_status(again[1])["CapBnd"] == "0000000000000000"
+
+
+def test_status_and_sigterm_reach_the_tunnels(tunnel, sink, tmp_path):
+    control = tmp_path / "control"
+    rport = free_port()
+    t = tunnel("-R", f"{rport}:{sink.spec}", "--control", control)
+    sink_roundtrip(fwd(rport))
+    out = subprocess.run([str(RELAYD), "--status", "--control", str(control)],
+                         capture_output=True, text=True, timeout=10)
+    assert out.returncode == 0, out
+    assert f"-R {rport}:{sink.spec}" in out.stdout, out.stdout
+    pids = tunnel_pids(t.relayd.pid)
+    t.relayd.stop()
+    for pid in pids:
+        assert not os.path.exists(f"/proc/{pid}"), f"process {pid} left behind"
+
+
+def wait_gone(pids, timeout=10):
+    deadline = time.monotonic() + timeout
+    while (left := [p for p in pids if os.path.exists(f"/proc/{p}")]):
+        assert time.monotonic() < deadline, f"processes {left} left behind"
+        time.sleep(0.05)
+
+
+def test_relay_process_killed_leaves_no_tunnel_process(tunnel, sink):
+    rport = free_port()
+    t = tunnel("-R", f"{rport}:{sink.spec}")
+    pids = tunnel_pids(t.relayd.pid)
+    t.relayd.expected_exit = True
+    os.kill(t.relayd.pid, signal.SIGKILL)
+    t.relayd.proc.wait()
+    wait_gone(pids)
+
+
+@pytest.fixture
+def open_dir():
+    """A directory nobody may read: a reload reads the config and the keys
+    after the drop."""
+    path = Path(tempfile.mkdtemp(prefix="relayd-tunproc-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def tunnel_section(name, sshd, remote, keydir):
+    key = keydir / f"{name}.key"
+    hosts = keydir / f"{name}.known_hosts"
+    shutil.copy(sshd.keys["ed25519"], key)
+    shutil.copy(sshd.write_known_hosts("good"), hosts)
+    key.chmod(0o644)
+    hosts.chmod(0o644)
+    return (f"[tunnel {name}]\nssh = {sshd.dest()}\nremote = {remote}\n"
+            f"identity = {key}\nknown-hosts = {hosts}\n")
+
+
+def test_restarted_worker_keeps_what_a_reload_added(relayd, sshd, sink, open_dir):
+    r1, r2 = free_port(), free_port()
+    conf = open_dir / "relayd.conf"
+    first = tunnel_section("a", sshd, f"{r1}:{sink.spec}", open_dir)
+    conf.write_text(first)
+    conf.chmod(0o644)
+    r = relayd("-c", conf)
+    r.wait_log(rf"forward -R {r1}:\S+ up on port {r1}$", timeout=15)
+    conf.write_text(first + tunnel_section("b", sshd, f"{r2}:{sink.spec}", open_dir))
+    os.kill(r.pid, signal.SIGHUP)
+    r.wait_log(rf"forward -R {r2}:\S+ up on port {r2}$", timeout=15)
+    _, worker = tunnel_pids(r.pid)
+    os.kill(worker, signal.SIGKILL)
+    r.wait_log(r"^relayd: tunnels restarted: reading .* again$", timeout=15)
+    deadline = time.monotonic() + 15
+    while len(re.findall(rf"forward -R {r2}:\S+ up on port {r2}$", r.log(), re.M)) < 2:
+        assert time.monotonic() < deadline, "the reloaded tunnel did not come back"
+        time.sleep(0.05)
+    sink_roundtrip(fwd(r2))
+    sink_roundtrip(fwd(r1), seed=2)
+    r.stop()
