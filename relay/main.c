@@ -832,6 +832,21 @@ worker_status(void *arg)
 	return status_text(arg);
 }
 
+/* In a --fork child: the control socket and the tunnels' process are the
+ * parent's; a status request or a worker's message must not land here. */
+static void
+as_fork_child(void)
+{
+	struct daemon	*d = the_daemon;
+
+	listener_free_in_child(d->control);
+	d->control = NULL;
+	if (d->tunproc != NULL) {
+		tunproc_forget(d->tunproc);
+		d->tunproc = NULL;
+	}
+}
+
 /* In the keeper, once: none of the relays' sockets, no capability at all,
  * its own sandbox. Its workers inherit all of it. */
 static void
@@ -947,6 +962,7 @@ main(int argc, char **argv)
 	}
 	the_daemon = &d;
 	conn_set_closed_hook(drained_check);
+	relay_set_forked_hook(as_fork_child);
 	tunnel_set_up_hook(check_ready);
 	watch_signals(&d);
 	for (i = 0; i < d.nrelays; i++)

@@ -33,6 +33,7 @@ struct child {
 };
 
 static int			 in_child;
+static void			(*forked_hook)(void);
 static TAILQ_HEAD(, relay)	 relays = TAILQ_HEAD_INITIALIZER(relays);
 static TAILQ_HEAD(, child)	 children = TAILQ_HEAD_INITIALIZER(children);
 
@@ -84,6 +85,14 @@ become_child(struct relay *serving)
 		TAILQ_REMOVE(&children, ch, entry);
 		free(ch);
 	}
+	if (forked_hook != NULL)
+		forked_hook();
+}
+
+void
+relay_set_forked_hook(void (*hook)(void))
+{
+	forked_hook = hook;
 }
 
 static void

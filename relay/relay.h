@@ -40,5 +40,7 @@ const struct relay_conf *relay_conf(const struct relay *);
 void	relay_reap_children(void (*other)(pid_t, int));
 /* Asks every --fork child to stop; call when the daemon exits. */
 void	relay_kill_children(void);
+/* Called in each --fork child, to drop what only the parent may use. */
+void	relay_set_forked_hook(void (*)(void));
 
 #endif

@@ -328,6 +328,21 @@ tunproc_status(struct tunproc *tp, int client, char *head)
 		answer_all(tp, "tunnels: not answering (restarting)\n");
 }
 
+void
+tunproc_forget(struct tunproc *tp)
+{
+	size_t	i;
+
+	for (i = 0; i < tp->npending; i++) {
+		close(tp->pending[i].client);
+		free(tp->pending[i].head);
+	}
+	event_free(tp->ev);
+	event_free(tp->timer);
+	close(tp->fd);
+	free(tp);
+}
+
 int
 tunproc_finish(struct tunproc *tp, int timeout)
 {
@@ -351,10 +366,7 @@ tunproc_finish(struct tunproc *tp, int timeout)
 		}
 		nanosleep(&tick, NULL);
 	}
-	event_free(tp->ev);
-	event_free(tp->timer);
-	close(tp->fd);
-	free(tp);
+	tunproc_forget(tp);
 	return code;
 }
 

@@ -50,6 +50,9 @@ void	tunproc_status(struct tunproc *, int client, char *head);
 /* At exit: waits up to timeout seconds for the keeper, then kills it.
  * Returns its exit code (0 unless a tunnel failed fatally), and frees. */
 int	tunproc_finish(struct tunproc *, int timeout);
+/* In a --fork child: frees the parent's handle without a word to the
+ * keeper (the channel and the keeper belong to the parent). */
+void	tunproc_forget(struct tunproc *);
 
 /* The worker's side: answers status requests with status(arg)'s malloc'd
  * text. NULL when out of memory. */

@@ -740,7 +740,10 @@ class Relayd:
         return (int(st[11]) + int(st[12])) / os.sysconf("SC_CLK_TCK")
 
     def children(self):
-        return [pid for pid, _ in children_of(self.pid)]
+        """The --fork children: every child but the tunnels' keeper."""
+        keeper = re.search(r"^relayd: tunnel keeper (\d+) running", self.log(), re.M)
+        skip = int(keeper.group(1)) if keeper else None
+        return [pid for pid, _ in children_of(self.pid) if pid != skip]
 
     def alive(self):
         return self.proc.poll() is None

@@ -62,3 +62,30 @@ def test_fork_children_reaped(relayd, echo):
     assert not zombies, f"zombie children {zombies} 2 s after their connections ended"
     assert not left, f"children {left} still there 2 s after their connections ended"
     assert [c["end"] for c in r.wait_conns(5)] == ["eof"] * 5
+
+
+def test_fork_from_a_config_file_leaves_the_parent_serving(tmp_path, relayd, sink):
+    """With a config file relayd also runs the tunnels' keeper: a --fork
+    child that ends must neither stop it nor take the parent's status
+    requests."""
+    from conftest import run_relayd
+    port, control = free_port(), tmp_path / "control.sock"
+    conf = tmp_path / "relayd.conf"
+    conf.write_text(f"control = {control}\n\n[relay web]\nlisten = 127.0.0.1:{port}\n"
+                    f"to = {sink.spec}\nfork = yes\n")
+    conf.chmod(0o600)
+    r = relayd("-c", conf)
+    keeper = int(r.wait_log(r"^relayd: tunnel keeper (\d+) running").group(1))
+    for seed in range(3):
+        sink_roundtrip(tcp4(port), seed=seed, nbytes=300_000)
+    assert [c["end"] for c in r.wait_conns(3)] == ["eof"] * 3
+    deadline = time.monotonic() + 5
+    while r.children():
+        assert time.monotonic() < deadline, f"children {r.children()} not reaped"
+        time.sleep(0.02)
+    assert r.alive() and keeper in [pid for pid, _ in children_of(r.pid)]
+    assert "shutting down" not in r.log()
+    p = run_relayd("--status", "--control", control)
+    assert p.returncode == 0, p
+    assert f"relay web: listening on 127.0.0.1:{port}; 0 active, 3 total" in p.stdout, p.stdout
+    r.stop()
