@@ -19,6 +19,7 @@ relay_conf_free(struct relay_conf *r)
 	if (r == NULL)
 		return;
 	free(r->listen);
+	free(r->acl);
 	free(r);
 }
 
@@ -52,8 +53,10 @@ relay_conf_dup(const struct relay_conf *r)
 	if ((c = memdup(r, sizeof(*r))) == NULL)
 		return NULL;
 	c->listen = memdup(r->listen, r->nlisten * sizeof(*r->listen));
-	if (r->nlisten > 0 && c->listen == NULL) {
-		free(c);
+	c->acl = memdup(r->acl, r->nacl * sizeof(*r->acl));
+	if ((r->nlisten > 0 && c->listen == NULL) ||
+	    (r->nacl > 0 && c->acl == NULL)) {
+		relay_conf_free(c);
 		return NULL;
 	}
 	return c;
@@ -106,7 +109,14 @@ relay_conf_equal(const struct relay_conf *a, const struct relay_conf *b)
 	    0 && memcmp(&a->to, &b->to, sizeof(a->to)) == 0 &&
 	    a->connect_timeout == b->connect_timeout &&
 	    a->idle_timeout == b->idle_timeout &&
-	    a->max_conns == b->max_conns && a->fork_mode == b->fork_mode;
+	    a->max_conns == b->max_conns && a->fork_mode == b->fork_mode &&
+	    a->send_proxy == b->send_proxy &&
+	    a->accept_proxy == b->accept_proxy &&
+	    a->handshake_timeout == b->handshake_timeout &&
+	    a->nacl == b->nacl &&
+	    (a->nacl == 0 ||
+	    memcmp(a->acl, b->acl, a->nacl * sizeof(*a->acl)) == 0) &&
+	    a->max_conns_per_ip == b->max_conns_per_ip && a->rate == b->rate;
 }
 
 int
@@ -123,7 +133,7 @@ tunnel_conf_equal(const struct tunnel_conf *a, const struct tunnel_conf *b)
 	    a->keepalive == b->keepalive &&
 	    a->keepalive_count == b->keepalive_count &&
 	    a->exit_on_forward_failure == b->exit_on_forward_failure &&
-	    a->compress == b->compress;
+	    a->compress == b->compress && a->strip_proxy == b->strip_proxy;
 }
 
 void
@@ -166,6 +176,7 @@ config_add_relay(struct config *cfg, const char *name, int line)
 	snprintf(r->name, sizeof(r->name), "%s", name);
 	r->line = line;
 	r->connect_timeout = 10;
+	r->handshake_timeout = 5;
 	if (append((void ***)&cfg->relays, &cfg->nrelays, r) == -1) {
 		free(r);
 		return NULL;
@@ -202,6 +213,12 @@ config_check_relay(const struct relay_conf *r, char *err, size_t errlen)
 	if (!r->has_to) {
 		snprintf(err, errlen, "missing %s HOST:PORT: where should "
 		    "connections go?", r->line ? "to" : "--to");
+		return -1;
+	}
+	/* Each --fork child would count only its own connection. */
+	if (r->fork_mode && (r->max_conns_per_ip > 0 || r->rate > 0)) {
+		snprintf(err, errlen, "%s cannot be combined with "
+		    "max-conns-per-ip or rate", r->line ? "fork" : "--fork");
 		return -1;
 	}
 	return 0;

@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 
+#include "relay/acl.h"
 #include "relay/addr.h"
 #include "relay/log.h"
 #include "relay/spec.h"
@@ -22,6 +23,13 @@ struct relay_conf {
 	int			 idle_timeout;		/* seconds, 0 = none */
 	unsigned		 max_conns;		/* 0 = unlimited */
 	int			 fork_mode;
+	int			 send_proxy;	/* PROXY version to send, 0 = no */
+	int			 accept_proxy;	/* read one from each client */
+	int			 handshake_timeout;	/* seconds */
+	struct acl_rule		*acl;		/* nacl rules, owned */
+	size_t			 nacl;
+	unsigned		 max_conns_per_ip;	/* 0 = unlimited */
+	unsigned		 rate;		/* new conns/s per address, 0 = any */
 };
 
 struct tunnel_conf {
@@ -39,6 +47,7 @@ struct tunnel_conf {
 	int			 keepalive_count;
 	int			 exit_on_forward_failure;
 	int			 compress;
+	int			 strip_proxy;	/* forwarded clients send PROXY */
 };
 
 struct config {

@@ -1,7 +1,7 @@
 /*
- * A relayed connection: a client endpoint, the target endpoint its service
- * opened, the pump between them, and one close path that frees everything
- * and logs one line.
+ * A relayed connection: a client endpoint, an optional step on it (a PROXY
+ * header to read), the target endpoint its service opened, the pump
+ * between them, and one close path that frees everything and logs one line.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -14,11 +14,13 @@
 #include <event2/event_struct.h>
 
 #include "relay/dial.h"
+#include "relay/iplimit.h"
 #include "relay/log.h"
+#include "relay/proxy.h"
 #include "relay/pump.h"
 #include "relay/service.h"
 
-#define CLIENT_NAME_MAX	64
+#define CLIENT_NAME_MAX	160
 
 struct conn {
 	TAILQ_ENTRY(conn)	 entry;
@@ -34,6 +36,16 @@ struct conn {
 	struct timespec		 start;
 	struct timespec		 last;	/* last activity, for --idle-timeout */
 	char			 client_name[CLIENT_NAME_MAX];
+	/* The client's address and the one it reached (srclen 0: none). */
+	struct sockaddr_storage	 src, dst;
+	socklen_t		 srclen, dstlen;
+	int			 held;		/* counted in svc->iplimit */
+	int			 quiet;		/* refused: no summary line */
+	void			*step;		/* the step's state while it runs */
+	struct event		 deadline;	/* of the step */
+	char			*pre;		/* for the target before the pump */
+	size_t			 pre_len, pre_off;
+	uint64_t		 early;		/* client bytes among them */
 };
 
 static uint64_t	next_id;
@@ -82,14 +94,22 @@ conn_close(struct conn *c, const char *why)
 	cancel_open(c);
 	pump_stop(&c->pump);
 	addr_spec_format(c->to, to, sizeof(to));
-	(c->target == NULL ? log_warnx : log_info)("conn %" PRIu64 "%s%s%s "
-	    "%s -> %s in=%" PRIu64 " out=%" PRIu64 " time=%.3f end=%s", c->id,
-	    svc->tag ? " [" : "", svc->tag ? svc->tag : "", svc->tag ? "]" : "",
-	    c->client_name, to, c->pump.ab.bytes, c->pump.ba.bytes,
-	    elapsed(&c->start), why);
-	svc->bytes_in += c->pump.ab.bytes;
+	if (!c->quiet)
+		(c->target == NULL ? log_warnx : log_info)("conn %" PRIu64
+		    "%s%s%s %s -> %s in=%" PRIu64 " out=%" PRIu64 " time=%.3f "
+		    "end=%s", c->id, svc->tag ? " [" : "", svc->tag ? svc->tag :
+		    "", svc->tag ? "]" : "", c->client_name, to,
+		    c->early + c->pump.ab.bytes, c->pump.ba.bytes,
+		    elapsed(&c->start), why);
+	svc->bytes_in += c->early + c->pump.ab.bytes;
 	svc->bytes_out += c->pump.ba.bytes;
 	event_del(&c->idle);
+	event_del(&c->deadline);
+	if (c->step != NULL)
+		svc->step->free(c->step);
+	if (c->held)
+		iplimit_release(svc->iplimit, (struct sockaddr *)&c->src);
+	free(c->pre);
 	if (c->target != NULL)
 		c->target->ops->free(c->target);
 	c->client->ops->free(c->client);
@@ -101,6 +121,17 @@ conn_close(struct conn *c, const char *why)
 		svc->ops->closed(svc);
 	if (closed_hook != NULL)
 		closed_hook();
+}
+
+void
+conn_refuse(struct conn *c, const char *why)
+{
+	if (c->step != NULL)
+		c->svc->refused.handshake++;
+	c->svc->rejected++;
+	service_log_refusal(c->svc, c->client_name, why);
+	c->quiet = 1;
+	conn_close(c, why);
 }
 
 static void
@@ -118,6 +149,58 @@ close_failed(struct conn *c)
 	conn_close(c, why);
 }
 
+/* The bytes the target gets first; the pump starts once they are out. */
+static void
+write_pre(struct conn *c)
+{
+	ssize_t	n;
+	char	why[128];
+
+	while (c->pre_off < c->pre_len) {
+		n = c->target->ops->write(c->target, c->pre + c->pre_off,
+		    c->pre_len - c->pre_off);
+		if (n == -1 && errno == EAGAIN) {
+			endpoint_want(c->target, EP_WRITE);
+			return;
+		}
+		if (n == -1) {
+			snprintf(why, sizeof(why), "target error: %s",
+			    strerror(errno));
+			conn_close(c, why);
+			return;
+		}
+		c->pre_off += (size_t)n;
+	}
+	free(c->pre);
+	c->pre = NULL;
+	endpoint_want(c->target, 0);
+	pump_start(&c->pump, c->client, c->target);
+}
+
+static int
+pre_add(struct conn *c, const void *data, size_t len, int front)
+{
+	char	*grown;
+
+	if (len == 0)
+		return 0;
+	if ((grown = realloc(c->pre, c->pre_len + len)) == NULL)
+		return -1;
+	if (front)
+		memmove(grown + len, grown, c->pre_len);
+	memcpy(grown + (front ? 0 : c->pre_len), data, len);
+	c->pre = grown;
+	c->pre_len += len;
+	return 0;
+}
+
+int
+conn_push_target(struct conn *c, const void *data, size_t len)
+{
+	c->early += len;
+	return pre_add(c, data, len, 0);
+}
+
 static void
 on_ready(struct endpoint *ep, int what, void *arg)
 {
@@ -127,8 +210,18 @@ on_ready(struct endpoint *ep, int what, void *arg)
 		conn_close(c, "tunnel lost");
 		return;
 	}
+	if (c->step != NULL) {
+		if (ep == c->client)
+			c->svc->step->ready(c, c->step, what);
+		return;
+	}
 	if (c->target == NULL)
 		return;		/* not pumping yet */
+	if (c->pre != NULL) {
+		if (ep == c->target)
+			write_pre(c);
+		return;
+	}
 	if (c->svc->idle_timeout > 0)
 		clock_gettime(CLOCK_MONOTONIC_COARSE, &c->last);
 	switch (pump_ready(&c->pump, ep, what)) {
@@ -171,7 +264,10 @@ conn_target_ready(struct conn *c, struct endpoint *target)
 	c->target = target;
 	target->cb = on_ready;
 	target->cbarg = c;
-	pump_start(&c->pump, c->client, c->target);
+	if (c->pre != NULL)
+		write_pre(c);
+	else
+		pump_start(&c->pump, c->client, c->target);
 }
 
 void
@@ -221,8 +317,111 @@ open_target(struct conn *c)
 	    on_dialled, c);
 }
 
-struct conn *
-conn_start(struct service *svc, struct endpoint *client,
+/* --proxy-protocol: the header goes before anything the client sent. */
+static int
+add_proxy_header(struct conn *c)
+{
+	uint8_t	hdr[PROXY_BUILD_MAX];
+	ssize_t	n;
+
+	n = proxy_build(c->svc->send_proxy, c->srclen ?
+	    (struct sockaddr *)&c->src : NULL, c->dstlen ?
+	    (struct sockaddr *)&c->dst : NULL, hdr, sizeof(hdr));
+	return n < 0 ? -1 : pre_add(c, hdr, (size_t)n, 1);
+}
+
+/* Past the step (if any): the last checks, then the target is opened.
+ * Returns -1 if c was closed. */
+static int
+open_now(struct conn *c)
+{
+	struct service	*svc = c->svc;
+	const char	*why;
+
+	if (c->srclen > 0 && svc->step != NULL &&
+	    (why = service_check(svc, (struct sockaddr *)&c->src, 1)) != NULL) {
+		conn_refuse(c, why);
+		return -1;
+	}
+	if (c->srclen > 0 && svc->iplimit != NULL) {
+		if (iplimit_hold(svc->iplimit, (struct sockaddr *)&c->src,
+		    service_now_ms()) == -1) {
+			svc->refused.per_ip++;
+			conn_refuse(c, "too many client addresses to track");
+			return -1;
+		}
+		c->held = 1;
+	}
+	if (svc->send_proxy != 0 && add_proxy_header(c) == -1) {
+		conn_close(c, "out of memory");
+		return -1;
+	}
+	if ((c->opening = open_target(c)) == NULL) {
+		conn_close(c, "connect failed: out of resources");
+		return -1;
+	}
+	return 0;
+}
+
+static void
+on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn	*c = arg;
+	char		 why[64];
+
+	snprintf(why, sizeof(why), "%s timeout", c->svc->step->name);
+	conn_refuse(c, why);
+}
+
+void
+conn_step_done(struct conn *c)
+{
+	c->svc->step->free(c->step);
+	c->step = NULL;
+	event_del(&c->deadline);
+	endpoint_want(c->client, 0);
+	(void)open_now(c);
+}
+
+void
+conn_set_origin(struct conn *c, const struct sockaddr *src, socklen_t srclen,
+    const struct sockaddr *dst, socklen_t dstlen)
+{
+	char	name[ADDR_STR_MAX], was[CLIENT_NAME_MAX];
+
+	memcpy(&c->src, src, srclen);
+	c->srclen = srclen;
+	memcpy(&c->dst, dst, dstlen);
+	c->dstlen = dstlen;
+	addr_sa_format(src, srclen, name, sizeof(name));
+	snprintf(was, sizeof(was), "%s", c->client_name);
+	/* "203.0.113.9:4242 via 10.0.0.2:51000": both fit, each cut short
+	 * if it had to be. */
+	snprintf(c->client_name, sizeof(c->client_name), "%.*s via %.*s",
+	    (int)(sizeof(c->client_name) / 2 - 3), name,
+	    (int)(sizeof(c->client_name) / 2 - 3), was);
+}
+
+/* Runs the service's step on the client, or opens the target now. */
+static struct conn *
+conn_begin(struct conn *c)
+{
+	struct timeval	tv = { c->svc->handshake_timeout, 0 };
+
+	if (c->svc->step == NULL)
+		return open_now(c) == 0 ? c : NULL;
+	if ((c->step = c->svc->step->start(c)) == NULL) {
+		conn_close(c, "out of memory");
+		return NULL;
+	}
+	evtimer_add(&c->deadline, &tv);
+	endpoint_want(c->client, EP_READ);
+	return c;
+}
+
+/* A new connection, not yet started. */
+static struct conn *
+conn_new(struct service *svc, struct endpoint *client,
     const char *client_name, const struct addr_spec *to)
 {
 	struct timeval	 tv = { svc->idle_timeout, 0 };
@@ -250,13 +449,21 @@ conn_start(struct service *svc, struct endpoint *client,
 	svc->active++;
 	svc->total++;
 	evtimer_assign(&c->idle, svc->base, on_idle, c);
+	evtimer_assign(&c->deadline, svc->base, on_deadline, c);
 	if (svc->idle_timeout > 0)
 		evtimer_add(&c->idle, &tv);
-	if ((c->opening = open_target(c)) == NULL) {
-		conn_close(c, "connect failed: out of resources");
-		return NULL;
-	}
 	return c;
+}
+
+struct conn *
+conn_start(struct service *svc, struct endpoint *client,
+    const char *client_name, const struct addr_spec *to)
+{
+	struct conn	*c;
+
+	if ((c = conn_new(svc, client, client_name, to)) == NULL)
+		return NULL;
+	return conn_begin(c);
 }
 
 struct conn *
@@ -264,6 +471,7 @@ conn_start_fd(struct service *svc, int fd, const struct sockaddr *sa,
     socklen_t salen)
 {
 	struct endpoint	*ep;
+	struct conn	*c;
 	char		 name[ADDR_STR_MAX];
 
 	addr_sa_format(sa, salen, name, sizeof(name));
@@ -272,7 +480,17 @@ conn_start_fd(struct service *svc, int fd, const struct sockaddr *sa,
 		close(fd);
 		return NULL;
 	}
-	return conn_start(svc, ep, name, NULL);
+	if ((c = conn_new(svc, ep, name, NULL)) == NULL)
+		return NULL;
+	if (salen <= sizeof(c->src)) {
+		memcpy(&c->src, sa, salen);
+		c->srclen = salen;
+	}
+	/* Where the client arrived, for a PROXY header sent on. */
+	c->dstlen = sizeof(c->dst);
+	if (getsockname(fd, (struct sockaddr *)&c->dst, &c->dstlen) == -1)
+		c->dstlen = 0;
+	return conn_begin(c);
 }
 
 void
@@ -290,14 +508,22 @@ int
 service_admit(struct service *svc, const struct sockaddr *sa,
     socklen_t salen)
 {
-	char	name[ADDR_STR_MAX];
+	const char	*why;
+	char		 name[ADDR_STR_MAX];
 
-	if (svc->max_conns == 0 || svc->active < svc->max_conns)
+	if (svc->max_conns > 0 && svc->active >= svc->max_conns) {
+		svc->rejected++;
+		addr_sa_format(sa, salen, name, sizeof(name));
+		log_warnx("rejected %s: max-conns %u reached (%" PRIu64
+		    " rejected)", name, svc->max_conns, svc->rejected);
+		return 0;
+	}
+	/* With a step, the limits wait for the address it will tell. */
+	if ((why = service_check(svc, sa, svc->step == NULL)) == NULL)
 		return 1;
 	svc->rejected++;
 	addr_sa_format(sa, salen, name, sizeof(name));
-	log_warnx("rejected %s: max-conns %u reached (%" PRIu64 " rejected)",
-	    name, svc->max_conns, svc->rejected);
+	service_log_refusal(svc, name, why);
 	return 0;
 }
 
@@ -314,6 +540,7 @@ service_describe(const struct service *svc, char *buf, size_t len)
 	snprintf(buf, len, "%u active, %" PRIu64 " total, %" PRIu64
 	    " rejected, in=%" PRIu64 " out=%" PRIu64, svc->active, svc->total,
 	    svc->rejected, in, out);
+	service_describe_refusals(svc, buf + strlen(buf), len - strlen(buf));
 }
 
 void

@@ -265,6 +265,93 @@ set_max_conns(void *o, const char *v, char *err, size_t errlen)
 	return 0;
 }
 
+static int
+set_proxy_protocol(void *o, const char *v, char *err, size_t errlen)
+{
+	struct relay_conf	*r = o;
+
+	if (strcmp(v, "v1") == 0 || strcmp(v, "1") == 0)
+		r->send_proxy = 1;
+	else if (strcmp(v, "v2") == 0 || strcmp(v, "2") == 0)
+		r->send_proxy = 2;
+	else {
+		snprintf(err, errlen, "--proxy-protocol: \"%s\" is not v1 or "
+		    "v2", v);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+set_accept_proxy(void *o, const char *v, char *err, size_t errlen)
+{
+	((struct relay_conf *)o)->accept_proxy = *v == '1';
+	return 0;
+}
+
+static int
+set_handshake_timeout(void *o, const char *v, char *err, size_t errlen)
+{
+	return set_seconds(&((struct relay_conf *)o)->handshake_timeout,
+	    "--handshake-timeout", v, 1, 3600, err, errlen);
+}
+
+static int
+add_acl(struct relay_conf *r, int allow, const char *opt, const char *v,
+    char *err, size_t errlen)
+{
+	struct acl_rule	 rule, *n;
+	char		 why[256];
+
+	if (cidr_parse(v, &rule.net, why, sizeof(why)) == -1) {
+		snprintf(err, errlen, "%s: %s", opt, why);
+		return -1;
+	}
+	rule.allow = allow;
+	if ((n = reallocarray(r->acl, r->nacl + 1, sizeof(*n))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	r->acl = n;
+	r->acl[r->nacl++] = rule;
+	return 0;
+}
+
+static int
+set_allow(void *o, const char *v, char *err, size_t errlen)
+{
+	return add_acl(o, 1, "--allow", v, err, errlen);
+}
+
+static int
+set_deny(void *o, const char *v, char *err, size_t errlen)
+{
+	return add_acl(o, 0, "--deny", v, err, errlen);
+}
+
+static int
+set_max_conns_per_ip(void *o, const char *v, char *err, size_t errlen)
+{
+	unsigned long	n;
+
+	if (parse_uint(v, "--max-conns-per-ip", UINT_MAX, &n, err, errlen) ==
+	    -1)
+		return -1;
+	((struct relay_conf *)o)->max_conns_per_ip = (unsigned)n;
+	return 0;
+}
+
+static int
+set_rate(void *o, const char *v, char *err, size_t errlen)
+{
+	unsigned long	n;
+
+	if (parse_uint(v, "--rate", 1000000, &n, err, errlen) == -1)
+		return -1;
+	((struct relay_conf *)o)->rate = (unsigned)n;
+	return 0;
+}
+
 /* --- tunnel --- */
 
 static int
@@ -373,6 +460,13 @@ set_compress(void *o, const char *v, char *err, size_t errlen)
 	return 0;
 }
 
+static int
+set_strip_proxy(void *o, const char *v, char *err, size_t errlen)
+{
+	((struct tunnel_conf *)o)->strip_proxy = *v == '1';
+	return 0;
+}
+
 #define OPT_HELP	'h'
 #define OPT_VERSION	'V'
 #define G	SCOPE_GLOBAL
@@ -392,6 +486,21 @@ static const struct opt_def opts[] = {
 	  "(default 0: never)", set_idle_timeout },
 	{ "max-conns", 0, R, "N", "accept and close at once connections "
 	  "beyond N (default 0: no limit)", set_max_conns },
+	{ "proxy-protocol", 0, R, "v1|v2", "send the target a PROXY protocol "
+	  "header with the client's address", set_proxy_protocol },
+	{ "accept-proxy", 0, R, NULL, "read a PROXY protocol header from each "
+	  "client and use the address it carries", set_accept_proxy },
+	{ "handshake-timeout", 0, R, "SEC", "close a client whose header is "
+	  "not in after SEC (default 5)", set_handshake_timeout },
+	{ "allow", 0, R, "CIDR", "accept clients from CIDR (then only those "
+	  "an --allow names); repeatable", set_allow },
+	{ "deny", 0, R, "CIDR", "refuse clients from CIDR; repeatable, the "
+	  "first --allow/--deny that matches wins", set_deny },
+	{ "max-conns-per-ip", 0, R, "N", "refuse a client address's "
+	  "connections beyond N live ones (default 0: no limit)",
+	  set_max_conns_per_ip },
+	{ "rate", 0, R, "N", "refuse a client address's new connections "
+	  "beyond N a second (default 0: no limit)", set_rate },
 	{ "ssh", 0, T, "[USER@]HOST[:PORT]", "keep an SSH session to HOST "
 	  "carrying the forwards below", set_ssh },
 	{ "remote", 'R', T, "[BIND:]RPORT:HOST:PORT", "remote forward: the "
@@ -415,6 +524,8 @@ static const struct opt_def opts[] = {
 	{ "exit-on-forward-failure", 0, T, NULL, "exit if a forward is "
 	  "refused at first start", set_exit_on_forward_failure },
 	{ "compress", 'C', T, NULL, "ask for zlib compression", set_compress },
+	{ "strip-proxy-header", 0, T, NULL, "each forwarded connection starts "
+	  "with a PROXY header: log its address, remove it", set_strip_proxy },
 	{ "config", 'c', G, "FILE", "read relays and tunnels from FILE",
 	  set_config },
 	{ "check", 0, G, NULL, "check the configuration, print "

@@ -11,9 +11,11 @@
 
 #include <event2/event.h>
 
+#include "relay/iplimit.h"
 #include "relay/resolve.h"
 #include "relay/listener.h"
 #include "relay/log.h"
+#include "relay/proxy_step.h"
 #include "relay/relay.h"
 #include "relay/service.h"
 #include "relay/systemd.h"
@@ -200,7 +202,20 @@ relay_new(struct event_base *base, const struct relay_conf *conf, char *err,
 	r->svc.connect_timeout = conf->connect_timeout;
 	r->svc.idle_timeout = conf->idle_timeout;
 	r->svc.max_conns = conf->max_conns;
+	r->svc.acl = conf->acl;
+	r->svc.nacl = conf->nacl;
+	r->svc.step = conf->accept_proxy ? &proxy_step : NULL;
+	r->svc.handshake_timeout = conf->handshake_timeout;
+	r->svc.send_proxy = conf->send_proxy;
 	TAILQ_INSERT_TAIL(&relays, r, entry);
+	if ((conf->max_conns_per_ip > 0 || conf->rate > 0) &&
+	    (r->svc.iplimit = iplimit_new(conf->max_conns_per_ip, conf->rate,
+	    IPLIMIT_ENTRIES)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		*exitcode = 71;
+		relay_free(r);
+		return NULL;
+	}
 	/* Sockets systemd bound for a relay of this name replace its own. */
 	if (conf->name[0] != '\0' && (nfds = sysd_sockets(conf->name, fds,
 	    sizeof(fds) / sizeof(fds[0]))) > 0) {
@@ -310,6 +325,7 @@ free_relay(struct relay *r, int inherited)
 			listener_free(r->listeners[i]);
 	}
 	TAILQ_REMOVE(&relays, r, entry);
+	iplimit_free(r->svc.iplimit);
 	free(r->listeners);
 	relay_conf_free(r->conf);
 	free(r);

@@ -13,9 +13,39 @@
 #include "relay/addr.h"
 #include "relay/endpoint.h"
 
+struct acl_rule;
 struct conn;
+struct iplimit;
 struct service;
 struct event_base;
+
+/*
+ * A step between accept and dial, run on the client before anything is
+ * opened (reading a PROXY header, a TLS handshake). It is bounded by the
+ * service's handshake_timeout and ends with conn_step_done, or with
+ * conn_refuse when the client fails it.
+ */
+struct conn_step {
+	const char	*name;		/* "PROXY header", for reasons */
+	/* Starts on c; returns its state, or NULL when out of memory. */
+	void	*(*start)(struct conn *);
+	/* The client endpoint is ready (EP_* bits): go on with the step. */
+	void	 (*ready)(struct conn *, void *state, int what);
+	/* Frees the state (the step ended, or the connection closed). */
+	void	 (*free)(void *state);
+};
+
+/* Connections refused before a target was opened, by reason. */
+struct refusals {
+	uint64_t	denied;		/* --allow/--deny */
+	uint64_t	per_ip;		/* --max-conns-per-ip, table full */
+	uint64_t	rate;		/* --rate */
+	uint64_t	handshake;	/* failed or too slow step */
+	/* The log says at most a few lines a second about them. */
+	int64_t		log_sec;
+	unsigned	logged;
+	uint64_t	quiet;		/* refused without a line */
+};
 
 struct service_ops {
 	/*
@@ -46,16 +76,41 @@ struct service {
 	uint64_t		 rejected;
 	uint64_t		 bytes_in;	/* of closed connections */
 	uint64_t		 bytes_out;
+	/* Before the target is opened: who may connect, and a step. */
+	const struct acl_rule	*acl;		/* nacl rules, not owned */
+	size_t			 nacl;
+	struct iplimit		*iplimit;	/* NULL: no per-address limits */
+	const struct conn_step	*step;		/* NULL: dial at once */
+	int			 handshake_timeout;	/* seconds */
+	int			 send_proxy;	/* PROXY version to send, or 0 */
+	struct refusals		 refused;
 };
 
 /* Prepares an empty service; the caller then sets to and the limits. */
 void	service_init(struct service *, struct event_base *,
 	    const struct service_ops *);
 /*
- * Checks --max-conns for a client about to be accepted: returns 1 if it
- * may proceed, 0 if it was counted and logged as rejected.
+ * Checks --max-conns, the access list and (unless a step will tell the
+ * real address first) the per-address limits for a client about to be
+ * accepted: returns 1 if it may proceed, 0 if it was counted and logged
+ * as rejected.
  */
 int	service_admit(struct service *, const struct sockaddr *, socklen_t);
+/*
+ * The access list and, if limits, the per-address limits for sa
+ * (admit.c): returns NULL, or why it is refused (counted by reason, not
+ * yet logged).
+ */
+const char *service_check(struct service *, const struct sockaddr *,
+	    int limits);
+/* Logs a refusal of client, a few lines a second at most. */
+void	service_log_refusal(struct service *, const char *client,
+	    const char *why);
+/* Appends "; refused: denied=N ..." when the service refuses anyone. */
+void	service_describe_refusals(const struct service *, char *buf,
+	    size_t len);
+/* The clock of the per-address limits. */
+uint64_t service_now_ms(void);
 /* Writes "N active, N total, N rejected, in=N out=N" (bytes of closed
  * and live connections) for status reports. */
 void	service_describe(const struct service *, char *buf, size_t len);
@@ -83,5 +138,18 @@ void	conn_set_closed_hook(void (*hook)(void));
 void	conn_skip_id(void);
 /* Closes c: the one path that frees it and logs its summary line. */
 void	conn_close(struct conn *, const char *why);
+/* Closes c, refused before its target was opened: logged as a refusal
+ * (rate-limited), not as a connection. */
+void	conn_refuse(struct conn *, const char *why);
+/* Ends the service's step: c's target is opened (after the access checks
+ * on the address the step may have learnt). */
+void	conn_step_done(struct conn *);
+/* The client's address as the step learnt it (a PROXY header): used in
+ * logs, checks and the PROXY header sent on. */
+void	conn_set_origin(struct conn *, const struct sockaddr *src,
+	    socklen_t srclen, const struct sockaddr *dst, socklen_t dstlen);
+/* Bytes the target gets before any from the pump (copied); 0 or -1 when
+ * out of memory. */
+int	conn_push_target(struct conn *, const void *, size_t);
 
 #endif

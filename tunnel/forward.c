@@ -15,6 +15,7 @@
 
 #include "relay/listener.h"
 #include "relay/log.h"
+#include "relay/proxy_step.h"
 #include "tunnel/tunnel.h"
 #include "tunnel/tunnel_int.h"
 
@@ -22,6 +23,8 @@
  * of connections arrives in one read: ssh has no such limit, so make it
  * generous (each waiting channel costs about a kilobyte). */
 #define RFWD_QUEUE	4096
+/* Seconds a --strip-proxy-header client has to send its header. */
+#define STRIP_TIMEOUT	5
 
 static void	(*up_hook)(void);
 
@@ -428,6 +431,10 @@ setup_one(struct tunnel *t, struct fwd *f, const struct forward_spec *spec,
 	    spec->kind == FWD_DYNAMIC ? &socks_ops : &direct_ops);
 	f->svc.tag = f->name;
 	f->svc.to = &spec->to;
+	if (t->conf->strip_proxy && spec->kind != FWD_DYNAMIC) {
+		f->svc.step = &proxy_step;
+		f->svc.handshake_timeout = STRIP_TIMEOUT;
+	}
 	evtimer_assign(&f->retry, t->base, remote_retry, f);
 	if (spec->kind == FWD_REMOTE)
 		return 0;
