@@ -281,7 +281,9 @@ v2_check_head(const uint8_t *buf, size_t *total, char *err, size_t errlen)
 		snprintf(err, errlen, "v2: unknown command %d", buf[12] & 0xf);
 		return -1;
 	}
-	if (fam > V2_AF_UNIX || proto > V2_DGRAM) {
+	/* The spec's seven values; any other must be refused. */
+	if (fam > V2_AF_UNIX || proto > V2_DGRAM ||
+	    (fam == V2_AF_UNSPEC) != (proto == 0)) {
 		snprintf(err, errlen, "v2: unknown family 0x%02x", buf[13]);
 		return -1;
 	}

@@ -198,3 +198,27 @@ def test_bad_cidr_and_values_are_usage_errors():
         assert p.returncode == 64, (args, p.returncode, p.stderr)
         assert msg in p.stderr, (args, p.stderr)
         assert len(p.stderr.splitlines()) == 1, p.stderr
+
+
+def test_reload_applies_a_changed_access_list(sockdir, relayd, sink):
+    port = free_port()
+    conf = sockdir / "relayd.conf"      # nobody reads it again on SIGHUP
+
+    def write(rule):
+        conf.write_text(f"[relay web]\nlisten = 127.0.0.1:{port}\nto = {sink.spec}\n{rule}\n")
+        conf.chmod(0o644)
+
+    write(f"deny = {CLIENT}")
+    r = relayd("-c", conf)
+    with connect_from(port) as s:
+        assert_refused(s)
+    write(f"allow = {CLIENT}")
+    os.kill(r.pid, signal.SIGHUP)
+    r.wait_log(r"^relayd: reloaded: 1 relays, 0 tunnels \(0 unchanged\)$")
+    with connect_from(port) as s:
+        s.sendall(b"now allowed")
+        s.shutdown(socket.SHUT_WR)
+        wait_closed(s, 5)
+    assert len(sink.wait_done(1)) == 1
+    with tcp4(port).connect() as s:        # 127.0.0.1 is no longer allowed
+        assert_refused(s)

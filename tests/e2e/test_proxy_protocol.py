@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import (IO_TIMEOUT, digest_of, free_port, fwd, payload, recv_until_eof, tcp4,
+from conftest import (IO_TIMEOUT, digest_of, free_port, fwd, payload, recv_until_eof,
                       wait_closed)
 
 CLIENT = "127.0.0.77"       # the test client's own loopback source address
@@ -297,3 +297,60 @@ def test_strip_proxy_header_refuses_a_bad_one(tunnel, sink):
         wait_closed(s, 5)
     t.relayd.wait_log(r"refused remote:\d+: bad PROXY header: no PROXY protocol signature")
     assert sink.records == []
+
+
+def test_strip_proxy_header_on_local_forward(tunnel, sink):
+    lport = free_port()
+    spec = f"{lport}:{sink.spec}"
+    t = tunnel("-L", spec, "--strip-proxy-header")
+    with fwd(lport).connect() as s:
+        s.sendall(b"PROXY TCP4 203.0.113.5 127.0.0.1 6000 80\r\nclean bytes")
+        s.shutdown(socket.SHUT_WR)
+        recv_until_eof(s)
+    [rec] = sink.wait_done(1)
+    assert rec["received"] == digest_of(b"clean bytes")
+    [c] = t.wait_conns(1, f"-L 127.0.0.1:{spec}")
+    assert "] 203.0.113.5:6000 via 127.0.0.1:" in c["line"], c["line"]
+
+
+# ------------------------------------------------------- headers sent
+
+def test_v1_header_for_ipv6_client(relayd, sink):
+    port = free_port()
+    relayd("--listen", f"[::1]:{port}", "--to", sink.spec, "--proxy-protocol", "v1")
+    with socket.create_connection(("::1", port), timeout=IO_TIMEOUT) as s:
+        sport = s.getsockname()[1]
+        s.sendall(b"data")
+        s.shutdown(socket.SHUT_WR)
+        recv_until_eof(s)
+    [rec] = sink.wait_done(1)
+    assert rec["received"] == digest_of(f"PROXY TCP6 ::1 ::1 {sport} {port}\r\n".encode()
+                                        + b"data")
+
+
+def test_v2_header_for_unix_client(relayd, sink, sockdir):
+    path = str(sockdir / "in.sock")
+    relayd("--listen", f"unix:{path}", "--to", sink.spec, "--proxy-protocol", "v2")
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(IO_TIMEOUT)
+        s.connect(path)
+        s.sendall(b"data")
+        s.shutdown(socket.SHUT_WR)
+        recv_until_eof(s)
+    [rec] = sink.wait_done(1)
+    # An unbound client has no path; the destination is the listener's.
+    hdr = V2_SIG + b"\x21\x31\x00\xd8" + bytes(108) + path.encode().ljust(108, b"\0")
+    assert rec["received"] == digest_of(hdr + b"data")
+
+
+def test_dual_stack_client_header_is_tcp4(relayd, sink):
+    port = free_port()
+    relayd("--listen", str(port), "--to", sink.spec, "--proxy-protocol", "v1")
+    with connect_from(port) as s:
+        sport = s.getsockname()[1]
+        s.sendall(b"x")
+        s.shutdown(socket.SHUT_WR)
+        recv_until_eof(s)
+    [rec] = sink.wait_done(1)
+    assert rec["received"] == digest_of(
+        f"PROXY TCP4 {CLIENT} 127.0.0.1 {sport} {port}\r\nx".encode())

@@ -293,6 +293,12 @@ v2_malformed(void **state)
 	assert_bad(b, n, "family");
 	n = v2_head(b, 0x21, 0x13, 12);
 	assert_bad(b, n, "family");
+	n = v2_head(b, 0x21, 0x10, 12);		/* only the spec's seven */
+	assert_bad(b, n, "family 0x10");
+	n = v2_head(b, 0x21, 0x01, 12);
+	assert_bad(b, n, "family 0x01");
+	n = v2_head(b, 0x20, 0x02, 0);
+	assert_bad(b, n, "family 0x02");
 	n = v2_head(b, 0x21, 0x12, 12);		/* UDP */
 	assert_bad(b, n, "stream");
 	n = v2_head(b, 0x21, 0x11, 11);		/* addresses do not fit */
