@@ -125,6 +125,7 @@ def test_denied_flood_never_exhausts_the_relay(relayd, sink):
     lines = len(re.findall(r"^relayd: refused ", r.log(), re.M))
     assert lines <= 5 * (took + 2), f"{lines} refusal lines in {took:.1f} s"
     assert fds(r.pid) < 20
+    r.stop()
 
 
 def test_max_conns_per_ip(relayd, echo):
@@ -144,6 +145,7 @@ def test_max_conns_per_ip(relayd, echo):
     with connect_from(port) as d:
         echo_roundtrip(d, seed=5)
     assert re.search(r"refused: denied=0 per-ip=1 rate=0", status_line(r))
+    r.stop()
 
 
 def test_rate_per_ip(relayd, echo):

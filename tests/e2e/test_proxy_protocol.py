@@ -153,7 +153,8 @@ def accepting(relayd, sink):
     port = free_port()
     r = relayd("--listen", f"127.0.0.1:{port}", "--to", sink.spec, "--accept-proxy",
                "--handshake-timeout", "2")
-    return r, port
+    yield r, port
+    r.stop()        # exits 0: under the sanitizers, nothing leaked
 
 
 def refused(r, sink, port, data, reason, close=True):
@@ -273,6 +274,7 @@ def test_strip_proxy_header_on_remote_forward(tunnel, sink):
     [c] = t.wait_conns(1, f"-R {spec}")
     assert re.search(rf"\] {re.escape(CLIENT)}:\d+ via remote:{rport} -> ", c["line"]), c["line"]
     assert c["inb"] == len(body), c["line"]
+    t.relayd.stop()
 
 
 def test_without_strip_the_header_reaches_the_target(tunnel, sink):
@@ -297,6 +299,7 @@ def test_strip_proxy_header_refuses_a_bad_one(tunnel, sink):
         wait_closed(s, 5)
     t.relayd.wait_log(r"refused remote:\d+: bad PROXY header: no PROXY protocol signature")
     assert sink.records == []
+    t.relayd.stop()
 
 
 def test_strip_proxy_header_on_local_forward(tunnel, sink):
