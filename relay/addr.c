@@ -164,21 +164,44 @@ parse_inet(const char *s, struct addr_spec *a, int host_required, char *err,
 	return classify_host(a, s[0] == '[', s, err, errlen);
 }
 
+/* "udp:" selects datagrams; what follows is an IP address as for TCP. */
+static int
+parse_any(const char *s, struct addr_spec *a, int host_required, char *err,
+    size_t errlen)
+{
+	if (strncmp(s, "udp:", 4) != 0)
+		return parse_inet(s, a, host_required, err, errlen);
+	if (strncmp(s + 4, "unix:", 5) == 0) {
+		snprintf(err, errlen, "bad address \"%s\": udp: takes an IP "
+		    "address and port, not a unix socket", s);
+		return -1;
+	}
+	if (parse_inet(s + 4, a, host_required, err, errlen) == -1)
+		return -1;
+	a->udp = 1;
+	return 0;
+}
+
 int
 addr_parse_listen(const char *s, struct addr_spec *a, char *err, size_t errlen)
 {
-	return parse_inet(s, a, 0, err, errlen);
+	return parse_any(s, a, 0, err, errlen);
 }
 
 int
 addr_parse_target(const char *s, struct addr_spec *a, char *err, size_t errlen)
 {
-	return parse_inet(s, a, 1, err, errlen);
+	return parse_any(s, a, 1, err, errlen);
 }
 
 void
 addr_spec_format(const struct addr_spec *a, char *buf, size_t len)
 {
+	if (a->udp && len > 4) {
+		memcpy(buf, "udp:", 4);
+		buf += 4;
+		len -= 4;
+	}
 	if (a->kind == ADDR_UNIX)
 		snprintf(buf, len, "unix:%s", a->path);
 	else if (a->host[0] == '\0')

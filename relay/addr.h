@@ -19,21 +19,25 @@ struct addr_spec {
 	int		numeric;	/* host is an IP literal: no lookup */
 	uint16_t	port;
 	char		path[ADDR_PATH_MAX + 1];
+	int		udp;		/* "udp:" prefix: datagrams */
 };
 
 /* Parses "1-65535". Returns 0, or -1 with a message in err. */
 int	addr_parse_port(const char *s, uint16_t *port, char *err, size_t errlen);
-/* Parses --listen: PORT, ADDR:PORT, [IPv6]:PORT, *:PORT or unix:PATH. */
+/* Parses --listen: PORT, ADDR:PORT, [IPv6]:PORT, *:PORT or unix:PATH;
+ * any but unix:PATH may carry a udp: prefix. */
 int	addr_parse_listen(const char *s, struct addr_spec *a, char *err,
 	    size_t errlen);
-/* Parses --to: HOST:PORT, [IPv6]:PORT or unix:PATH (a host is required). */
+/* Parses --to: HOST:PORT, [IPv6]:PORT or unix:PATH (a host is required);
+ * udp:HOST:PORT and udp:[IPv6]:PORT for datagrams. */
 int	addr_parse_target(const char *s, struct addr_spec *a, char *err,
 	    size_t errlen);
 /* Splits "[v6]:rest", "host:rest" at the host; returns rest or NULL. */
 const char *addr_split_host(const char *s, char *host, size_t hostlen,
 	    char *err, size_t errlen);
 
-/* Writes "1.2.3.4:80", "[::1]:80", "*:80" or "unix:/p" into buf. */
+/* Writes "1.2.3.4:80", "[::1]:80", "*:80" or "unix:/p" into buf, with
+ * "udp:" in front for datagram addresses. */
 void	addr_spec_format(const struct addr_spec *a, char *buf, size_t len);
 /* Writes a sockaddr the same way; v4-mapped IPv6 shows as IPv4. */
 void	addr_sa_format(const struct sockaddr *sa, socklen_t salen, char *buf,

@@ -187,6 +187,69 @@ format_sockaddrs(void **state)
 	assert_string_equal(buf, "[2001:db8::7]:443");
 }
 
+static void
+udp_forms(void **state)
+{
+	struct addr_spec a;
+	char buf[ADDR_STR_MAX];
+
+	assert_int_equal(addr_parse_listen("udp:53", &a, err, sizeof(err)), 0);
+	assert_true(a.udp);
+	assert_int_equal(a.kind, ADDR_INET);
+	assert_string_equal(a.host, "");
+	assert_int_equal(a.port, 53);
+	addr_spec_format(&a, buf, sizeof(buf));
+	assert_string_equal(buf, "udp:*:53");
+
+	assert_int_equal(addr_parse_listen("udp:[::1]:5353", &a, err,
+	    sizeof(err)), 0);
+	assert_true(a.udp && a.numeric);
+	assert_string_equal(a.host, "::1");
+	addr_spec_format(&a, buf, sizeof(buf));
+	assert_string_equal(buf, "udp:[::1]:5353");
+
+	assert_int_equal(addr_parse_target("udp:dns.example:53", &a, err,
+	    sizeof(err)), 0);
+	assert_true(a.udp);
+	assert_false(a.numeric);
+	assert_string_equal(a.host, "dns.example");
+
+	/* No prefix: a stream address, as before. */
+	assert_int_equal(addr_parse_target("127.0.0.1:53", &a, err,
+	    sizeof(err)), 0);
+	assert_false(a.udp);
+	addr_spec_format(&a, buf, sizeof(buf));
+	assert_string_equal(buf, "127.0.0.1:53");
+}
+
+static void
+udp_bad(void **state)
+{
+	static const char *const listen_bad[] = { "udp:", "udp:0", "udp:x",
+	    "udp:unix:/tmp/s", "udp:::1:53", "udp:[::1]53", "udp:1.2.3:53",
+	    "udp:*:0" };
+	static const char *const target_bad[] = { "udp:53", "udp::53",
+	    "udp:*:53", "udp:unix:/tmp/s", "udp:host:99999" };
+	struct addr_spec a;
+	size_t i;
+
+	for (i = 0; i < sizeof(listen_bad) / sizeof(listen_bad[0]); i++) {
+		err[0] = '\0';
+		assert_int_equal(addr_parse_listen(listen_bad[i], &a, err,
+		    sizeof(err)), -1);
+		assert_true(err[0] != '\0' && strchr(err, '\n') == NULL);
+	}
+	for (i = 0; i < sizeof(target_bad) / sizeof(target_bad[0]); i++) {
+		err[0] = '\0';
+		assert_int_equal(addr_parse_target(target_bad[i], &a, err,
+		    sizeof(err)), -1);
+		assert_true(err[0] != '\0' && strchr(err, '\n') == NULL);
+	}
+	assert_int_equal(addr_parse_listen("udp:unix:/tmp/s", &a, err,
+	    sizeof(err)), -1);
+	assert_non_null(strstr(err, "not a unix socket"));
+}
+
 int
 main(void)
 {
@@ -202,6 +265,8 @@ main(void)
 		cmocka_unit_test(bad_addresses),
 		cmocka_unit_test(long_unix_path),
 		cmocka_unit_test(format_sockaddrs),
+		cmocka_unit_test(udp_forms),
+		cmocka_unit_test(udp_bad),
 	};
 
 	return cmocka_run_group_tests_name("addr", tests, NULL, NULL);
