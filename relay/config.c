@@ -116,7 +116,8 @@ relay_conf_equal(const struct relay_conf *a, const struct relay_conf *b)
 	    a->nacl == b->nacl &&
 	    (a->nacl == 0 ||
 	    memcmp(a->acl, b->acl, a->nacl * sizeof(*a->acl)) == 0) &&
-	    a->max_conns_per_ip == b->max_conns_per_ip && a->rate == b->rate;
+	    a->max_conns_per_ip == b->max_conns_per_ip && a->rate == b->rate &&
+	    a->udp_timeout == b->udp_timeout;
 }
 
 int
@@ -177,6 +178,7 @@ config_add_relay(struct config *cfg, const char *name, int line)
 	r->line = line;
 	r->connect_timeout = 10;
 	r->handshake_timeout = 5;
+	r->udp_timeout = 60;
 	if (append((void ***)&cfg->relays, &cfg->nrelays, r) == -1) {
 		free(r);
 		return NULL;
@@ -202,6 +204,32 @@ config_add_tunnel(struct config *cfg, const char *name, int line)
 	return t;
 }
 
+/* UDP goes only to UDP, and every flow lives in the one event loop. */
+static int
+check_udp(const struct relay_conf *r, char *err, size_t errlen)
+{
+	char	l[ADDR_STR_MAX], t[ADDR_STR_MAX];
+	size_t	i;
+
+	for (i = 0; i < r->nlisten; i++) {
+		if (r->listen[i].udp == r->to.udp)
+			continue;
+		addr_spec_format(&r->listen[i], l, sizeof(l));
+		addr_spec_format(&r->to, t, sizeof(t));
+		snprintf(err, errlen, "%s %s cannot relay to %s %s: UDP goes "
+		    "only to UDP (udp: on both sides)", r->line ? "listen" :
+		    "--listen", l, r->line ? "to" : "--to", t);
+		return -1;
+	}
+	if (r->to.udp && r->fork_mode) {
+		snprintf(err, errlen, "%s does not apply to UDP relays: every "
+		    "flow is served in the one event loop", r->line ? "fork" :
+		    "--fork");
+		return -1;
+	}
+	return 0;
+}
+
 int
 config_check_relay(const struct relay_conf *r, char *err, size_t errlen)
 {
@@ -221,7 +249,7 @@ config_check_relay(const struct relay_conf *r, char *err, size_t errlen)
 		    "max-conns-per-ip or rate", r->line ? "fork" : "--fork");
 		return -1;
 	}
-	return 0;
+	return check_udp(r, err, errlen);
 }
 
 int

@@ -30,6 +30,7 @@ struct relay_conf {
 	size_t			 nacl;
 	unsigned		 max_conns_per_ip;	/* 0 = unlimited */
 	unsigned		 rate;		/* new conns/s per address, 0 = any */
+	int			 udp_timeout;	/* seconds a silent flow lives */
 };
 
 struct tunnel_conf {

@@ -109,8 +109,8 @@ on_accept(evutil_socket_t lfd, short what, void *arg)
 	}
 }
 
-static const char *
-bind_hint(const struct addr_spec *spec)
+const char *
+listener_bind_hint(const struct addr_spec *spec)
 {
 	if (spec->kind == ADDR_INET && spec->port < 1024 && geteuid() != 0)
 		return "; ports below 1024 need privilege: run as root (sudo), "
@@ -120,8 +120,8 @@ bind_hint(const struct addr_spec *spec)
 	return "";
 }
 
-static int
-exit_code_for(int error)
+int
+listener_exit_code(int error)
 {
 	switch (error) {
 	case EACCES:
@@ -184,9 +184,9 @@ bind_one(struct listener *l, struct event_base *base, int family,
 	l->nsocks++;
 	return 0;
 fail:
-	*exitcode = exit_code_for(errno);
+	*exitcode = listener_exit_code(errno);
 	snprintf(err, errlen, "cannot listen on %s: %s%s", s->name,
-	    strerror(errno), errno == EACCES ? bind_hint(&l->spec) : "");
+	    strerror(errno), errno == EACCES ? listener_bind_hint(&l->spec) : "");
 	if (fd != -1)
 		close(fd);
 	return -1;

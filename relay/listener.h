@@ -33,5 +33,9 @@ void	listener_free_in_child(struct listener *);
 /* How many sockets the spec gave, and the address each is bound to. */
 size_t	listener_nsockets(const struct listener *);
 const char *listener_name(const struct listener *, size_t i);
+/* For a bind that failed with error: its sysexits.h code, and a hint
+ * (or "") to append to the message when error is EACCES. */
+int	listener_exit_code(int error);
+const char *listener_bind_hint(const struct addr_spec *);
 
 #endif

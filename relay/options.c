@@ -352,6 +352,13 @@ set_rate(void *o, const char *v, char *err, size_t errlen)
 	return 0;
 }
 
+static int
+set_udp_timeout(void *o, const char *v, char *err, size_t errlen)
+{
+	return set_seconds(&((struct relay_conf *)o)->udp_timeout,
+	    "--udp-timeout", v, 1, 86400, err, errlen);
+}
+
 /* --- tunnel --- */
 
 static int
@@ -475,9 +482,11 @@ set_strip_proxy(void *o, const char *v, char *err, size_t errlen)
 
 static const struct opt_def opts[] = {
 	{ "listen", 0, R, "[ADDR:]PORT", "accept on PORT (all addresses), "
-	  "ADDR:PORT, [IPv6]:PORT or unix:PATH; repeatable", set_listen },
+	  "ADDR:PORT, [IPv6]:PORT or unix:PATH; repeatable; udp:[ADDR:]PORT "
+	  "for datagrams", set_listen },
 	{ "to", 0, R, "HOST:PORT", "relay to HOST:PORT, [IPv6]:PORT or "
-	  "unix:PATH; a name is resolved per connection", set_to },
+	  "unix:PATH; a name is resolved per connection; udp:HOST:PORT for "
+	  "datagrams", set_to },
 	{ "fork", 0, R, NULL, "one process per connection instead of one "
 	  "event loop", set_fork },
 	{ "connect-timeout", 0, R, "SEC", "give up connecting to the target "
@@ -485,7 +494,8 @@ static const struct opt_def opts[] = {
 	{ "idle-timeout", 0, R, "SEC", "close a connection idle for SEC "
 	  "(default 0: never)", set_idle_timeout },
 	{ "max-conns", 0, R, "N", "accept and close at once connections "
-	  "beyond N (default 0: no limit)", set_max_conns },
+	  "beyond N; UDP: drop new clients' datagrams beyond N flows "
+	  "(default 0: no limit)", set_max_conns },
 	{ "proxy-protocol", 0, R, "v1|v2", "send the target a PROXY protocol "
 	  "header with the client's address", set_proxy_protocol },
 	{ "accept-proxy", 0, R, NULL, "read a PROXY protocol header from each "
@@ -501,6 +511,8 @@ static const struct opt_def opts[] = {
 	  set_max_conns_per_ip },
 	{ "rate", 0, R, "N", "refuse a client address's new connections "
 	  "beyond N a second (default 0: no limit)", set_rate },
+	{ "udp-timeout", 0, R, "SEC", "end a UDP flow silent both ways for "
+	  "SEC (default 60)", set_udp_timeout },
 	{ "ssh", 0, T, "[USER@]HOST[:PORT]", "keep an SSH session to HOST "
 	  "carrying the forwards below", set_ssh },
 	{ "remote", 'R', T, "[BIND:]RPORT:HOST:PORT", "remote forward: the "

@@ -19,6 +19,7 @@
 #include "relay/relay.h"
 #include "relay/service.h"
 #include "relay/systemd.h"
+#include "relay/udp.h"
 
 struct relay {
 	struct service		 svc;
@@ -26,6 +27,7 @@ struct relay {
 	struct relay_conf	*conf;		/* our own copy */
 	struct listener		**listeners;
 	size_t			 nlisteners;
+	struct udp_relay	*udp;		/* a UDP relay has no listeners */
 };
 
 struct child {
@@ -80,6 +82,8 @@ become_child(struct relay *serving)
 		for (i = 0; i < r->nlisteners; i++)
 			listener_disable(r->listeners[i]);
 		r->svc.active = 0;
+		udp_relay_forget(r->udp);
+		r->udp = NULL;
 	}
 	event_base_once(serving->svc.base, -1, EV_TIMEOUT,
 	    close_listeners_in_child, NULL, &now);
@@ -208,6 +212,14 @@ relay_new(struct event_base *base, const struct relay_conf *conf, char *err,
 	r->svc.handshake_timeout = conf->handshake_timeout;
 	r->svc.send_proxy = conf->send_proxy;
 	TAILQ_INSERT_TAIL(&relays, r, entry);
+	if (conf->to.udp) {
+		if ((r->udp = udp_relay_new(base, conf, err, errlen,
+		    exitcode)) == NULL) {
+			relay_free(r);
+			return NULL;
+		}
+		return r;
+	}
 	if ((conf->max_conns_per_ip > 0 || conf->rate > 0) &&
 	    (r->svc.iplimit = iplimit_new(conf->max_conns_per_ip, conf->rate,
 	    IPLIMIT_ENTRIES)) == NULL) {
@@ -245,6 +257,8 @@ relay_start(struct relay *r)
 {
 	size_t	i, j;
 
+	if (r->udp != NULL)
+		udp_relay_start(r->udp);
 	for (i = 0; i < r->nlisteners; i++) {
 		for (j = 0; j < listener_nsockets(r->listeners[i]); j++)
 			log_info("listening on %s",
@@ -258,6 +272,8 @@ relay_stop_accepting(struct relay *r)
 {
 	size_t	i;
 
+	if (r->udp != NULL)
+		udp_relay_stop(r->udp);
 	for (i = 0; i < r->nlisteners; i++)
 		listener_disable(r->listeners[i]);
 }
@@ -267,6 +283,9 @@ relay_close_listeners(struct relay *r)
 {
 	size_t	i;
 
+	/* A flow cannot outlive its socket: the replies leave from it. */
+	udp_relay_free(r->udp, "reload");
+	r->udp = NULL;
 	for (i = 0; i < r->nlisteners; i++)
 		listener_free(r->listeners[i]);
 	r->nlisteners = 0;
@@ -284,7 +303,12 @@ relay_write_status(const struct relay *r, FILE *fp)
 			off += (size_t)snprintf(addrs + off, sizeof(addrs) - off,
 			    "%s%s", off ? " " : "",
 			    listener_name(r->listeners[i], j));
-	service_describe(&r->svc, conns, sizeof(conns));
+	if (r->udp != NULL) {
+		udp_relay_addrs(r->udp, addrs, sizeof(addrs));
+		off = strlen(addrs);
+		udp_relay_describe(r->udp, conns, sizeof(conns));
+	} else
+		service_describe(&r->svc, conns, sizeof(conns));
 	fprintf(fp, "relay %s: listening on %s; %s\n", r->conf->name[0] ?
 	    r->conf->name : "-", off ? addrs : "nothing", conns);
 }
@@ -318,6 +342,7 @@ free_relay(struct relay *r, int inherited)
 	if (r == NULL)
 		return;
 	relay_stop(r);
+	udp_relay_free(r->udp, "shutdown");
 	for (i = 0; i < r->nlisteners; i++) {
 		if (inherited)
 			listener_free_in_child(r->listeners[i]);
