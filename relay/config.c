@@ -216,8 +216,8 @@ check_udp(const struct relay_conf *r, char *err, size_t errlen)
 			continue;
 		addr_spec_format(&r->listen[i], l, sizeof(l));
 		addr_spec_format(&r->to, t, sizeof(t));
-		snprintf(err, errlen, "%s %s cannot relay to %s %s: UDP goes "
-		    "only to UDP (udp: on both sides)", r->line ? "listen" :
+		snprintf(err, errlen, "%s %s and %s %s: UDP goes only to UDP "
+		    "(give udp: on both sides)", r->line ? "listen" :
 		    "--listen", l, r->line ? "to" : "--to", t);
 		return -1;
 	}
