@@ -765,10 +765,10 @@ options_usage(FILE *fp)
 	    "       relayd --ssh [USER@]HOST[:PORT] -R|-L|-D SPEC ... "
 	    "[options]\n"
 	    "       relayd -c FILE [--check]\n\n"
-	    "Relays TCP and unix-socket connections and keeps SSH forwards "
-	    "up; binds\nprivileged ports, then runs as an unprivileged user "
-	    "keeping only\nCAP_NET_BIND_SERVICE. Every long option is also a "
-	    "config file key.\n");
+	    "Relays TCP and unix-socket connections and UDP datagrams, and "
+	    "keeps SSH\nforwards up; binds privileged ports, then runs as an "
+	    "unprivileged user\nkeeping only CAP_NET_BIND_SERVICE. Every long "
+	    "option is also a config\nfile key.\n");
 	for (k = 0; k < sizeof(order) / sizeof(order[0]); k++) {
 		scope = order[k];
 		fprintf(fp, "\n%s:\n", heads[scope]);
