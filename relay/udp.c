@@ -1,11 +1,8 @@
 /*
- * UDP relays, in the one event loop. Each client address gets a flow: a
- * socket connected to the target, made on its first datagram, found again
- * through a hash table, so the kernel hands each reply to the flow whose
- * client asked. Every read loop is bounded per wakeup, so one busy client
- * cannot starve the others. A flow's expiry timer uses a libevent common
- * timeout (all flows of a relay wait the same time): re-arming it on each
- * datagram moves it to the tail of a list, O(1), whatever the flow count.
+ * UDP relays, in the one event loop: the listening sockets, the target's
+ * address, and the flow table through which each client's datagrams find
+ * the flow (relay/udp_flow.c) made on its first one. Every read loop is
+ * bounded per wakeup, so one busy client cannot starve the others.
  */
 #include <sys/queue.h>
 #include <sys/socket.h>
@@ -23,78 +20,18 @@
 #include <event2/event.h>
 #include <event2/event_struct.h>
 
-#include "relay/flowtab.h"
 #include "relay/listener.h"
 #include "relay/log.h"
 #include "relay/resolve.h"
 #include "relay/udp.h"
+#include "relay/udp_flow.h"
 
-#define MAX_SOCKS	8
-#define CLIENT_BATCH	64	/* datagrams read per wakeup, listening side */
-#define FLOW_BATCH	16	/* and per flow, target side */
-#define DGRAM_MAX	65536	/* more than any UDP payload over IPv4/IPv6 */
+#define CLIENT_BATCH	64	/* datagrams read per wakeup and socket */
 #define RCVBUF		(4 << 20)	/* asked for; the kernel caps it */
 #define REFRESH_SEC	60	/* a target name is looked up again after */
 #define RETRY_SEC	5	/* after a failed lookup */
-#define WARN_EVERY	10	/* seconds between "flow limit" warnings */
 
-struct udp_sock {
-	int			 fd;
-	int			 family;
-	struct event		 ev;
-	struct udp_relay	*owner;
-	char			 name[ADDR_STR_MAX];
-};
-
-/* The local address a client wrote to, so the reply comes from it even
- * when the socket is bound to every address. */
-union local_addr {
-	struct in_pktinfo	v4;
-	struct in6_pktinfo	v6;
-};
-
-struct flow {
-	struct flow_entry	 entry;		/* in the relay's table */
-	TAILQ_ENTRY(flow)	 link;
-	struct udp_relay	*relay;
-	struct udp_sock		*via;		/* replies leave from here */
-	uint64_t		 id;
-	int			 fd;		/* connected to the target */
-	struct event		 readev;
-	struct event		 timer;
-	struct sockaddr_storage	 client;
-	socklen_t		 clientlen;
-	union local_addr	 local;
-	int			 has_local;
-	uint64_t		 dgrams_in, dgrams_out, bytes_in, bytes_out;
-	uint64_t		 refused;	/* ICMP port unreachable */
-	struct timespec		 start;
-	char			 client_name[ADDR_STR_MAX];
-	char			 target_name[ADDR_STR_MAX];
-};
-
-struct udp_relay {
-	struct event_base	*base;
-	const struct relay_conf	*conf;
-	struct udp_sock		 socks[MAX_SOCKS];
-	size_t			 nsocks;
-	struct flowtab		 tab;
-	TAILQ_HEAD(, flow)	 flows;
-	struct timeval		 timeout;
-	const struct timeval	*expiry;	/* common timeout, or &timeout */
-	struct resolve		*lookup;	/* in progress */
-	struct event		 retry;
-	struct sockaddr_storage	 target;
-	socklen_t		 targetlen;	/* 0 = not known yet */
-	time_t			 resolved;	/* monotonic seconds */
-	int			 reading;	/* started and not stopped */
-	time_t			 warned;
-	unsigned		 open;
-	uint64_t		 total, dropped, bytes_in, bytes_out;
-};
-
-static uint64_t		next_flow_id;
-static unsigned char	dgram[DGRAM_MAX];	/* the loop's one buffer */
+static unsigned char	dgram[UDP_DGRAM_MAX];	/* the loop's one buffer */
 
 static time_t
 now_sec(void)
@@ -105,264 +42,9 @@ now_sec(void)
 	return ts.tv_sec;
 }
 
-static double
-elapsed(const struct timespec *since)
-{
-	struct timespec	now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (double)(now.tv_sec - since->tv_sec) +
-	    (double)(now.tv_nsec - since->tv_nsec) / 1e9;
-}
-
-/* ---------------------------------------------------------------- flows */
-
-/* The one close path: unlinks, closes, counts and logs the summary. */
-static void
-flow_close(struct flow *f, const char *why)
-{
-	struct udp_relay	*r = f->relay;
-
-	log_info("udp flow %" PRIu64 " %s -> %s datagrams in=%" PRIu64
-	    " out=%" PRIu64 " bytes in=%" PRIu64 " out=%" PRIu64 " refused=%"
-	    PRIu64 " time=%.3f end=%s", f->id, f->client_name, f->target_name,
-	    f->dgrams_in, f->dgrams_out, f->bytes_in, f->bytes_out, f->refused,
-	    elapsed(&f->start), why);
-	event_del(&f->readev);
-	event_del(&f->timer);
-	close(f->fd);
-	flowtab_remove(&r->tab, &f->entry);
-	TAILQ_REMOVE(&r->flows, f, link);
-	r->open--;
-	free(f);
-}
-
-static void
-on_flow_expired(evutil_socket_t fd, short what, void *arg)
-{
-	flow_close(arg, "idle");
-}
-
-/* Silence is measured from the last datagram either way. */
-static void
-flow_touch(struct flow *f)
-{
-	event_add(&f->timer, f->relay->expiry);
-}
-
-/* Sends a reply from the address the client wrote to. */
-static ssize_t
-send_reply(struct flow *f, const void *buf, size_t len)
-{
-	char		 cbuf[CMSG_SPACE(sizeof(union local_addr))];
-	struct iovec	 iov = { (void *)(uintptr_t)buf, len };
-	struct msghdr	 msg = { .msg_name = &f->client,
-			    .msg_namelen = f->clientlen, .msg_iov = &iov,
-			    .msg_iovlen = 1 };
-	struct cmsghdr	*c;
-	ssize_t		 n;
-
-	if (f->has_local) {
-		memset(cbuf, 0, sizeof(cbuf));
-		msg.msg_control = cbuf;
-		c = (struct cmsghdr *)(void *)cbuf;
-		if (f->via->family == AF_INET) {
-			c->cmsg_level = IPPROTO_IP;
-			c->cmsg_type = IP_PKTINFO;
-			c->cmsg_len = CMSG_LEN(sizeof(f->local.v4));
-			memcpy(CMSG_DATA(c), &f->local.v4, sizeof(f->local.v4));
-		} else {
-			c->cmsg_level = IPPROTO_IPV6;
-			c->cmsg_type = IPV6_PKTINFO;
-			c->cmsg_len = CMSG_LEN(sizeof(f->local.v6));
-			memcpy(CMSG_DATA(c), &f->local.v6, sizeof(f->local.v6));
-		}
-		msg.msg_controllen = c->cmsg_len;
-	}
-	n = sendmsg(f->via->fd, &msg, MSG_DONTWAIT);
-	/* A source the kernel will not send from (a broadcast address):
-	 * let routing choose. */
-	if (n == -1 && errno == EINVAL && f->has_local) {
-		f->has_local = 0;
-		msg.msg_control = NULL;
-		msg.msg_controllen = 0;
-		n = sendmsg(f->via->fd, &msg, MSG_DONTWAIT);
-	}
-	return n;
-}
-
-/*
- * Replies from the target. A refused datagram (ICMP port unreachable)
- * shows up here as ECONNREFUSED once; reading it clears it, so it neither
- * spins nor ends the flow: the target may come back.
- */
-static void
-on_target_read(evutil_socket_t fd, short what, void *arg)
-{
-	struct flow		*f = arg;
-	struct udp_relay	*r = f->relay;
-	ssize_t			 n;
-	int			 i, heard = 0;
-
-	for (i = 0; i < FLOW_BATCH; i++) {
-		if ((n = recv(fd, dgram, sizeof(dgram), MSG_DONTWAIT)) == -1) {
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				break;
-			if (errno == ECONNREFUSED && f->refused++ == 0)
-				log_debug("udp flow %" PRIu64 ": %s refused",
-				    f->id, f->target_name);
-			else if (errno != ECONNREFUSED && errno != EINTR)
-				log_debug("udp flow %" PRIu64 ": %s: %s", f->id,
-				    f->target_name, strerror(errno));
-			continue;
-		}
-		heard = 1;
-		if (send_reply(f, dgram, (size_t)n) == -1) {
-			r->dropped++;
-			log_debug("udp flow %" PRIu64 ": reply to %s: %s",
-			    f->id, f->client_name, strerror(errno));
-			continue;
-		}
-		f->dgrams_out++;
-		f->bytes_out += (uint64_t)n;
-		r->bytes_out += (uint64_t)n;
-	}
-	if (heard)
-		flow_touch(f);
-}
-
-/* Says, at most every WARN_EVERY seconds, why new clients are dropped. */
-static void
-warn_dropping(struct udp_relay *r, const char *why)
-{
-	time_t	now = now_sec();
-
-	if (r->warned != 0 && now - r->warned < WARN_EVERY)
-		return;
-	r->warned = now;
-	log_warnx("udp relay %s: %s; dropping datagrams of new clients",
-	    r->socks[0].name, why);
-}
-
-/* A socket connected to the target (connecting a UDP socket only sets
- * its peer: nothing goes on the wire). */
-static int
-target_socket(struct udp_relay *r)
-{
-	int	fd, saved;
-
-	if ((fd = socket(r->target.ss_family, SOCK_DGRAM | SOCK_NONBLOCK |
-	    SOCK_CLOEXEC, 0)) == -1)
-		return -1;
-	if (connect(fd, (struct sockaddr *)&r->target, r->targetlen) == -1) {
-		saved = errno;
-		close(fd);
-		errno = saved;
-		return -1;
-	}
-	return fd;
-}
-
 static void	refresh_target(struct udp_relay *);
 
-static struct flow *
-flow_open(struct udp_relay *r, struct udp_sock *s, const struct flow_key *key,
-    const struct sockaddr_storage *client, socklen_t clientlen)
-{
-	struct flow	*f;
-	char		 why[128];
-	int		 fd;
-
-	if (r->conf->max_conns > 0 && r->open >= r->conf->max_conns) {
-		snprintf(why, sizeof(why), "%u flows open (max-conns)",
-		    r->open);
-		warn_dropping(r, why);
-		return NULL;
-	}
-	if ((f = calloc(1, sizeof(*f))) == NULL || (fd = target_socket(r)) ==
-	    -1) {
-		snprintf(why, sizeof(why), "cannot open a flow: %s",
-		    f == NULL ? "out of memory" : strerror(errno));
-		warn_dropping(r, why);
-		free(f);
-		return NULL;
-	}
-	f->relay = r;
-	f->via = s;
-	f->fd = fd;
-	f->id = ++next_flow_id;
-	f->entry.key = *key;
-	memcpy(&f->client, client, clientlen);
-	f->clientlen = clientlen;
-	clock_gettime(CLOCK_MONOTONIC, &f->start);
-	addr_sa_format((const struct sockaddr *)client, clientlen,
-	    f->client_name, sizeof(f->client_name));
-	memcpy(f->target_name, "udp:", 4);
-	addr_sa_format((struct sockaddr *)&r->target, r->targetlen,
-	    f->target_name + 4, sizeof(f->target_name) - 4);
-	event_assign(&f->readev, r->base, fd, EV_READ | EV_PERSIST,
-	    on_target_read, f);
-	evtimer_assign(&f->timer, r->base, on_flow_expired, f);
-	event_add(&f->readev, NULL);
-	flowtab_insert(&r->tab, &f->entry);
-	TAILQ_INSERT_TAIL(&r->flows, f, link);
-	r->open++;
-	r->total++;
-	log_debug("udp flow %" PRIu64 " %s -> %s opened", f->id,
-	    f->client_name, f->target_name);
-	refresh_target(r);
-	return f;
-}
-
 /* ------------------------------------------------------- the client side */
-
-/* Where the datagram was addressed, from IP_PKTINFO / IPV6_PKTINFO. */
-static int
-local_of(struct msghdr *msg, union local_addr *local)
-{
-	struct cmsghdr		*c;
-	struct in_pktinfo	 in4;
-
-	for (c = CMSG_FIRSTHDR(msg); c != NULL; c = CMSG_NXTHDR(msg, c)) {
-		if (c->cmsg_level == IPPROTO_IP &&
-		    c->cmsg_type == IP_PKTINFO) {
-			memcpy(&in4, CMSG_DATA(c), sizeof(in4));
-			memset(&local->v4, 0, sizeof(local->v4));
-			local->v4.ipi_spec_dst = in4.ipi_addr;
-			return 1;
-		}
-		if (c->cmsg_level == IPPROTO_IPV6 &&
-		    c->cmsg_type == IPV6_PKTINFO) {
-			memcpy(&local->v6, CMSG_DATA(c), sizeof(local->v6));
-			return 1;
-		}
-	}
-	return 0;
-}
-
-/* Passes one datagram to the target; ECONNREFUSED here is an earlier
- * datagram's ICMP error reported late: this one was not sent, try again. */
-static void
-forward(struct udp_relay *r, struct flow *f, size_t len)
-{
-	ssize_t	n;
-
-	n = send(f->fd, dgram, len, MSG_DONTWAIT);
-	if (n == -1 && errno == ECONNREFUSED) {
-		f->refused++;
-		n = send(f->fd, dgram, len, MSG_DONTWAIT);
-	}
-	if (n == -1) {
-		r->dropped++;
-		log_debug("udp flow %" PRIu64 ": to %s: %s", f->id,
-		    f->target_name, strerror(errno));
-		return;
-	}
-	f->dgrams_in++;
-	f->bytes_in += len;
-	r->bytes_in += len;
-	flow_touch(f);
-}
 
 /* Reads one datagram; 1 when there was one, 0 when the socket is dry. */
 static int
@@ -376,7 +58,6 @@ client_datagram(struct udp_relay *r, struct udp_sock *s)
 				    .msg_namelen = sizeof(ss), .msg_iov = &iov,
 				    .msg_iovlen = 1, .msg_control = cbuf,
 				    .msg_controllen = sizeof(cbuf) };
-	struct flow_entry	*e;
 	struct flow_key		 key;
 	struct flow		*f;
 	ssize_t			 n;
@@ -393,14 +74,14 @@ client_datagram(struct udp_relay *r, struct udp_sock *s)
 		r->dropped++;
 		return 1;
 	}
-	if ((e = flowtab_find(&r->tab, &key)) != NULL)
-		f = (struct flow *)(void *)e;
-	else if ((f = flow_open(r, s, &key, &ss, msg.msg_namelen)) == NULL) {
-		r->dropped++;
-		return 1;
-	} else
-		f->has_local = local_of(&msg, &f->local);
-	forward(r, f, (size_t)n);
+	if ((f = flow_find(r, &key)) == NULL) {
+		if ((f = flow_open(r, s, &key, &msg)) == NULL) {
+			r->dropped++;
+			return 1;
+		}
+		refresh_target(r);
+	}
+	flow_forward(f, dgram, (size_t)n);
 	return 1;
 }
 
@@ -604,7 +285,7 @@ bind_host(struct udp_relay *r, const struct addr_spec *spec, char *err,
 		return -1;
 	}
 	rc = 0;
-	for (ai = res; ai != NULL && rc == 0 && r->nsocks < MAX_SOCKS;
+	for (ai = res; ai != NULL && rc == 0 && r->nsocks < UDP_MAX_SOCKS;
 	    ai = ai->ai_next)
 		rc = bind_one(r, ai->ai_family, ai->ai_addr, ai->ai_addrlen, 1,
 		    err, errlen, exitcode);
@@ -639,7 +320,7 @@ udp_relay_new(struct event_base *base, const struct relay_conf *conf,
 	    NULL)
 		r->expiry = &r->timeout;
 	for (i = 0; i < conf->nlisten && rc == 0; i++) {
-		if (r->nsocks == MAX_SOCKS)
+		if (r->nsocks == UDP_MAX_SOCKS)
 			break;
 		if (conf->listen[i].host[0] == '\0')
 			rc = bind_any(r, &conf->listen[i], err, errlen,
@@ -729,12 +410,7 @@ udp_relay_forget(struct udp_relay *r)
 
 	if (r == NULL)
 		return;
-	while ((f = TAILQ_FIRST(&r->flows)) != NULL) {
-		TAILQ_REMOVE(&r->flows, f, link);
-		event_del(&f->readev);
-		event_del(&f->timer);
-		close(f->fd);
-		free(f);
-	}
+	while ((f = TAILQ_FIRST(&r->flows)) != NULL)
+		flow_forget(f);
 	release(r);
 }
