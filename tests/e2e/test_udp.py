@@ -442,3 +442,52 @@ def test_mixed_relay_in_a_config_file_exits_78(tmp_path):
     assert p.returncode == EX_CONFIG, p
     assert re.search(r"relayd\.conf:1: \[relay dns\]: listen udp:\*:5353 and to "
                      r"127\.0\.0\.1:53: UDP goes only to UDP", p.stderr), p.stderr
+
+
+# ---------------------------------------------------------------- --fork
+
+def udp_socket_inode(port):
+    """The inode of the IPv4 UDP socket bound to port, from /proc/net/udp."""
+    for line in Path("/proc/net/udp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == port:
+            return fields[9]
+    raise AssertionError(f"no UDP socket on port {port}")
+
+
+def socket_inodes(pid):
+    out = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            m = re.fullmatch(r"socket:\[(\d+)\]", os.readlink(f"/proc/{pid}/fd/{fd}"))
+            if m:
+                out.add(m.group(1))
+    return out
+
+
+def test_fork_child_of_a_tcp_relay_holds_no_udp_socket(tmp_path, relayd, udp_echo, sink):
+    """A TCP relay with --fork next to a UDP relay: the process serving a
+    TCP connection gives up the UDP socket and flows, which stay the
+    parent's alone."""
+    from conftest import free_port, tcp4
+    echo = udp_echo()
+    tport, uport = free_port(), udp_port("127.0.0.1")
+    conf = tmp_path / "relayd.conf"
+    conf.write_text(relay_section("web", f"127.0.0.1:{tport}", sink.spec, "fork = yes\n") +
+                    relay_section("dns", spec("127.0.0.1", uport), echo.spec))
+    conf.chmod(0o600)
+    r = relayd("-c", conf)
+    with client("127.0.0.1", uport) as u, tcp4(tport).connect():
+        exchange(u, b"before the fork")
+        deadline = time.monotonic() + 10
+        while not (kids := r.children()):
+            assert time.monotonic() < deadline, "no child serving the TCP connection"
+            time.sleep(0.02)
+        inode = udp_socket_inode(uport)
+        assert inode in socket_inodes(r.pid)
+        assert inode not in socket_inodes(kids[0]), "the child kept the UDP socket"
+        exchange(u, b"after the fork")
+    while r.children():     # reaped: the drain then has nothing to wait for
+        assert time.monotonic() < deadline + 10, "the child never exited"
+        time.sleep(0.02)
+    r.stop()
