@@ -186,7 +186,8 @@ bind_one(struct listener *l, struct event_base *base, int family,
 fail:
 	*exitcode = listener_exit_code(errno);
 	snprintf(err, errlen, "cannot listen on %s: %s%s", s->name,
-	    strerror(errno), errno == EACCES ? listener_bind_hint(&l->spec) : "");
+	    strerror(errno), errno == EACCES ? listener_bind_hint(&l->spec) :
+	    "");
 	if (fd != -1)
 		close(fd);
 	return -1;

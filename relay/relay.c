@@ -27,7 +27,7 @@ struct relay {
 	struct relay_conf	*conf;		/* our own copy */
 	struct listener		**listeners;
 	size_t			 nlisteners;
-	struct udp_relay	*udp;		/* a UDP relay has no listeners */
+	struct udp_relay	*udp;	/* UDP: in place of listeners */
 };
 
 struct child {

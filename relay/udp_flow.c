@@ -34,7 +34,7 @@ union local_addr {
 };
 
 struct flow {
-	struct flow_entry	 entry;		/* in the relay's table; first */
+	struct flow_entry	 entry;		/* first: the table links it */
 	TAILQ_ENTRY(flow)	 link;
 	struct udp_relay	*relay;
 	struct udp_sock		*via;		/* replies leave from here */

@@ -41,7 +41,7 @@ struct udp_relay {
 	struct flowtab		 tab;
 	TAILQ_HEAD(, flow)	 flows;
 	struct timeval		 timeout;
-	const struct timeval	*expiry;	/* common timeout, or &timeout */
+	const struct timeval	*expiry;	/* common, or &timeout */
 	struct resolve		*lookup;	/* in progress */
 	struct event		 retry;
 	struct sockaddr_storage	 target;
