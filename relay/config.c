@@ -221,6 +221,13 @@ check_udp(const struct relay_conf *r, char *err, size_t errlen)
 		    "--listen", l, r->line ? "to" : "--to", t);
 		return -1;
 	}
+	if (r->to.udp && (r->send_proxy || r->accept_proxy || r->nacl > 0 ||
+	    r->max_conns_per_ip > 0 || r->rate > 0)) {
+		snprintf(err, errlen, "proxy-protocol, accept-proxy, allow, deny, "
+		    "max-conns-per-ip and rate apply to TCP relays, not to UDP "
+		    "ones");
+		return -1;
+	}
 	if (r->to.udp && r->fork_mode) {
 		snprintf(err, errlen, "%s does not apply to UDP relays: every "
 		    "flow is served in the one event loop", r->line ? "fork" :
