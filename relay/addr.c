@@ -164,21 +164,27 @@ parse_inet(const char *s, struct addr_spec *a, int host_required, char *err,
 	return classify_host(a, s[0] == '[', s, err, errlen);
 }
 
-/* "udp:" selects datagrams; what follows is an IP address as for TCP. */
+/* "udp:" selects datagrams, "tls:" TLS over TCP; what follows is an IP
+ * address or host as for TCP. */
 static int
 parse_any(const char *s, struct addr_spec *a, int host_required, char *err,
     size_t errlen)
 {
-	if (strncmp(s, "udp:", 4) != 0)
+	int	udp = strncmp(s, "udp:", 4) == 0;
+	int	tls = strncmp(s, "tls:", 4) == 0;
+
+	if (!udp && !tls)
 		return parse_inet(s, a, host_required, err, errlen);
 	if (strncmp(s + 4, "unix:", 5) == 0) {
-		snprintf(err, errlen, "bad address \"%s\": udp: takes an IP "
-		    "address and port, not a unix socket", s);
+		snprintf(err, errlen, "bad address \"%s\": %s", s, udp ?
+		    "udp: takes an IP address and port, not a unix socket" :
+		    "TLS needs a TCP address, not a unix socket");
 		return -1;
 	}
 	if (parse_inet(s + 4, a, host_required, err, errlen) == -1)
 		return -1;
-	a->udp = 1;
+	a->udp = udp;
+	a->tls = tls;
 	return 0;
 }
 
@@ -197,8 +203,8 @@ addr_parse_target(const char *s, struct addr_spec *a, char *err, size_t errlen)
 void
 addr_spec_format(const struct addr_spec *a, char *buf, size_t len)
 {
-	if (a->udp && len > 4) {
-		memcpy(buf, "udp:", 4);
+	if ((a->udp || a->tls) && len > 4) {
+		memcpy(buf, a->udp ? "udp:" : "tls:", 4);
 		buf += 4;
 		len -= 4;
 	}

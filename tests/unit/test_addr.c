@@ -250,6 +250,68 @@ udp_bad(void **state)
 	assert_non_null(strstr(err, "not a unix socket"));
 }
 
+static void
+tls_listen_forms(void **state)
+{
+	struct addr_spec a;
+	char buf[ADDR_STR_MAX];
+
+	assert_int_equal(addr_parse_listen("tls:443", &a, err, sizeof(err)), 0);
+	assert_true(a.tls);
+	assert_int_equal(a.kind, ADDR_INET);
+	assert_string_equal(a.host, "");
+	assert_int_equal(a.port, 443);
+	addr_spec_format(&a, buf, sizeof(buf));
+	assert_string_equal(buf, "tls:*:443");
+	assert_int_equal(addr_parse_listen("tls:127.0.0.2:8443", &a, err,
+	    sizeof(err)), 0);
+	assert_true(a.tls);
+	assert_string_equal(a.host, "127.0.0.2");
+	assert_int_equal(a.port, 8443);
+	assert_int_equal(addr_parse_listen("tls:[::1]:443", &a, err,
+	    sizeof(err)), 0);
+	assert_true(a.tls);
+	addr_spec_format(&a, buf, sizeof(buf));
+	assert_string_equal(buf, "tls:[::1]:443");
+	/* Without the prefix nothing is TLS. */
+	assert_int_equal(addr_parse_listen("443", &a, err, sizeof(err)), 0);
+	assert_false(a.tls);
+}
+
+static void
+tls_target_forms(void **state)
+{
+	struct addr_spec a;
+	char buf[ADDR_STR_MAX];
+
+	assert_int_equal(addr_parse_target("tls:example.org:443", &a, err,
+	    sizeof(err)), 0);
+	assert_true(a.tls);
+	assert_false(a.numeric);
+	assert_string_equal(a.host, "example.org");
+	addr_spec_format(&a, buf, sizeof(buf));
+	assert_string_equal(buf, "tls:example.org:443");
+	assert_int_equal(addr_parse_target("tls:127.0.0.1:10443", &a, err,
+	    sizeof(err)), 0);
+	assert_true(a.tls);
+	assert_true(a.numeric);
+	assert_int_equal(addr_parse_target("127.0.0.1:10443", &a, err,
+	    sizeof(err)), 0);
+	assert_false(a.tls);
+}
+
+static void
+tls_bad_forms(void **state)
+{
+	expect_listen_error("tls:", "missing port");
+	expect_listen_error("tls:unix:/run/x", "TLS needs a TCP address");
+	expect_listen_error("tls:0", "out of range");
+	expect_target_error("tls:443", "HOST:PORT");
+	expect_target_error("tls:unix:/run/x", "TLS needs a TCP address");
+	expect_target_error("tls::443", "missing host");
+	expect_target_error("TLS:h:1", "TLS:h:1");
+}
+
 int
 main(void)
 {
@@ -267,6 +329,9 @@ main(void)
 		cmocka_unit_test(format_sockaddrs),
 		cmocka_unit_test(udp_forms),
 		cmocka_unit_test(udp_bad),
+		cmocka_unit_test(tls_listen_forms),
+		cmocka_unit_test(tls_target_forms),
+		cmocka_unit_test(tls_bad_forms),
 	};
 
 	return cmocka_run_group_tests_name("addr", tests, NULL, NULL);
