@@ -13,6 +13,16 @@ config_init(struct config *cfg)
 	cfg->drain_timeout = 10;
 }
 
+static void
+free_strv(char **v, size_t n)
+{
+	size_t	i;
+
+	for (i = 0; i < n && v != NULL; i++)
+		free(v[i]);
+	free(v);
+}
+
 void
 relay_conf_free(struct relay_conf *r)
 {
@@ -20,6 +30,10 @@ relay_conf_free(struct relay_conf *r)
 		return;
 	free(r->listen);
 	free(r->acl);
+	free_strv(r->certs, r->ncerts);
+	free_strv(r->keys, r->nkeys);
+	free(r->ca);
+	free(r->verify_name);
 	free(r);
 }
 
@@ -45,23 +59,6 @@ memdup(const void *p, size_t n)
 	return memcpy(q, p, n);
 }
 
-struct relay_conf *
-relay_conf_dup(const struct relay_conf *r)
-{
-	struct relay_conf	*c;
-
-	if ((c = memdup(r, sizeof(*r))) == NULL)
-		return NULL;
-	c->listen = memdup(r->listen, r->nlisten * sizeof(*r->listen));
-	c->acl = memdup(r->acl, r->nacl * sizeof(*r->acl));
-	if ((r->nlisten > 0 && c->listen == NULL) ||
-	    (r->nacl > 0 && c->acl == NULL)) {
-		relay_conf_free(c);
-		return NULL;
-	}
-	return c;
-}
-
 /* strdup that keeps NULL; sets *failed when memory runs out. */
 static char *
 dupstr(const char *s, int *failed)
@@ -73,6 +70,46 @@ dupstr(const char *s, int *failed)
 	if ((d = strdup(s)) == NULL)
 		*failed = 1;
 	return d;
+}
+
+/* Copies n strings; NULL for none, *failed when memory runs out. */
+static char **
+dup_strv(char *const *v, size_t n, int *failed)
+{
+	char	**d;
+	size_t	  i;
+
+	if (n == 0)
+		return NULL;
+	if ((d = calloc(n, sizeof(*d))) == NULL) {
+		*failed = 1;
+		return NULL;
+	}
+	for (i = 0; i < n; i++)
+		d[i] = dupstr(v[i], failed);
+	return d;
+}
+
+struct relay_conf *
+relay_conf_dup(const struct relay_conf *r)
+{
+	struct relay_conf	*c;
+	int			 failed = 0;
+
+	if ((c = memdup(r, sizeof(*r))) == NULL)
+		return NULL;
+	c->listen = memdup(r->listen, r->nlisten * sizeof(*r->listen));
+	c->acl = memdup(r->acl, r->nacl * sizeof(*r->acl));
+	c->certs = dup_strv(r->certs, r->ncerts, &failed);
+	c->keys = dup_strv(r->keys, r->nkeys, &failed);
+	c->ca = dupstr(r->ca, &failed);
+	c->verify_name = dupstr(r->verify_name, &failed);
+	if (failed || (r->nlisten > 0 && c->listen == NULL) ||
+	    (r->nacl > 0 && c->acl == NULL)) {
+		relay_conf_free(c);
+		return NULL;
+	}
+	return c;
 }
 
 struct tunnel_conf *
@@ -101,6 +138,19 @@ samestr(const char *a, const char *b)
 	    strcmp(a, b) == 0);
 }
 
+static int
+same_strv(char *const *a, size_t na, char *const *b, size_t nb)
+{
+	size_t	i;
+
+	if (na != nb)
+		return 0;
+	for (i = 0; i < na; i++)
+		if (!samestr(a[i], b[i]))
+			return 0;
+	return 1;
+}
+
 int
 relay_conf_equal(const struct relay_conf *a, const struct relay_conf *b)
 {
@@ -117,7 +167,10 @@ relay_conf_equal(const struct relay_conf *a, const struct relay_conf *b)
 	    (a->nacl == 0 ||
 	    memcmp(a->acl, b->acl, a->nacl * sizeof(*a->acl)) == 0) &&
 	    a->max_conns_per_ip == b->max_conns_per_ip && a->rate == b->rate &&
-	    a->udp_timeout == b->udp_timeout;
+	    a->udp_timeout == b->udp_timeout &&
+	    same_strv(a->certs, a->ncerts, b->certs, b->ncerts) &&
+	    same_strv(a->keys, a->nkeys, b->keys, b->nkeys) &&
+	    samestr(a->ca, b->ca) && samestr(a->verify_name, b->verify_name);
 }
 
 int
@@ -204,6 +257,49 @@ config_add_tunnel(struct config *cfg, const char *name, int line)
 	return t;
 }
 
+/* --cert/--key pairs go with tls: listeners, --ca/--verify-name with a
+ * tls: target. A PROXY header travels outside TLS, which the PROXY code
+ * does not do yet. */
+static int
+check_relay_tls(const struct relay_conf *r, char *err, size_t errlen)
+{
+	const char	*dash = r->line ? "" : "--";
+	size_t		 i;
+	int		 tls_listen = 0;
+
+	for (i = 0; i < r->nlisten; i++)
+		tls_listen |= r->listen[i].tls;
+	if (tls_listen && r->ncerts == 0) {
+		snprintf(err, errlen, "a tls: listener needs %scert FILE and "
+		    "%skey FILE", dash, dash);
+		return -1;
+	}
+	if (r->ncerts != r->nkeys) {
+		snprintf(err, errlen, "give one %skey for each %scert (%zu "
+		    "certificates, %zu keys)", dash, dash, r->ncerts, r->nkeys);
+		return -1;
+	}
+	if (!tls_listen && r->ncerts > 0) {
+		snprintf(err, errlen, "%scert and %skey need a tls: listener "
+		    "(%slisten tls:[ADDR:]PORT)", dash, dash, dash);
+		return -1;
+	}
+	if (!r->to.tls && (r->ca != NULL || r->verify_name != NULL)) {
+		snprintf(err, errlen, "%s%s needs a tls: target (%sto "
+		    "tls:HOST:PORT)", dash, r->ca != NULL ? "ca" :
+		    "verify-name", dash);
+		return -1;
+	}
+	if ((tls_listen && r->accept_proxy) || (r->to.tls && r->send_proxy)) {
+		snprintf(err, errlen, "%s cannot be combined with a tls: %s "
+		    "yet", tls_listen && r->accept_proxy ? "accept-proxy" :
+		    "proxy-protocol", tls_listen && r->accept_proxy ?
+		    "listener" : "target");
+		return -1;
+	}
+	return 0;
+}
+
 /* UDP goes only to UDP, and every flow lives in the one event loop. */
 static int
 check_udp(const struct relay_conf *r, char *err, size_t errlen)
@@ -256,7 +352,9 @@ config_check_relay(const struct relay_conf *r, char *err, size_t errlen)
 		    "max-conns-per-ip or rate", r->line ? "fork" : "--fork");
 		return -1;
 	}
-	return check_udp(r, err, errlen);
+	if (check_udp(r, err, errlen) == -1)
+		return -1;
+	return check_relay_tls(r, err, errlen);
 }
 
 int

@@ -30,6 +30,12 @@ struct relay_conf {
 	size_t			 nacl;
 	unsigned		 max_conns_per_ip;	/* 0 = unlimited */
 	unsigned		 rate;		/* new conns/s per address, 0 = any */
+	char			**certs;	/* ncerts paths, owned: the */
+	size_t			 ncerts;	/* i-th --cert goes with */
+	char			**keys;		/* the i-th --key */
+	size_t			 nkeys;
+	char			*ca;		/* owned; NULL = system store */
+	char			*verify_name;	/* owned; NULL = to's host */
 	int			 udp_timeout;	/* seconds a silent flow lives */
 };
 

@@ -1,7 +1,8 @@
 /*
  * A relayed connection: a client endpoint, an optional step on it (a PROXY
- * header to read), the target endpoint its service opened, the pump
- * between them, and one close path that frees everything and logs one line.
+ * header to read), the handshakes of endpoints that have one (TLS), the
+ * target endpoint its service opened, the pump between them, and one close
+ * path that frees everything and logs one line.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -19,6 +20,7 @@
 #include "relay/proxy.h"
 #include "relay/pump.h"
 #include "relay/service.h"
+#include "relay/tls.h"
 
 #define CLIENT_NAME_MAX	160
 
@@ -42,7 +44,8 @@ struct conn {
 	int			 held;		/* counted in svc->iplimit */
 	int			 quiet;		/* refused: no summary line */
 	void			*step;		/* the step's state while it runs */
-	struct event		 deadline;	/* of the step */
+	struct endpoint		*handshaking;	/* client or target, or NULL */
+	struct event		 deadline;	/* of the step or the handshake */
 	char			*pre;		/* for the target before the pump */
 	size_t			 pre_len, pre_off;
 	uint64_t		 early;		/* client bytes among them */
@@ -95,7 +98,8 @@ conn_close(struct conn *c, const char *why)
 	pump_stop(&c->pump);
 	addr_spec_format(c->to, to, sizeof(to));
 	if (!c->quiet)
-		(c->target == NULL ? log_warnx : log_info)("conn %" PRIu64
+		(c->target == NULL || c->handshaking != NULL ? log_warnx :
+		    log_info)("conn %" PRIu64
 		    "%s%s%s %s -> %s in=%" PRIu64 " out=%" PRIu64 " time=%.3f "
 		    "end=%s", c->id, svc->tag ? " [" : "", svc->tag ? svc->tag :
 		    "", svc->tag ? "]" : "", c->client_name, to,
@@ -126,7 +130,7 @@ conn_close(struct conn *c, const char *why)
 void
 conn_refuse(struct conn *c, const char *why)
 {
-	if (c->step != NULL)
+	if (c->step != NULL || c->handshaking != NULL)
 		c->svc->refused.handshake++;
 	c->svc->rejected++;
 	service_log_refusal(c->svc, c->client_name, why);
@@ -201,6 +205,8 @@ conn_push_target(struct conn *c, const void *data, size_t len)
 	return pre_add(c, data, len, 0);
 }
 
+static int	handshake_step(struct conn *);
+
 static void
 on_ready(struct endpoint *ep, int what, void *arg)
 {
@@ -213,6 +219,11 @@ on_ready(struct endpoint *ep, int what, void *arg)
 	if (c->step != NULL) {
 		if (ep == c->client)
 			c->svc->step->ready(c, c->step, what);
+		return;
+	}
+	if (c->handshaking != NULL) {
+		if (ep == c->handshaking)
+			(void)handshake_step(c);
 		return;
 	}
 	if (c->target == NULL)
@@ -257,6 +268,60 @@ on_idle(evutil_socket_t fd, short what, void *arg)
 	evtimer_add(&c->idle, &tv);
 }
 
+/* The target is open (and past its handshake): bytes can flow. */
+static void
+target_ready(struct conn *c)
+{
+	if (c->pre != NULL)
+		write_pre(c);
+	else
+		pump_start(&c->pump, c->client, c->target);
+}
+
+static int	open_now(struct conn *);
+
+/* Lets an endpoint that has a set-up of its own finish it, within
+ * --handshake-timeout. Returns -1 if that closed c. */
+static int
+handshake_start(struct conn *c, struct endpoint *ep)
+{
+	struct timeval	tv = { c->svc->handshake_timeout, 0 };
+
+	c->handshaking = ep;
+	evtimer_add(&c->deadline, &tv);
+	return handshake_step(c);
+}
+
+/* A client done with its handshake has the target opened; a target
+ * starts the bytes. A client that fails is refused, like a bad PROXY
+ * header; a target that fails closes the connection. Returns -1 if c was
+ * closed. */
+static int
+handshake_step(struct conn *c)
+{
+	struct endpoint	*ep = c->handshaking;
+	char		 why[256], reason[300];
+
+	switch (ep->ops->handshake(ep, why, sizeof(why))) {
+	case 0:
+		return 0;
+	case -1:
+		if (ep == c->client)
+			conn_refuse(c, why);
+		else {
+			snprintf(reason, sizeof(reason), "target %s", why);
+			conn_close(c, reason);
+		}
+		return -1;
+	}
+	event_del(&c->deadline);
+	c->handshaking = NULL;
+	if (ep == c->client)
+		return open_now(c);
+	target_ready(c);
+	return 0;
+}
+
 void
 conn_target_ready(struct conn *c, struct endpoint *target)
 {
@@ -264,10 +329,10 @@ conn_target_ready(struct conn *c, struct endpoint *target)
 	c->target = target;
 	target->cb = on_ready;
 	target->cbarg = c;
-	if (c->pre != NULL)
-		write_pre(c);
+	if (target->ops->handshake != NULL)
+		(void)handshake_start(c, target);
 	else
-		pump_start(&c->pump, c->client, c->target);
+		target_ready(c);
 }
 
 void
@@ -296,7 +361,9 @@ on_dialled(int fd, const struct sockaddr *sa, socklen_t salen,
 		conn_target_failed(c, why);
 		return;
 	}
-	if ((ep = endpoint_fd_new(c->svc->base, fd, NULL, NULL)) == NULL) {
+	ep = c->svc->tls_to != NULL ? tls_endpoint_connect(c->svc->base, fd,
+	    c->svc->tls_to) : endpoint_fd_new(c->svc->base, fd, NULL, NULL);
+	if (ep == NULL) {
 		close(fd);
 		conn_target_failed(c, "target error: out of memory");
 		return;
@@ -369,8 +436,25 @@ on_deadline(evutil_socket_t fd, short what, void *arg)
 	struct conn	*c = arg;
 	char		 why[64];
 
-	snprintf(why, sizeof(why), "%s timeout", c->svc->step->name);
+	if (c->handshaking != NULL && c->handshaking == c->target) {
+		conn_close(c, "target handshake timeout");
+		return;
+	}
+	if (c->handshaking != NULL)
+		snprintf(why, sizeof(why), "handshake timeout");
+	else
+		snprintf(why, sizeof(why), "%s timeout", c->svc->step->name);
 	conn_refuse(c, why);
+}
+
+/* Past the step (if any): the client's handshake, if it has one, then
+ * the target. Returns -1 if c was closed. */
+static int
+client_ready(struct conn *c)
+{
+	if (c->client->ops->handshake != NULL)
+		return handshake_start(c, c->client);
+	return open_now(c);
 }
 
 void
@@ -380,7 +464,7 @@ conn_step_done(struct conn *c)
 	c->step = NULL;
 	event_del(&c->deadline);
 	endpoint_want(c->client, 0);
-	(void)open_now(c);
+	(void)client_ready(c);
 }
 
 void
@@ -409,7 +493,7 @@ conn_begin(struct conn *c)
 	struct timeval	tv = { c->svc->handshake_timeout, 0 };
 
 	if (c->svc->step == NULL)
-		return open_now(c) == 0 ? c : NULL;
+		return client_ready(c) == 0 ? c : NULL;
 	if ((c->step = c->svc->step->start(c)) == NULL) {
 		conn_close(c, "out of memory");
 		return NULL;
@@ -467,19 +551,13 @@ conn_start(struct service *svc, struct endpoint *client,
 }
 
 struct conn *
-conn_start_fd(struct service *svc, int fd, const struct sockaddr *sa,
-    socklen_t salen)
+conn_start_socket(struct service *svc, struct endpoint *ep, int fd,
+    const struct sockaddr *sa, socklen_t salen)
 {
-	struct endpoint	*ep;
 	struct conn	*c;
 	char		 name[ADDR_STR_MAX];
 
 	addr_sa_format(sa, salen, name, sizeof(name));
-	if ((ep = endpoint_fd_new(svc->base, fd, NULL, NULL)) == NULL) {
-		log_warnx("%s: out of memory", name);
-		close(fd);
-		return NULL;
-	}
 	if ((c = conn_new(svc, ep, name, NULL)) == NULL)
 		return NULL;
 	if (salen <= sizeof(c->src)) {
@@ -491,6 +569,22 @@ conn_start_fd(struct service *svc, int fd, const struct sockaddr *sa,
 	if (getsockname(fd, (struct sockaddr *)&c->dst, &c->dstlen) == -1)
 		c->dstlen = 0;
 	return conn_begin(c);
+}
+
+struct conn *
+conn_start_fd(struct service *svc, int fd, const struct sockaddr *sa,
+    socklen_t salen)
+{
+	struct endpoint	*ep;
+	char		 name[ADDR_STR_MAX];
+
+	if ((ep = endpoint_fd_new(svc->base, fd, NULL, NULL)) == NULL) {
+		addr_sa_format(sa, salen, name, sizeof(name));
+		log_warnx("%s: out of memory", name);
+		close(fd);
+		return NULL;
+	}
+	return conn_start_socket(svc, ep, fd, sa, salen);
 }
 
 void

@@ -8,6 +8,7 @@
 #define RELAY_ENDPOINT_H
 
 #include <sys/types.h>
+#include <stddef.h>
 
 #define EP_READ		0x01
 #define EP_WRITE	0x02
@@ -30,6 +31,13 @@ struct endpoint_ops {
 	/* Closes and frees. Must not be called from inside the callback's
 	 * own endpoint code, only from the owner. */
 	void	(*free)(struct endpoint *);
+	/*
+	 * Optional (NULL: none): drives the endpoint's own set-up, such as a
+	 * TLS handshake, which must finish before bytes are read or written.
+	 * Returns 1 when done, 0 while waiting (readiness then comes through
+	 * the callback, whatever want() said), -1 with one line in why.
+	 */
+	int	(*handshake)(struct endpoint *, char *why, size_t len);
 };
 
 struct endpoint {

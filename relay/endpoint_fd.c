@@ -68,7 +68,7 @@ fd_free(struct endpoint *ep)
 }
 
 static const struct endpoint_ops fd_ops = {
-	fd_read, fd_write, fd_shutdown_write, fd_want, fd_free
+	fd_read, fd_write, fd_shutdown_write, fd_want, fd_free, NULL
 };
 
 static void

@@ -161,6 +161,13 @@ lookup_user(const struct config *cfg, struct caps_user *u)
 	return 1;
 }
 
+/* "tls:*:443" binds what "*:443" binds. */
+static const char *
+without_tls(const char *addr)
+{
+	return strncmp(addr, "tls:", 4) == 0 ? addr + 4 : addr;
+}
+
 /* --check: what can be known without binding or connecting. */
 static void
 check_only(const struct config *cfg)
@@ -169,7 +176,7 @@ check_only(const struct config *cfg)
 	struct caps_user		 u;
 	size_t				 i, j, k, l;
 	char				 a[ADDR_STR_MAX], b[ADDR_STR_MAX];
-	char				 err[256];
+	char				 err[512];
 
 	if (cfg->user[0] != '\0' && caps_lookup_user(cfg->user, &u, err,
 	    sizeof(err)) == -1)
@@ -185,6 +192,9 @@ check_only(const struct config *cfg)
 			    t->passphrase_file, strerror(errno));
 	}
 	for (i = 0; i < cfg->nrelays; i++)
+		if (relay_check_tls(cfg->relays[i], err, sizeof(err)) == -1)
+			fatalx(EX_NOINPUT, "%s", err);
+	for (i = 0; i < cfg->nrelays; i++)
 		for (j = 0; j < cfg->relays[i]->nlisten; j++)
 			for (k = i; k < cfg->nrelays; k++)
 				for (l = k == i ? j + 1 : 0;
@@ -193,9 +203,11 @@ check_only(const struct config *cfg)
 					    listen[j], a, sizeof(a));
 					addr_spec_format(&cfg->relays[k]->
 					    listen[l], b, sizeof(b));
-					if (strcmp(a, b) == 0)
+					if (strcmp(without_tls(a),
+					    without_tls(b)) == 0)
 						fatalx(EX_CONFIG, "listener %s "
-						    "is given twice", a);
+						    "is given twice",
+						    without_tls(a));
 				}
 	printf("configuration OK\n");
 	exit(0);
@@ -526,8 +538,11 @@ reload(struct daemon *d)
 	size_t		 i, nr = 0, nt = 0, nkept = 0;
 	char		 err[512];
 
+	/* Certificates are read again even when the relay stays as it is. */
+	for (i = 0; i < d->nrelays; i++)
+		relay_reload_tls(d->relays[i]);
 	if (d->cfg.file == NULL) {
-		log_info("SIGHUP: nothing to reload without a config file");
+		log_info("SIGHUP: nothing else to reload without a config file");
 		return;
 	}
 	sysd_reloading();

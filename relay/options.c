@@ -296,6 +296,64 @@ set_handshake_timeout(void *o, const char *v, char *err, size_t errlen)
 	    "--handshake-timeout", v, 1, 3600, err, errlen);
 }
 
+/* Appends a path to a repeatable option's list. */
+static int
+add_path(char ***list, size_t *n, const char *opt, const char *v, char *err,
+    size_t errlen)
+{
+	char	**grown, *p = NULL;
+
+	if (set_path(&p, opt, v, err, errlen) == -1)
+		return -1;
+	if ((grown = reallocarray(*list, *n + 1, sizeof(*grown))) == NULL) {
+		free(p);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	grown[(*n)++] = p;
+	*list = grown;
+	return 0;
+}
+
+static int
+set_cert(void *o, const char *v, char *err, size_t errlen)
+{
+	struct relay_conf	*r = o;
+
+	return add_path(&r->certs, &r->ncerts, "--cert", v, err, errlen);
+}
+
+static int
+set_key(void *o, const char *v, char *err, size_t errlen)
+{
+	struct relay_conf	*r = o;
+
+	return add_path(&r->keys, &r->nkeys, "--key", v, err, errlen);
+}
+
+static int
+set_ca(void *o, const char *v, char *err, size_t errlen)
+{
+	return set_path(&((struct relay_conf *)o)->ca, "--ca", v, err, errlen);
+}
+
+static int
+set_verify_name(void *o, const char *v, char *err, size_t errlen)
+{
+	struct relay_conf	*r = o;
+
+	if (*v == '\0' || strlen(v) > ADDR_HOST_MAX) {
+		snprintf(err, errlen, "--verify-name: bad name \"%s\"", v);
+		return -1;
+	}
+	free(r->verify_name);
+	if ((r->verify_name = strdup(v)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
 static int
 add_acl(struct relay_conf *r, int allow, const char *opt, const char *v,
     char *err, size_t errlen)
@@ -483,10 +541,18 @@ set_strip_proxy(void *o, const char *v, char *err, size_t errlen)
 static const struct opt_def opts[] = {
 	{ "listen", 0, R, "[ADDR:]PORT", "accept on PORT (all addresses), "
 	  "ADDR:PORT, [IPv6]:PORT or unix:PATH; repeatable; udp:[ADDR:]PORT "
-	  "for datagrams", set_listen },
+	  "for datagrams; tls:... terminates TLS", set_listen },
 	{ "to", 0, R, "HOST:PORT", "relay to HOST:PORT, [IPv6]:PORT or "
 	  "unix:PATH; a name is resolved per connection; udp:HOST:PORT for "
-	  "datagrams", set_to },
+	  "datagrams; tls:HOST:PORT speaks TLS to it", set_to },
+	{ "cert", 0, R, "FILE", "certificate chain (PEM) for tls: listeners; "
+	  "repeatable, SNI picks, the first is the default", set_cert },
+	{ "key", 0, R, "FILE", "private key (PEM) of the --cert given in the "
+	  "same position", set_key },
+	{ "ca", 0, R, "FILE", "CA certificates to verify a tls: target "
+	  "(default: the system store)", set_ca },
+	{ "verify-name", 0, R, "NAME", "name the tls: target's certificate "
+	  "must carry (default: its HOST)", set_verify_name },
 	{ "fork", 0, R, NULL, "one process per connection instead of one "
 	  "event loop", set_fork },
 	{ "connect-timeout", 0, R, "SEC", "give up connecting to the target "
@@ -500,8 +566,9 @@ static const struct opt_def opts[] = {
 	  "header with the client's address", set_proxy_protocol },
 	{ "accept-proxy", 0, R, NULL, "read a PROXY protocol header from each "
 	  "client and use the address it carries", set_accept_proxy },
-	{ "handshake-timeout", 0, R, "SEC", "close a client whose header is "
-	  "not in after SEC (default 5)", set_handshake_timeout },
+	{ "handshake-timeout", 0, R, "SEC", "close a connection whose PROXY "
+	  "header or TLS handshake is not done after SEC (default 5)",
+	  set_handshake_timeout },
 	{ "allow", 0, R, "CIDR", "accept clients from CIDR (then only those "
 	  "an --allow names); repeatable", set_allow },
 	{ "deny", 0, R, "CIDR", "refuse clients from CIDR; repeatable, the "

@@ -19,6 +19,7 @@
 #include "relay/relay.h"
 #include "relay/service.h"
 #include "relay/systemd.h"
+#include "relay/tls.h"
 #include "relay/udp.h"
 
 struct relay {
@@ -27,6 +28,8 @@ struct relay {
 	struct relay_conf	*conf;		/* our own copy */
 	struct listener		**listeners;
 	size_t			 nlisteners;
+	struct tls_server	*tls;		/* for tls: listeners */
+	struct tls_client	*tls_to;	/* for a tls: target */
 	struct udp_relay	*udp;	/* UDP: in place of listeners */
 };
 
@@ -101,9 +104,30 @@ relay_set_forked_hook(void (*hook)(void))
 	forked_hook = hook;
 }
 
+/* Starts serving an accepted socket, as TLS on a tls: listener. */
+static void
+serve(struct relay *r, int fd, const struct sockaddr *sa, socklen_t salen,
+    int tls)
+{
+	struct endpoint	*ep;
+	char		 name[ADDR_STR_MAX];
+
+	if (!tls) {
+		conn_start_fd(&r->svc, fd, sa, salen);
+		return;
+	}
+	if ((ep = tls_endpoint_accept(r->svc.base, fd, r->tls)) == NULL) {
+		addr_sa_format(sa, salen, name, sizeof(name));
+		log_warnx("%s: cannot start TLS: out of memory", name);
+		close(fd);
+		return;
+	}
+	conn_start_socket(&r->svc, ep, fd, sa, salen);
+}
+
 static void
 fork_conn(struct relay *r, int fd, const struct sockaddr *sa,
-    socklen_t salen)
+    socklen_t salen, int tls)
 {
 	struct child	*ch;
 	pid_t		 pid;
@@ -122,7 +146,7 @@ fork_conn(struct relay *r, int fd, const struct sockaddr *sa,
 	if (pid == 0) {
 		free(ch);
 		become_child(r);
-		conn_start_fd(&r->svc, fd, sa, salen);
+		serve(r, fd, sa, salen, tls);
 		return;
 	}
 	close(fd);
@@ -136,16 +160,78 @@ fork_conn(struct relay *r, int fd, const struct sockaddr *sa,
 }
 
 static void
-on_accept(int fd, const struct sockaddr *sa, socklen_t salen, void *arg)
+accept_conn(struct relay *r, int fd, const struct sockaddr *sa,
+    socklen_t salen, int tls)
 {
-	struct relay	*r = arg;
-
 	if (!service_admit(&r->svc, sa, salen))
 		close(fd);
 	else if (r->conf->fork_mode)
-		fork_conn(r, fd, sa, salen);
+		fork_conn(r, fd, sa, salen, tls);
 	else
-		conn_start_fd(&r->svc, fd, sa, salen);
+		serve(r, fd, sa, salen, tls);
+}
+
+static void
+on_accept(int fd, const struct sockaddr *sa, socklen_t salen, void *arg)
+{
+	accept_conn(arg, fd, sa, salen, 0);
+}
+
+static void
+on_accept_tls(int fd, const struct sockaddr *sa, socklen_t salen, void *arg)
+{
+	accept_conn(arg, fd, sa, salen, 1);
+}
+
+/* Reads certificates, keys and CAs now, while files root alone can read
+ * are still readable. Returns -1 with err; the caller frees what is set. */
+static int
+load_tls(const struct relay_conf *conf, struct tls_server **server,
+    struct tls_client **client, char *err, size_t errlen)
+{
+	if (conf->ncerts > 0 && (*server = tls_server_new(conf->certs,
+	    conf->keys, conf->ncerts, err, errlen)) == NULL)
+		return -1;
+	if (conf->to.tls && (*client = tls_client_new(conf->ca,
+	    conf->verify_name != NULL ? conf->verify_name : conf->to.host,
+	    err, errlen)) == NULL)
+		return -1;
+	return 0;
+}
+
+int
+relay_check_tls(const struct relay_conf *conf, char *err, size_t errlen)
+{
+	struct tls_server	*server = NULL;
+	struct tls_client	*client = NULL;
+	int			 rc;
+
+	rc = load_tls(conf, &server, &client, err, errlen);
+	tls_server_free(server);
+	tls_client_free(client);
+	return rc;
+}
+
+void
+relay_reload_tls(struct relay *r)
+{
+	const char	*name = r->conf->name[0] ? r->conf->name : "-";
+	char		 err[512];
+
+	if (r->tls != NULL) {
+		if (tls_server_reload(r->tls, err, sizeof(err)) == -1)
+			log_warnx("relay %s: keeping the certificates loaded "
+			    "before: %s", name, err);
+		else
+			log_info("relay %s: certificates reloaded", name);
+	}
+	if (r->tls_to != NULL && r->conf->ca != NULL) {
+		if (tls_client_reload(r->tls_to, err, sizeof(err)) == -1)
+			log_warnx("relay %s: keeping the CA certificates "
+			    "loaded before: %s", name, err);
+		else
+			log_info("relay %s: CA certificates reloaded", name);
+	}
 }
 
 void
@@ -212,6 +298,12 @@ relay_new(struct event_base *base, const struct relay_conf *conf, char *err,
 	r->svc.handshake_timeout = conf->handshake_timeout;
 	r->svc.send_proxy = conf->send_proxy;
 	TAILQ_INSERT_TAIL(&relays, r, entry);
+	if (load_tls(conf, &r->tls, &r->tls_to, err, errlen) == -1) {
+		*exitcode = 66;		/* EX_NOINPUT */
+		relay_free(r);
+		return NULL;
+	}
+	r->svc.tls_to = r->tls_to;
 	if (conf->to.udp) {
 		if ((r->udp = udp_relay_new(base, conf, err, errlen,
 		    exitcode)) == NULL) {
@@ -232,7 +324,8 @@ relay_new(struct event_base *base, const struct relay_conf *conf, char *err,
 	if (conf->name[0] != '\0' && (nfds = sysd_sockets(conf->name, fds,
 	    sizeof(fds) / sizeof(fds[0]))) > 0) {
 		if ((r->listeners[0] = listener_adopt(base, fds, nfds,
-		    on_accept, r, err, errlen)) == NULL) {
+		    conf->listen[0].tls ? on_accept_tls : on_accept, r, err,
+		    errlen)) == NULL) {
 			*exitcode = 71;
 			relay_free(r);
 			return NULL;
@@ -242,7 +335,8 @@ relay_new(struct event_base *base, const struct relay_conf *conf, char *err,
 	}
 	for (i = 0; i < conf->nlisten; i++) {
 		r->listeners[i] = listener_bind(base, &conf->listen[i],
-		    on_accept, r, err, errlen, exitcode);
+		    conf->listen[i].tls ? on_accept_tls : on_accept, r, err,
+		    errlen, exitcode);
 		if (r->listeners[i] == NULL) {
 			relay_free(r);
 			return NULL;
@@ -351,6 +445,8 @@ free_relay(struct relay *r, int inherited)
 	}
 	TAILQ_REMOVE(&relays, r, entry);
 	iplimit_free(r->svc.iplimit);
+	tls_server_free(r->tls);
+	tls_client_free(r->tls_to);
 	free(r->listeners);
 	relay_conf_free(r->conf);
 	free(r);

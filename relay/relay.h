@@ -24,6 +24,12 @@ void	relay_start(struct relay *);
 void	relay_stop_accepting(struct relay *);
 /* Closes the listening sockets (a reload rebinds them elsewhere). */
 void	relay_close_listeners(struct relay *);
+/* Loads conf's TLS certificates, keys and CAs to see that they work
+ * (--check): 0, or -1 with one line in err. */
+int	relay_check_tls(const struct relay_conf *conf, char *err, size_t errlen);
+/* Reads its TLS certificates and CAs again (SIGHUP); a failure is logged
+ * and the old ones stay. */
+void	relay_reload_tls(struct relay *);
 /* Writes one status line: listeners, connections, bytes. */
 void	relay_write_status(const struct relay *, FILE *);
 /* Live connections (or --fork children). */

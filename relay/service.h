@@ -18,6 +18,7 @@ struct conn;
 struct iplimit;
 struct service;
 struct event_base;
+struct tls_client;
 
 /*
  * A step between accept and dial, run on the client before anything is
@@ -69,6 +70,7 @@ struct service {
 	const struct addr_spec	*to;		/* default target */
 	int			 connect_timeout;
 	int			 idle_timeout;
+	struct tls_client	*tls_to;	/* NULL, or TLS to targets */
 	unsigned		 max_conns;
 	TAILQ_HEAD(, conn)	 conns;
 	unsigned		 active;
@@ -124,6 +126,10 @@ void	service_close_all(struct service *, const char *why);
  */
 struct conn *conn_start(struct service *, struct endpoint *client,
 	    const char *client_name, const struct addr_spec *to);
+/* Same, from an accepted socket's endpoint (ep wraps fd, whose
+ * addresses go to checks, logs and PROXY headers). */
+struct conn *conn_start_socket(struct service *, struct endpoint *ep, int fd,
+	    const struct sockaddr *, socklen_t);
 /* Same, from an accepted socket. */
 struct conn *conn_start_fd(struct service *, int fd, const struct sockaddr *,
 	    socklen_t);
