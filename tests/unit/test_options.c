@@ -178,6 +178,78 @@ set_by_name(void **state)
 	expect_error("unknown key \"nope\"", &cfg);
 }
 
+static void
+tls_options(void **state)
+{
+	struct config		 cfg;
+	struct relay_conf	*copy;
+
+	assert_int_equal(parse(&cfg, "--listen", "tls:443", "--listen", "80",
+	    "--cert", "a.pem", "--key", "a.key", "--cert", "b.pem", "--key",
+	    "b.key", "--to", "tls:backend.example:8443", "--ca", "ca.pem",
+	    "--verify-name", "internal.example", "--handshake-timeout", "9",
+	    NULL), OPTIONS_OK);
+	assert_true(cfg.cli_relay->listen[0].tls);
+	assert_false(cfg.cli_relay->listen[1].tls);
+	assert_true(cfg.cli_relay->to.tls);
+	assert_int_equal(cfg.cli_relay->ncerts, 2);
+	assert_int_equal(cfg.cli_relay->nkeys, 2);
+	assert_string_equal(cfg.cli_relay->certs[1], "b.pem");
+	assert_string_equal(cfg.cli_relay->keys[0], "a.key");
+	assert_string_equal(cfg.cli_relay->ca, "ca.pem");
+	assert_string_equal(cfg.cli_relay->verify_name, "internal.example");
+	assert_int_equal(cfg.cli_relay->handshake_timeout, 9);
+	assert_int_equal(config_validate(&cfg, err, sizeof(err)), 0);
+	/* A copy is equal, and stops being so when a path changes. */
+	copy = relay_conf_dup(cfg.cli_relay);
+	assert_non_null(copy);
+	assert_true(relay_conf_equal(copy, cfg.cli_relay));
+	copy->certs[1][0] = 'c';
+	assert_false(relay_conf_equal(copy, cfg.cli_relay));
+	relay_conf_free(copy);
+	config_free(&cfg);
+
+	assert_int_equal(parse(&cfg, "--listen", "80", "--to", "h:1", NULL),
+	    OPTIONS_OK);
+	assert_int_equal(cfg.cli_relay->handshake_timeout, 5);
+	config_free(&cfg);
+}
+
+static void
+tls_validation(void **state)
+{
+	struct config cfg;
+
+	assert_int_equal(parse(&cfg, "--listen", "tls:443", "--to", "h:1",
+	    NULL), OPTIONS_OK);
+	assert_int_equal(config_validate(&cfg, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "needs --cert FILE and --key FILE"));
+	config_free(&cfg);
+	assert_int_equal(parse(&cfg, "--listen", "tls:443", "--cert", "c",
+	    "--key", "k", "--key", "k2", "--to", "h:1", NULL), OPTIONS_OK);
+	assert_int_equal(config_validate(&cfg, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "(1 certificates, 2 keys)"));
+	config_free(&cfg);
+	assert_int_equal(parse(&cfg, "--listen", "443", "--cert", "c",
+	    "--key", "k", "--to", "h:1", NULL), OPTIONS_OK);
+	assert_int_equal(config_validate(&cfg, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "need a tls: listener"));
+	config_free(&cfg);
+	assert_int_equal(parse(&cfg, "--listen", "443", "--to", "h:1",
+	    "--verify-name", "x", NULL), OPTIONS_OK);
+	assert_int_equal(config_validate(&cfg, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "--verify-name needs a tls: target"));
+	config_free(&cfg);
+	assert_int_equal(parse(&cfg, "--listen", "443", "--to", "h:1",
+	    "--cert", "", NULL), OPTIONS_ERROR);
+	assert_non_null(strstr(err, "--cert: empty path"));
+	config_free(&cfg);
+	assert_int_equal(parse(&cfg, "--handshake-timeout", "0", NULL),
+	    OPTIONS_ERROR);
+	assert_non_null(strstr(err, "at least 1"));
+	config_free(&cfg);
+}
+
 int
 main(void)
 {
@@ -188,6 +260,8 @@ main(void)
 		cmocka_unit_test(bad_options),
 		cmocka_unit_test(validation),
 		cmocka_unit_test(set_by_name),
+		cmocka_unit_test(tls_options),
+		cmocka_unit_test(tls_validation),
 	};
 
 	return cmocka_run_group_tests_name("options", tests, NULL, NULL);
