@@ -171,9 +171,11 @@ def test_restarted_worker_keeps_what_a_reload_added(relayd, sshd, sink, open_dir
     os.kill(worker, signal.SIGKILL)
     r.wait_log(r"^relayd: tunnels restarted: reading .* again$", timeout=15)
     deadline = time.monotonic() + 15
-    while len(re.findall(rf"forward -R {r2}:\S+ up on port {r2}$", r.log(), re.M)) < 2:
-        assert time.monotonic() < deadline, "the reloaded tunnel did not come back"
-        time.sleep(0.05)
+    for port in (r2, r1):
+        while len(re.findall(rf"forward -R {port}:\S+ up on port {port}$", r.log(),
+                             re.M)) < 2:
+            assert time.monotonic() < deadline, f"the forward to {port} did not come back"
+            time.sleep(0.05)
     sink_roundtrip(fwd(r2))
     sink_roundtrip(fwd(r1), seed=2)
     r.stop()
