@@ -1,7 +1,7 @@
 # relayd: plain Makefile. `make` builds ./relayd, `make check` runs every test.
 # SANITIZE=1 builds with ASan + UBSan (and LeakSanitizer) for the whole suite.
 
-PKGS     := libevent libcap openssl libssh2 inih libsystemd libseccomp
+PKGS     := libevent libevent_pthreads libcap openssl libssh2 inih libsystemd libseccomp
 VERSION  := 0.1.0
 PREFIX   ?= /usr/local
 

@@ -4,6 +4,7 @@
  * cannot turn into a flood of lines.
  */
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -28,7 +29,7 @@ const char *
 service_check(struct service *svc, const struct sockaddr *sa, int limits)
 {
 	const struct acl_rule	*rule;
-	static char		 why[96];
+	static _Thread_local char why[96];	/* per loop (--workers) */
 	char			 net[64];
 
 	if (!acl_permits(svc->acl, svc->nacl, sa, &rule)) {
@@ -61,24 +62,31 @@ void
 service_log_refusal(struct service *svc, const char *client,
     const char *why)
 {
-	struct refusals	*r = &svc->refused;
-	int64_t		 sec = (int64_t)(service_now_ms() / 1000);
+	/* Loops of one relay (--workers) share the count of lines. */
+	static pthread_mutex_t	 lock = PTHREAD_MUTEX_INITIALIZER;
+	struct refusals		*r = svc->refusal_log != NULL ?
+				    svc->refusal_log : &svc->refused;
+	int64_t			 sec = (int64_t)(service_now_ms() / 1000);
+	uint64_t		 quiet = 0;
+	int			 say;
 
+	pthread_mutex_lock(&lock);
 	if (sec != r->log_sec) {
-		if (r->quiet > 0)
-			log_warnx("%s%s%" PRIu64 " more connections refused "
-			    "without a log line", svc->tag ? svc->tag : "",
-			    svc->tag ? ": " : "", r->quiet);
+		quiet = r->quiet;
 		r->log_sec = sec;
 		r->logged = 0;
 		r->quiet = 0;
 	}
-	if (r->logged++ >= REFUSALS_PER_SEC) {
+	if (!(say = r->logged++ < REFUSALS_PER_SEC))
 		r->quiet++;
-		return;
-	}
-	log_warnx("%s%srefused %s: %s", svc->tag ? svc->tag : "",
-	    svc->tag ? ": " : "", client, why);
+	pthread_mutex_unlock(&lock);
+	if (quiet > 0)
+		log_warnx("%s%s%" PRIu64 " more connections refused "
+		    "without a log line", svc->tag ? svc->tag : "",
+		    svc->tag ? ": " : "", quiet);
+	if (say)
+		log_warnx("%s%srefused %s: %s", svc->tag ? svc->tag : "",
+		    svc->tag ? ": " : "", client, why);
 }
 
 void

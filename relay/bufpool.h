@@ -8,7 +8,7 @@
 void	*bufpool_get(void);
 /* Gives a buffer back; the pool keeps a few and frees the rest. */
 void	 bufpool_put(void *);
-/* Frees every cached buffer. */
+/* Frees every buffer the calling thread's pool keeps. */
 void	 bufpool_drain(void);
 
 #endif

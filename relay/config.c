@@ -398,5 +398,12 @@ config_validate(const struct config *cfg, char *err, size_t errlen)
 		    "run the tunnel in a relayd of its own");
 		return -1;
 	}
+	/* Children of a multi-threaded process would inherit locked loops. */
+	if (forking && cfg->workers > 1) {
+		snprintf(err, errlen, "--fork cannot be combined with --workers "
+		    "%u: --fork already spreads over one process per "
+		    "connection", cfg->workers);
+		return -1;
+	}
 	return 0;
 }

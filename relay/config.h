@@ -69,6 +69,7 @@ struct config {
 	char			*pidfile;
 	int			 no_sandbox;	/* no seccomp filter */
 	int			 drain_timeout;	/* seconds */
+	unsigned		 workers;	/* event loops, 0 = per CPU */
 	struct relay_conf	**relays;	/* owned */
 	size_t			 nrelays;
 	struct tunnel_conf	**tunnels;	/* owned */

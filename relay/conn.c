@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -51,7 +52,7 @@ struct conn {
 	uint64_t		 early;		/* client bytes among them */
 };
 
-static uint64_t	next_id;
+static _Atomic uint64_t	next_id;	/* every loop (--workers) draws here */
 static void	(*closed_hook)(void);
 
 void
@@ -92,19 +93,18 @@ void
 conn_close(struct conn *c, const char *why)
 {
 	struct service	*svc = c->svc;
-	char		 to[ADDR_STR_MAX];
+	char		 to[ADDR_STR_MAX], line[1024];
+	int		 failed = c->target == NULL || c->handshaking != NULL;
+	int		 quiet = c->quiet;
 
 	cancel_open(c);
 	pump_stop(&c->pump);
 	addr_spec_format(c->to, to, sizeof(to));
-	if (!c->quiet)
-		(c->target == NULL || c->handshaking != NULL ? log_warnx :
-		    log_info)("conn %" PRIu64
-		    "%s%s%s %s -> %s in=%" PRIu64 " out=%" PRIu64 " time=%.3f "
-		    "end=%s", c->id, svc->tag ? " [" : "", svc->tag ? svc->tag :
-		    "", svc->tag ? "]" : "", c->client_name, to,
-		    c->early + c->pump.ab.bytes, c->pump.ba.bytes,
-		    elapsed(&c->start), why);
+	snprintf(line, sizeof(line), "conn %" PRIu64 "%s%s%s %s -> %s in=%"
+	    PRIu64 " out=%" PRIu64 " time=%.3f end=%s", c->id,
+	    svc->tag ? " [" : "", svc->tag ? svc->tag : "", svc->tag ? "]" : "",
+	    c->client_name, to, c->early + c->pump.ab.bytes, c->pump.ba.bytes,
+	    elapsed(&c->start), why);
 	svc->bytes_in += c->early + c->pump.ab.bytes;
 	svc->bytes_out += c->pump.ba.bytes;
 	event_del(&c->idle);
@@ -123,6 +123,10 @@ conn_close(struct conn *c, const char *why)
 	free(c);
 	if (svc->ops != NULL && svc->ops->closed != NULL)
 		svc->ops->closed(svc);
+	/* Only now: whoever reads the line may connect again at once, and
+	 * the slot it held (--max-conns, in any loop) is free. */
+	if (!quiet)
+		(failed ? log_warnx : log_info)("%s", line);
 	if (closed_hook != NULL)
 		closed_hook();
 }
@@ -519,7 +523,7 @@ conn_new(struct service *svc, struct endpoint *client,
 		return NULL;
 	}
 	c->svc = svc;
-	c->id = ++next_id;
+	c->id = atomic_fetch_add(&next_id, 1) + 1;
 	c->client = client;
 	client->cb = on_ready;
 	client->cbarg = c;
@@ -622,19 +626,51 @@ service_admit(struct service *svc, const struct sockaddr *sa,
 }
 
 void
-service_describe(const struct service *svc, char *buf, size_t len)
+service_count(const struct service *svc, struct service_counts *sum)
 {
 	const struct conn	*c;
-	uint64_t		 in = svc->bytes_in, out = svc->bytes_out;
 
+	sum->active += svc->active;
+	sum->total += svc->total;
+	sum->rejected += svc->rejected;
+	sum->bytes_in += svc->bytes_in;
+	sum->bytes_out += svc->bytes_out;
 	TAILQ_FOREACH(c, &svc->conns, entry) {
-		in += c->pump.ab.bytes;
-		out += c->pump.ba.bytes;
+		sum->bytes_in += c->pump.ab.bytes;
+		sum->bytes_out += c->pump.ba.bytes;
 	}
+	sum->refused.denied += svc->refused.denied;
+	sum->refused.per_ip += svc->refused.per_ip;
+	sum->refused.rate += svc->refused.rate;
+	sum->refused.handshake += svc->refused.handshake;
+	sum->refuses |= svc->nacl > 0 || svc->iplimit != NULL ||
+	    svc->step != NULL;
+}
+
+void
+service_counts_describe(const struct service_counts *n, char *buf,
+    size_t len)
+{
+	const struct refusals	*r = &n->refused;
+	size_t			 off;
+
 	snprintf(buf, len, "%u active, %" PRIu64 " total, %" PRIu64
-	    " rejected, in=%" PRIu64 " out=%" PRIu64, svc->active, svc->total,
-	    svc->rejected, in, out);
-	service_describe_refusals(svc, buf + strlen(buf), len - strlen(buf));
+	    " rejected, in=%" PRIu64 " out=%" PRIu64, n->active, n->total,
+	    n->rejected, n->bytes_in, n->bytes_out);
+	if (!n->refuses || (off = strlen(buf)) >= len)
+		return;
+	snprintf(buf + off, len - off, "; refused: denied=%" PRIu64 " per-ip=%"
+	    PRIu64 " rate=%" PRIu64 " handshake=%" PRIu64, r->denied,
+	    r->per_ip, r->rate, r->handshake);
+}
+
+void
+service_describe(const struct service *svc, char *buf, size_t len)
+{
+	struct service_counts	n = { 0 };
+
+	service_count(svc, &n);
+	service_counts_describe(&n, buf, len);
 }
 
 void

@@ -2,11 +2,13 @@
  * A hash of client addresses (seeded, so a client cannot pick colliding
  * ones) with an LRU list: an address with no live connection and a full
  * bucket carries no information and is the first to go when the table is
- * full.
+ * full. One table serves a relay's every loop (--workers): a mutex
+ * guards it, taken once per accepted, refused or closed connection.
  */
 #include <sys/queue.h>
 #include <sys/random.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,6 +32,7 @@ struct iplimit {
 	uint32_t		 seed;
 	LIST_HEAD(, ipent)	 buckets[NBUCKETS];
 	TAILQ_HEAD(, ipent)	 lru;
+	pthread_mutex_t		 lock;
 };
 
 struct iplimit *
@@ -49,6 +52,7 @@ iplimit_new(unsigned max_conns, unsigned rate, size_t max_entries)
 	for (i = 0; i < NBUCKETS; i++)
 		LIST_INIT(&l->buckets[i]);
 	TAILQ_INIT(&l->lru);
+	pthread_mutex_init(&l->lock, NULL);
 	return l;
 }
 
@@ -68,6 +72,7 @@ iplimit_free(struct iplimit *l)
 		return;
 	while (!TAILQ_EMPTY(&l->lru))
 		drop(l, TAILQ_FIRST(&l->lru));
+	pthread_mutex_destroy(&l->lock);
 	free(l);
 }
 
@@ -174,8 +179,8 @@ lookup(struct iplimit *l, const uint8_t key[16], uint64_t now_ms)
 	return e;
 }
 
-enum iplimit_verdict
-iplimit_check(struct iplimit *l, const struct sockaddr *sa, uint64_t now_ms)
+static enum iplimit_verdict
+check(struct iplimit *l, const struct sockaddr *sa, uint64_t now_ms)
 {
 	struct ipent	*e;
 	uint8_t		 key[16];
@@ -194,8 +199,8 @@ iplimit_check(struct iplimit *l, const struct sockaddr *sa, uint64_t now_ms)
 	return IPL_OK;
 }
 
-int
-iplimit_hold(struct iplimit *l, const struct sockaddr *sa, uint64_t now_ms)
+static int
+hold(struct iplimit *l, const struct sockaddr *sa, uint64_t now_ms)
 {
 	struct ipent	*e;
 	uint8_t		 key[16];
@@ -208,8 +213,8 @@ iplimit_hold(struct iplimit *l, const struct sockaddr *sa, uint64_t now_ms)
 	return 0;
 }
 
-void
-iplimit_release(struct iplimit *l, const struct sockaddr *sa)
+static void
+release(struct iplimit *l, const struct sockaddr *sa)
 {
 	struct ipent	*e;
 	uint8_t		 key[16];
@@ -220,4 +225,34 @@ iplimit_release(struct iplimit *l, const struct sockaddr *sa)
 	/* Without a rate an idle entry says nothing: free it now. */
 	if (--e->conns == 0 && l->rate == 0)
 		drop(l, e);
+}
+
+enum iplimit_verdict
+iplimit_check(struct iplimit *l, const struct sockaddr *sa, uint64_t now_ms)
+{
+	enum iplimit_verdict	v;
+
+	pthread_mutex_lock(&l->lock);
+	v = check(l, sa, now_ms);
+	pthread_mutex_unlock(&l->lock);
+	return v;
+}
+
+int
+iplimit_hold(struct iplimit *l, const struct sockaddr *sa, uint64_t now_ms)
+{
+	int	rc;
+
+	pthread_mutex_lock(&l->lock);
+	rc = hold(l, sa, now_ms);
+	pthread_mutex_unlock(&l->lock);
+	return rc;
+}
+
+void
+iplimit_release(struct iplimit *l, const struct sockaddr *sa)
+{
+	pthread_mutex_lock(&l->lock);
+	release(l, sa);
+	pthread_mutex_unlock(&l->lock);
 }

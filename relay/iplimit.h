@@ -37,7 +37,7 @@ enum iplimit_verdict iplimit_check(struct iplimit *, const struct sockaddr *,
  * table has no room. Each successful hold needs one release. */
 int	iplimit_hold(struct iplimit *, const struct sockaddr *, uint64_t now_ms);
 void	iplimit_release(struct iplimit *, const struct sockaddr *);
-/* Addresses tracked now. */
+/* Addresses tracked now (for tests: read without the lock). */
 size_t	iplimit_size(const struct iplimit *);
 
 #endif

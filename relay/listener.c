@@ -43,6 +43,10 @@ struct listener {
 	int			 enabled;
 	int			 paused;
 	time_t			 warned;	/* last EMFILE warning */
+	int			 reuseport;	/* SO_REUSEPORT on TCP sockets */
+	int			 probe;		/* ...once a plain bind fits */
+	int			 adopted;	/* systemd's sockets */
+	int			 shared;	/* the fds are another's */
 	size_t			 nsocks;
 	struct listen_sock	 socks[MAX_SOCKETS];
 };
@@ -155,6 +159,30 @@ remove_stale_unix(const char *path)
 	close(fd);
 }
 
+/*
+ * SO_REUSEPORT would let a second relayd (or anything else bound the same
+ * way by the same user) share the port silently: a plain bind of the
+ * address first keeps "Address already in use" for a port that is taken.
+ */
+static int
+port_is_free(int family, const struct sockaddr *sa, socklen_t salen,
+    int v6only)
+{
+	int	fd, ok, saved, one = 1;
+
+	if ((fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
+		return 0;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only,
+		    sizeof(v6only));
+	ok = bind(fd, sa, salen) == 0;
+	saved = errno;
+	close(fd);
+	errno = saved;
+	return ok;
+}
+
 static int
 bind_one(struct listener *l, struct event_base *base, int family,
     const struct sockaddr *sa, socklen_t salen, int v6only, char *err,
@@ -174,6 +202,13 @@ bind_one(struct listener *l, struct event_base *base, int family,
 	if (family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only,
 		    sizeof(v6only));
+	if (family != AF_UNIX && l->reuseport) {
+		if (l->probe && !port_is_free(family, sa, salen, v6only))
+			goto fail;
+		if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one,
+		    sizeof(one)) == -1)
+			goto fail;
+	}
 	if (family == AF_UNIX)
 		remove_stale_unix(l->spec.path);
 	if (bind(fd, sa, salen) == -1 || listen(fd, LISTEN_BACKLOG) == -1)
@@ -245,9 +280,10 @@ bind_host(struct listener *l, struct event_base *base, char *err,
 	return rc;
 }
 
-struct listener *
-listener_bind(struct event_base *base, const struct addr_spec *spec,
-    listener_cb *cb, void *arg, char *err, size_t errlen, int *exitcode)
+static struct listener *
+bind_listener(struct event_base *base, const struct addr_spec *spec,
+    int reuseport, listener_cb *cb, void *arg, char *err, size_t errlen,
+    int *exitcode)
 {
 	struct sockaddr_un	 sun;
 	struct listener		*l;
@@ -260,6 +296,7 @@ listener_bind(struct event_base *base, const struct addr_spec *spec,
 		return NULL;
 	}
 	l->spec = *spec;
+	l->reuseport = l->probe = reuseport;
 	l->cb = cb;
 	l->arg = arg;
 	evtimer_assign(&l->resume, base, on_resume, l);
@@ -274,6 +311,86 @@ listener_bind(struct event_base *base, const struct addr_spec *spec,
 	if (rc == -1) {
 		listener_free_in_child(l);
 		return NULL;
+	}
+	return l;
+}
+
+struct listener *
+listener_bind(struct event_base *base, const struct addr_spec *spec,
+    listener_cb *cb, void *arg, char *err, size_t errlen, int *exitcode)
+{
+	return bind_listener(base, spec, 0, cb, arg, err, errlen, exitcode);
+}
+
+struct listener *
+listener_bind_reuseport(struct event_base *base,
+    const struct addr_spec *spec, listener_cb *cb, void *arg, char *err,
+    size_t errlen, int *exitcode)
+{
+	return bind_listener(base, spec, 1, cb, arg, err, errlen, exitcode);
+}
+
+/* The clone watches src's socket i in its own loop; src keeps the fd. */
+static void
+share_one(struct listener *l, struct event_base *base,
+    const struct listen_sock *src)
+{
+	struct listen_sock	*s = &l->socks[l->nsocks++];
+
+	s->fd = src->fd;
+	s->owner = l;
+	memcpy(s->name, src->name, sizeof(s->name));
+	event_assign(&s->ev, base, s->fd, EV_READ | EV_PERSIST, on_accept, s);
+}
+
+/* Binds again, with SO_REUSEPORT, the address src's socket i has. */
+static int
+rebind_one(struct listener *l, struct event_base *base,
+    const struct listen_sock *src, char *err, size_t errlen, int *exitcode)
+{
+	struct sockaddr_storage	ss;
+	socklen_t		len = sizeof(ss), olen = sizeof(int);
+	int			v6only = 0;
+
+	if (getsockname(src->fd, (struct sockaddr *)&ss, &len) == -1) {
+		*exitcode = 71;
+		snprintf(err, errlen, "%s: getsockname: %s", src->name,
+		    strerror(errno));
+		return -1;
+	}
+	if (ss.ss_family == AF_INET6)
+		getsockopt(src->fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &olen);
+	return bind_one(l, base, ss.ss_family, (struct sockaddr *)&ss, len,
+	    v6only, err, errlen, exitcode);
+}
+
+struct listener *
+listener_clone(struct event_base *base, const struct listener *src,
+    listener_cb *cb, void *arg, char *err, size_t errlen, int *exitcode)
+{
+	struct listener	*l;
+	size_t		 i;
+
+	if ((l = calloc(1, sizeof(*l))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		*exitcode = 71;
+		return NULL;
+	}
+	l->spec = src->spec;
+	l->cb = cb;
+	l->arg = arg;
+	l->reuseport = 1;
+	/* A unix path or an inherited socket cannot be bound twice. */
+	l->shared = src->spec.kind == ADDR_UNIX || src->adopted;
+	evtimer_assign(&l->resume, base, on_resume, l);
+	for (i = 0; i < src->nsocks; i++) {
+		if (l->shared)
+			share_one(l, base, &src->socks[i]);
+		else if (rebind_one(l, base, &src->socks[i], err, errlen,
+		    exitcode) == -1) {
+			listener_free_in_child(l);
+			return NULL;
+		}
 	}
 	return l;
 }
@@ -297,6 +414,7 @@ listener_adopt(struct event_base *base, const int *fds, size_t nfds,
 	l->arg = arg;
 	/* Not ours to unlink: a unix socket file stays systemd's. */
 	l->spec.kind = ADDR_INET;
+	l->adopted = 1;
 	evtimer_assign(&l->resume, base, on_resume, l);
 	for (i = 0; i < nfds; i++) {
 		s = &l->socks[l->nsocks++];
@@ -344,7 +462,7 @@ listener_free_in_child(struct listener *l)
 		return;
 	listener_disable(l);
 	event_del(&l->resume);
-	for (i = 0; i < l->nsocks; i++)
+	for (i = 0; i < l->nsocks && !l->shared; i++)
 		close(l->socks[i].fd);
 	free(l);
 }
@@ -354,7 +472,7 @@ listener_free(struct listener *l)
 {
 	if (l == NULL)
 		return;
-	if (l->spec.kind == ADDR_UNIX && l->nsocks > 0 &&
+	if (l->spec.kind == ADDR_UNIX && l->nsocks > 0 && !l->shared &&
 	    unlink(l->spec.path) == -1)
 		log_debug("cannot remove %s: %s", l->spec.path,
 		    strerror(errno));

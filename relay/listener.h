@@ -20,13 +20,31 @@ typedef void listener_cb(int fd, const struct sockaddr *sa, socklen_t salen,
  */
 struct listener *listener_bind(struct event_base *, const struct addr_spec *,
 	    listener_cb *, void *, char *err, size_t errlen, int *exitcode);
+/*
+ * The same for a listener that listener_clone will give siblings in other
+ * loops (--workers): TCP sockets take SO_REUSEPORT, once a plain bind has
+ * shown that the port is not taken.
+ */
+struct listener *listener_bind_reuseport(struct event_base *,
+	    const struct addr_spec *, listener_cb *, void *, char *err,
+	    size_t errlen, int *exitcode);
+/*
+ * A sibling of src for another loop: src's TCP addresses bound again with
+ * SO_REUSEPORT (the kernel spreads new connections over the siblings),
+ * src's unix or adopted sockets watched as they are (whichever loop
+ * accepts first gets the connection). Free every clone before src. NULL
+ * with a one-line message and a sysexits.h code on failure.
+ */
+struct listener *listener_clone(struct event_base *, const struct listener *src,
+	    listener_cb *, void *, char *err, size_t errlen, int *exitcode);
 /* Takes over listening sockets someone else bound (systemd). */
 struct listener *listener_adopt(struct event_base *, const int *fds,
 	    size_t nfds, listener_cb *, void *, char *err, size_t errlen);
 /* Starts or stops accepting. */
 void	listener_enable(struct listener *);
 void	listener_disable(struct listener *);
-/* Closes the sockets (and removes a unix socket file). */
+/* Closes the sockets (and removes a unix socket file); a clone that
+ * shares its original's sockets leaves them to it. */
 void	listener_free(struct listener *);
 /* Closes the sockets without touching the file system (forked children). */
 void	listener_free_in_child(struct listener *);

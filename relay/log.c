@@ -1,6 +1,11 @@
-/* Logging: one line per event, "relayd: message", to stderr or syslog. */
+/*
+ * Logging: one line per event, "relayd: message", to stderr or syslog.
+ * Several loops (--workers) log at once: each line goes out in one
+ * write(2), so lines never interleave.
+ */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,8 +16,9 @@
 
 #include "relay/log.h"
 
-static enum log_level	 threshold = LOG_LVL_INFO;
-static int		 to_syslog;
+/* A reload changes them while other loops log. */
+static _Atomic enum log_level	 threshold = LOG_LVL_INFO;
+static _Atomic int		 to_syslog;
 
 static void	vlog(enum log_level, const char *, va_list, int)
 		    __attribute__((format(printf, 2, 0)));
@@ -46,20 +52,29 @@ static void
 vlog(enum log_level level, const char *fmt, va_list ap, int with_errno)
 {
 	static const int prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
-	char	 msg[1024];
+	static const char prefix[] = "relayd: ";
+	char	 line[1040], *msg = line + sizeof(prefix) - 1, ebuf[128];
+	size_t	 room = sizeof(line) - sizeof(prefix) - 1, len;
+	ssize_t	 w;
 	int	 saved = errno, n;
 
 	if (level > threshold)
 		return;
-	n = vsnprintf(msg, sizeof(msg), fmt, ap);
+	memcpy(line, prefix, sizeof(prefix) - 1);
+	n = vsnprintf(msg, room, fmt, ap);
 	if (n < 0)
 		return;
-	if (with_errno && (size_t)n < sizeof(msg))
-		snprintf(msg + n, sizeof(msg) - n, ": %s", strerror(saved));
+	if (with_errno && (size_t)n < room)
+		snprintf(msg + n, room - (size_t)n, ": %s",
+		    strerror_r(saved, ebuf, sizeof(ebuf)));
 	if (to_syslog)
 		syslog(prio[level], "%s", msg);
-	else
-		fprintf(stderr, "relayd: %s\n", msg);
+	else {
+		len = strlen(line);
+		line[len++] = '\n';
+		w = write(STDERR_FILENO, line, len);
+		(void)w;	/* a failed log write has nowhere to go */
+	}
 	errno = saved;
 }
 

@@ -1,6 +1,8 @@
 /*
  * relayd: binds its listeners, gives up root but CAP_NET_BIND_SERVICE, and
- * relays connections and keeps SSH tunnels up from one event loop.
+ * relays connections in one or more event loops (--workers) and keeps SSH
+ * tunnels up. The main thread's loop owns tunnels, signals, the control
+ * socket, reloads and systemd; relays accept in every loop.
  */
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -29,6 +31,7 @@
 #include "relay/service.h"
 #include "relay/systemd.h"
 #include "relay/tunproc.h"
+#include "relay/workers.h"
 #include "tunnel/tunnel.h"
 
 #define NSIGNALS	6
@@ -51,6 +54,7 @@ struct daemon {
 	struct event		*sigs[NSIGNALS];
 	struct event		*drain_timer;
 	struct event		*watchdog;
+	struct event		*closed_ev;	/* a worker loop closed one */
 	struct listener		*control;
 	int			 draining;
 	int			 ready_sent;	/* READY=1 told to systemd */
@@ -328,14 +332,27 @@ on_reap(evutil_socket_t fd, short what, void *arg)
 	reap_retired(arg);
 }
 
+static void	drained_check(void);
+
+static void
+on_closed_in_worker(evutil_socket_t fd, short what, void *arg)
+{
+	drained_check();
+}
+
 /* After each closed connection: a drain may be over, a retired relay idle.
- * The relay that called us is still on the stack: free from the loop. */
+ * The relay that called us is still on the stack: free from the loop.
+ * A worker loop's connection tells the main loop, which does the rest. */
 static void
 drained_check(void)
 {
 	struct daemon	*d = the_daemon;
 	struct timeval	 now = { 0, 0 };
 
+	if (!workers_on_main()) {
+		event_active(d->closed_ev, EV_TIMEOUT, 0);
+		return;
+	}
 	if (d->nold_relays > 0 || d->nold_tunnels > 0)
 		event_base_once(d->base, -1, EV_TIMEOUT, on_reap, d, &now);
 	if (d->draining && active_conns(d) == 0)
@@ -527,6 +544,27 @@ nc_forget_tunnels(struct config *c)
 	c->ntunnels = 0;
 }
 
+/* The loops run as they started: a reload cannot add --fork to them, and
+ * a new count waits for a restart. */
+static int
+workers_reloadable(const struct daemon *d, const struct config *nc)
+{
+	unsigned	n = workers_count();
+	/* The tunnels' process decides the same, without saying it twice. */
+	int		speak = d->tunchan == NULL;
+
+	if (n > 1 && workers_config_forks(nc)) {
+		if (speak)
+			log_warnx("--fork needs one event loop, and %u are "
+			    "running: restart relayd with --workers 1", n);
+		return 0;
+	}
+	if (speak && workers_wanted(nc) != n)
+		log_warnx("workers = %u takes a restart; %u event loops keep "
+		    "running", workers_wanted(nc), n);
+	return 1;
+}
+
 static void
 reload(struct daemon *d)
 {
@@ -547,7 +585,8 @@ reload(struct daemon *d)
 	}
 	sysd_reloading();
 	if (read_config(&nc, d->argc, d->argv, &code) == -1 ||
-	    nc.nrelays > MAX_UNITS || nc.ntunnels > MAX_UNITS) {
+	    nc.nrelays > MAX_UNITS || nc.ntunnels > MAX_UNITS ||
+	    !workers_reloadable(d, &nc)) {
 		log_warnx("reload rejected: the running configuration stays");
 		config_free(&nc);
 		sysd_ready("reload rejected: the running configuration stays");
@@ -740,6 +779,7 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 	switch (sig) {
 	case SIGCHLD:
 		relay_reap_children(on_other_child);
+		drained_check();	/* a draining --fork relayd may be done */
 		return;
 	case SIGHUP:
 		if (d->cfg.file != NULL)
@@ -833,7 +873,9 @@ close_everything(struct daemon *d)
 		event_free(d->drain_timer);
 	if (d->watchdog != NULL)
 		event_free(d->watchdog);
-	event_base_free(d->base);
+	if (d->closed_ev != NULL)
+		event_free(d->closed_ev);
+	workers_shutdown();	/* frees d->base too */
 	bufpool_drain();
 	if (d->cfg.pidfile != NULL && d->tunchan == NULL)
 		(void)unlink(d->cfg.pidfile);
@@ -871,7 +913,9 @@ as_keeper(void *arg)
 	char		 err[256];
 	size_t		 i;
 
-	if (event_reinit(d->base) == -1)
+	/* Every loop: the relays' loops share their epoll with the relay
+	 * process until then. No thread runs them here. */
+	if (workers_reinit() == -1)
 		fatalx(EX_OSERR, "event_reinit failed in the tunnels' process");
 	resolve_after_fork();
 	for (i = 0; i < d->nrelays; i++)
@@ -899,7 +943,7 @@ as_worker(void *arg, unsigned number)
 	char		 err[256];
 
 	d->starts = number;
-	if (event_reinit(d->base) == -1)
+	if (workers_reinit() == -1)
 		fatalx(EX_OSERR, "event_reinit failed in the tunnels' process");
 	if (caps_die_with_parent(d->keeper_pid, SIGKILL, err, sizeof(err)) ==
 	    -1)
@@ -945,6 +989,8 @@ main(int argc, char **argv)
 	static struct daemon	 d;
 	struct caps_user	 u = { .uid = 0 };
 	size_t			 i;
+	unsigned		 nloops;
+	char			 err[256];
 	int			 from_root;
 
 	keep_std_fds_open();
@@ -959,23 +1005,33 @@ main(int argc, char **argv)
 	log_init(d.cfg.log_level, d.cfg.use_syslog || d.cfg.daemonize);
 	from_root = lookup_user(&d.cfg, &u);
 
-	if ((d.base = event_base_new()) == NULL)
-		fatalx(EX_OSERR, "cannot create the event loop");
+	nloops = workers_wanted(&d.cfg);
+	if ((d.base = workers_init(nloops, err, sizeof(err))) == NULL)
+		fatalx(EX_OSERR, "%s", err);
 	open_everything(&d);
 	open_control(&d);
 	sysd_close_unused_sockets();
-	if (d.cfg.daemonize && (daemonize(), event_reinit(d.base) == -1))
+	if (d.cfg.daemonize && (daemonize(), workers_reinit() == -1))
 		fatalx(EX_OSERR, "event_reinit failed");
 	if (d.cfg.pidfile != NULL)
 		write_pidfile(d.cfg.pidfile);
 	d.from_root = from_root;
 	d.user = u;
 	split_tunnels(&d);
+	the_daemon = &d;
+	if ((d.closed_ev = event_new(d.base, -1, 0, on_closed_in_worker,
+	    &d)) == NULL)
+		fatalx(EX_OSERR, "out of memory");
 	if (d.tunchan == NULL) {
 		drop_privileges(from_root, &u, 1);
 		enter_sandbox(&d.cfg);
+		/* Threads start only now, in the relay process alone: they
+		 * inherit the dropped privileges and the sandbox. */
+		if (workers_run(err, sizeof(err)) == -1)
+			fatalx(EX_OSERR, "%s", err);
+		if (nloops > 1)
+			log_info("accepting in %u event loops", nloops);
 	}
-	the_daemon = &d;
 	conn_set_closed_hook(drained_check);
 	relay_set_forked_hook(as_fork_child);
 	tunnel_set_up_hook(check_ready);

@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "relay/options.h"
+#include "relay/workers.h"
 
 /* obj is a struct config, relay_conf or tunnel_conf as the scope says;
  * a flag's value is "1" or "0". */
@@ -163,6 +164,21 @@ set_drain_timeout(void *o, const char *v, char *err, size_t errlen)
 {
 	return set_seconds(&((struct config *)o)->drain_timeout,
 	    "--drain-timeout", v, 0, 86400, err, errlen);
+}
+
+static int
+set_workers(void *o, const char *v, char *err, size_t errlen)
+{
+	unsigned long	n;
+
+	if (parse_uint(v, "--workers", WORKERS_MAX, &n, err, errlen) == -1)
+		return -1;
+	if (n == 0) {
+		snprintf(err, errlen, "--workers: must be at least 1");
+		return -1;
+	}
+	((struct config *)o)->workers = (unsigned)n;
+	return 0;
 }
 
 static int
@@ -617,6 +633,8 @@ static const struct opt_def opts[] = {
 	  "(default when root: nobody)", set_user },
 	{ "drain-timeout", 0, G, "SEC", "on SIGTERM, let connections finish "
 	  "for up to SEC (default 10)", set_drain_timeout },
+	{ "workers", 0, G, "N", "event loops accepting connections, each in "
+	  "a thread (default: one per CPU online)", set_workers },
 	{ "log-level", 0, G, "LEVEL", "error, warning, info (default) or "
 	  "debug", set_log_level },
 	{ "syslog", 0, G, NULL, "log to syslog (the default with --daemon)",

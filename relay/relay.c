@@ -1,10 +1,14 @@
 /*
- * Relays: listeners whose connections go to one target, served in this
- * event loop or, with --fork, each in a child process of its own.
+ * Relays: listeners whose connections go to one target, served in every
+ * event loop (--workers: each loop has its own listeners and connections,
+ * and a connection stays in the loop that accepted it) or, with --fork,
+ * each in a child process of its own.
  */
 #include <sys/queue.h>
 #include <sys/wait.h>
+#include <inttypes.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -21,16 +25,31 @@
 #include "relay/systemd.h"
 #include "relay/tls.h"
 #include "relay/udp.h"
+#include "relay/workers.h"
 
-struct relay {
-	struct service		 svc;
-	TAILQ_ENTRY(relay)	 entry;
-	struct relay_conf	*conf;		/* our own copy */
+/* One loop's part of a relay (--workers): its own listeners and
+ * connections, touched only from that loop's thread. */
+struct shard {
+	struct service		 svc;		/* first: on_conn_closed casts */
+	struct relay		*relay;
+	unsigned		 loop;
 	struct listener		**listeners;
 	size_t			 nlisteners;
+};
+
+struct relay {
+	TAILQ_ENTRY(relay)	 entry;
+	struct relay_conf	*conf;		/* our own copy */
+	struct shard		*shards;	/* one per loop; one with --fork */
+	unsigned		 nshards;
 	struct tls_server	*tls;		/* for tls: listeners */
 	struct tls_client	*tls_to;	/* for a tls: target */
 	struct udp_relay	*udp;	/* UDP: in place of listeners */
+	struct iplimit		*iplimit;	/* shared by the shards, or NULL */
+	struct refusals		 refusal_log;	/* shared by the shards' logs */
+	/* Over every loop: what --max-conns limits and a drain waits for. */
+	_Atomic unsigned	 active;
+	_Atomic uint64_t	 rejected;
 };
 
 struct child {
@@ -44,10 +63,14 @@ static void			(*forked_hook)(void);
 static TAILQ_HEAD(, relay)	 relays = TAILQ_HEAD_INITIALIZER(relays);
 static TAILQ_HEAD(, child)	 children = TAILQ_HEAD_INITIALIZER(children);
 
-/* A --fork child exits once its one connection is done. */
+/* A connection closed in sh's loop: its --max-conns slot is free again.
+ * A --fork child exits once its one connection is done. */
 static void
 on_conn_closed(struct service *svc)
 {
+	struct shard	*sh = (struct shard *)svc;
+
+	atomic_fetch_sub(&sh->relay->active, 1);
 	if (in_child && svc->active == 0)
 		event_base_loopbreak(svc->base);
 }
@@ -59,16 +82,19 @@ static void
 close_listeners_in_child(evutil_socket_t fd, short what, void *arg)
 {
 	struct relay	*r;
+	struct shard	*sh;
 	size_t		 i;
 
 	TAILQ_FOREACH(r, &relays, entry) {
-		for (i = 0; i < r->nlisteners; i++)
-			listener_free_in_child(r->listeners[i]);
-		r->nlisteners = 0;
+		sh = &r->shards[0];
+		for (i = 0; i < sh->nlisteners; i++)
+			listener_free_in_child(sh->listeners[i]);
+		sh->nlisteners = 0;
 	}
 }
 
-/* The child drops everything of the parent's but this one connection. */
+/* The child drops everything of the parent's but this one connection.
+ * --fork runs with one loop, so every relay has the one shard. */
 static void
 become_child(struct relay *serving)
 {
@@ -78,17 +104,18 @@ become_child(struct relay *serving)
 	size_t		 i;
 
 	in_child = 1;
-	if (event_reinit(serving->svc.base) == -1)
+	if (event_reinit(serving->shards[0].svc.base) == -1)
 		fatalx(71, "event_reinit failed in --fork child");
 	resolve_after_fork();
 	TAILQ_FOREACH(r, &relays, entry) {
-		for (i = 0; i < r->nlisteners; i++)
-			listener_disable(r->listeners[i]);
-		r->svc.active = 0;
+		for (i = 0; i < r->shards[0].nlisteners; i++)
+			listener_disable(r->shards[0].listeners[i]);
+		r->shards[0].svc.active = 0;
+		atomic_store(&r->active, r == serving ? 1 : 0);
 		udp_relay_forget(r->udp);
 		r->udp = NULL;
 	}
-	event_base_once(serving->svc.base, -1, EV_TIMEOUT,
+	event_base_once(serving->shards[0].svc.base, -1, EV_TIMEOUT,
 	    close_listeners_in_child, NULL, &now);
 	while ((ch = TAILQ_FIRST(&children)) != NULL) {
 		TAILQ_REMOVE(&children, ch, entry);
@@ -106,39 +133,43 @@ relay_set_forked_hook(void (*hook)(void))
 
 /* Starts serving an accepted socket, as TLS on a tls: listener. */
 static void
-serve(struct relay *r, int fd, const struct sockaddr *sa, socklen_t salen,
+serve(struct shard *sh, int fd, const struct sockaddr *sa, socklen_t salen,
     int tls)
 {
 	struct endpoint	*ep;
 	char		 name[ADDR_STR_MAX];
 
 	if (!tls) {
-		conn_start_fd(&r->svc, fd, sa, salen);
+		conn_start_fd(&sh->svc, fd, sa, salen);
 		return;
 	}
-	if ((ep = tls_endpoint_accept(r->svc.base, fd, r->tls)) == NULL) {
+	if ((ep = tls_endpoint_accept(sh->svc.base, fd, sh->relay->tls)) ==
+	    NULL) {
 		addr_sa_format(sa, salen, name, sizeof(name));
 		log_warnx("%s: cannot start TLS: out of memory", name);
 		close(fd);
 		return;
 	}
-	conn_start_socket(&r->svc, ep, fd, sa, salen);
+	conn_start_socket(&sh->svc, ep, fd, sa, salen);
 }
 
 static void
-fork_conn(struct relay *r, int fd, const struct sockaddr *sa,
+fork_conn(struct shard *sh, int fd, const struct sockaddr *sa,
     socklen_t salen, int tls)
 {
+	struct relay	*r = sh->relay;
 	struct child	*ch;
 	pid_t		 pid;
 
 	if ((ch = calloc(1, sizeof(*ch))) == NULL) {
 		log_warnx("cannot serve a connection: out of memory");
+		atomic_fetch_sub(&r->active, 1);
 		close(fd);
 		return;
 	}
 	if ((pid = fork()) == -1) {
 		log_warn("cannot serve a connection: fork");
+		atomic_fetch_sub(&r->active, 1);
 		free(ch);
 		close(fd);
 		return;
@@ -146,7 +177,7 @@ fork_conn(struct relay *r, int fd, const struct sockaddr *sa,
 	if (pid == 0) {
 		free(ch);
 		become_child(r);
-		serve(r, fd, sa, salen, tls);
+		serve(sh, fd, sa, salen, tls);
 		return;
 	}
 	close(fd);
@@ -154,21 +185,55 @@ fork_conn(struct relay *r, int fd, const struct sockaddr *sa,
 	ch->pid = pid;
 	ch->relay = r;
 	TAILQ_INSERT_TAIL(&children, ch, entry);
-	r->svc.active++;
-	r->svc.total++;
+	sh->svc.active++;
+	sh->svc.total++;
 	log_debug("connection served by process %ld", (long)pid);
 }
 
+/*
+ * --max-conns counts the connections of every loop: a slot is taken here,
+ * before the connection exists, and given back when it closes. Returns 1
+ * if the client may proceed, 0 if it was counted and logged as rejected.
+ */
+static int
+admit(struct shard *sh, const struct sockaddr *sa, socklen_t salen)
+{
+	struct relay	*r = sh->relay;
+	unsigned	 max = r->conf->max_conns;
+	uint64_t	 n;
+	char		 name[ADDR_STR_MAX];
+
+	if (atomic_fetch_add(&r->active, 1) < max || max == 0)
+		return 1;
+	atomic_fetch_sub(&r->active, 1);
+	sh->svc.rejected++;
+	n = atomic_fetch_add(&r->rejected, 1) + 1;
+	addr_sa_format(sa, salen, name, sizeof(name));
+	log_warnx("rejected %s: max-conns %u reached (%" PRIu64 " rejected)",
+	    name, max, n);
+	return 0;
+}
+
 static void
-accept_conn(struct relay *r, int fd, const struct sockaddr *sa,
+accept_conn(struct shard *sh, int fd, const struct sockaddr *sa,
     socklen_t salen, int tls)
 {
-	if (!service_admit(&r->svc, sa, salen))
+	uint64_t	 total = sh->svc.total;
+
+	if (!admit(sh, sa, salen))
 		close(fd);
-	else if (r->conf->fork_mode)
-		fork_conn(r, fd, sa, salen, tls);
-	else
-		serve(r, fd, sa, salen, tls);
+	else if (!service_admit(&sh->svc, sa, salen)) {
+		/* The access list or the per-address limits. */
+		atomic_fetch_sub(&sh->relay->active, 1);
+		close(fd);
+	} else if (sh->relay->conf->fork_mode)
+		fork_conn(sh, fd, sa, salen, tls);
+	else {
+		serve(sh, fd, sa, salen, tls);
+		/* Not even started (out of memory): it will never close. */
+		if (sh->svc.total == total)
+			atomic_fetch_sub(&sh->relay->active, 1);
+	}
 }
 
 static void
@@ -234,6 +299,26 @@ relay_reload_tls(struct relay *r)
 	}
 }
 
+/*
+ * Whether conf's connections may spread over the loops. --fork: children
+ * of a process with several loops would inherit them. UDP flows stay in
+ * the main loop. TLS relays too, for now: a certificate reload replaces
+ * contexts that handshakes in other threads would be reading.
+ */
+static int
+spreads(const struct relay_conf *conf)
+{
+	size_t	i;
+
+	if (conf->fork_mode || conf->to.udp || conf->to.tls ||
+	    conf->ncerts > 0)
+		return 0;
+	for (i = 0; i < conf->nlisten; i++)
+		if (conf->listen[i].tls)
+			return 0;
+	return 1;
+}
+
 void
 relay_reap_children(void (*other)(pid_t, int))
 {
@@ -250,7 +335,8 @@ relay_reap_children(void (*other)(pid_t, int))
 				other(pid, status);
 			continue;
 		}
-		ch->relay->svc.active--;
+		ch->relay->shards[0].svc.active--;
+		atomic_fetch_sub(&ch->relay->active, 1);
 		TAILQ_REMOVE(&children, ch, entry);
 		free(ch);
 		if (WIFSIGNALED(status))
@@ -268,143 +354,265 @@ relay_kill_children(void)
 		kill(ch->pid, SIGTERM);
 }
 
+/* What the main thread asks a loop to do with its shard. */
+struct shard_job {
+	struct shard	*sh;
+	char		*err;
+	size_t		 errlen;
+	int		*exitcode;
+	int		 rc;
+	struct service_counts counts;
+};
+
+/* Shard 0 binds (or takes systemd's sockets); later ones clone them. */
+static void
+shard_open(void *arg)
+{
+	struct shard_job	*job = arg;
+	struct shard		*sh = job->sh, *first = &sh->relay->shards[0];
+	const struct relay_conf	*conf = sh->relay->conf;
+	struct event_base	*base = sh->svc.base;
+	struct listener		*l;
+	listener_cb		*cb;
+	size_t			 i, n = conf->nlisten, nfds = 0;
+	int			 fds[8];
+
+	/* Sockets systemd bound for a relay of this name replace its own. */
+	if (sh->loop == 0 && conf->name[0] != '\0')
+		nfds = sysd_sockets(conf->name, fds, sizeof(fds) /
+		    sizeof(fds[0]));
+	if (sh->loop > 0)
+		n = first->nlisteners;
+	else if (nfds > 0)
+		n = 1;
+	job->rc = -1;
+	for (i = 0; i < n; i++) {
+		/* A TLS relay has the one shard: clones are plain TCP. */
+		cb = sh->loop == 0 && conf->listen[nfds > 0 ? 0 : i].tls ?
+		    on_accept_tls : on_accept;
+		if (sh->loop > 0)
+			l = listener_clone(base, first->listeners[i], cb, sh,
+			    job->err, job->errlen, job->exitcode);
+		else if (nfds > 0) {
+			*job->exitcode = 71;
+			l = listener_adopt(base, fds, nfds, cb, sh, job->err,
+			    job->errlen);
+		} else
+			l = (sh->relay->nshards > 1 ? listener_bind_reuseport :
+			    listener_bind)(base, &conf->listen[i], cb, sh,
+			    job->err, job->errlen, job->exitcode);
+		if (l == NULL)
+			return;
+		sh->listeners[sh->nlisteners++] = l;
+	}
+	job->rc = 0;
+}
+
 struct relay *
 relay_new(struct event_base *base, const struct relay_conf *conf, char *err,
     size_t errlen, int *exitcode)
 {
-	struct relay	*r;
-	size_t		 i, nfds;
-	int		 fds[8];
+	struct shard_job	 job = { NULL, err, errlen, exitcode, 0, { 0 } };
+	struct relay		*r;
+	struct shard		*sh;
+	unsigned		 i;
 
 	if ((r = calloc(1, sizeof(*r))) == NULL ||
-	    (r->listeners = calloc(conf->nlisten, sizeof(*r->listeners))) ==
-	    NULL || (r->conf = relay_conf_dup(conf)) == NULL) {
-		if (r != NULL)
-			free(r->listeners);
+	    (r->conf = relay_conf_dup(conf)) == NULL) {
 		free(r);
 		snprintf(err, errlen, "out of memory");
 		*exitcode = 71;
 		return NULL;
 	}
 	conf = r->conf;
-	service_init(&r->svc, base, &relay_ops);
-	r->svc.to = &conf->to;
-	r->svc.connect_timeout = conf->connect_timeout;
-	r->svc.idle_timeout = conf->idle_timeout;
-	r->svc.max_conns = conf->max_conns;
-	r->svc.acl = conf->acl;
-	r->svc.nacl = conf->nacl;
-	r->svc.step = conf->accept_proxy ? &proxy_step : NULL;
-	r->svc.handshake_timeout = conf->handshake_timeout;
-	r->svc.send_proxy = conf->send_proxy;
+	r->nshards = spreads(conf) ? workers_count() : 1;
 	TAILQ_INSERT_TAIL(&relays, r, entry);
 	if (load_tls(conf, &r->tls, &r->tls_to, err, errlen) == -1) {
 		*exitcode = 66;		/* EX_NOINPUT */
 		relay_free(r);
 		return NULL;
 	}
-	r->svc.tls_to = r->tls_to;
-	if (conf->to.udp) {
-		if ((r->udp = udp_relay_new(base, conf, err, errlen,
-		    exitcode)) == NULL) {
-			relay_free(r);
-			return NULL;
-		}
-		return r;
-	}
-	if ((conf->max_conns_per_ip > 0 || conf->rate > 0) &&
-	    (r->svc.iplimit = iplimit_new(conf->max_conns_per_ip, conf->rate,
-	    IPLIMIT_ENTRIES)) == NULL) {
+	if ((r->shards = calloc(r->nshards, sizeof(*r->shards))) == NULL) {
+		r->nshards = 0;
+		relay_free(r);
 		snprintf(err, errlen, "out of memory");
 		*exitcode = 71;
-		relay_free(r);
 		return NULL;
 	}
-	/* Sockets systemd bound for a relay of this name replace its own. */
-	if (conf->name[0] != '\0' && (nfds = sysd_sockets(conf->name, fds,
-	    sizeof(fds) / sizeof(fds[0]))) > 0) {
-		if ((r->listeners[0] = listener_adopt(base, fds, nfds,
-		    conf->listen[0].tls ? on_accept_tls : on_accept, r, err,
-		    errlen)) == NULL) {
+	for (i = 0; i < r->nshards; i++) {
+		sh = &r->shards[i];
+		service_init(&sh->svc, i == 0 ? base : workers_base(i),
+		    &relay_ops);
+		sh->svc.to = &conf->to;
+		sh->svc.connect_timeout = conf->connect_timeout;
+		sh->svc.idle_timeout = conf->idle_timeout;
+		sh->svc.acl = conf->acl;
+		sh->svc.nacl = conf->nacl;
+		sh->svc.step = conf->accept_proxy ? &proxy_step : NULL;
+		sh->svc.handshake_timeout = conf->handshake_timeout;
+		sh->svc.send_proxy = conf->send_proxy;
+		sh->svc.tls_to = r->tls_to;
+		sh->relay = r;
+		sh->loop = i;
+		if ((sh->listeners = calloc(conf->nlisten > 0 ? conf->nlisten :
+		    1, sizeof(*sh->listeners))) == NULL) {
+			relay_free(r);
+			snprintf(err, errlen, "out of memory");
 			*exitcode = 71;
+			return NULL;
+		}
+		if (i == 0 && conf->to.udp) {
+			if ((r->udp = udp_relay_new(base, conf, err, errlen,
+			    exitcode)) == NULL) {
+				relay_free(r);
+				return NULL;
+			}
+			return r;
+		}
+		if (i == 0 && (conf->max_conns_per_ip > 0 || conf->rate > 0) &&
+		    (r->iplimit = iplimit_new(conf->max_conns_per_ip,
+		    conf->rate, IPLIMIT_ENTRIES)) == NULL) {
+			relay_free(r);
+			snprintf(err, errlen, "out of memory");
+			*exitcode = 71;
+			return NULL;
+		}
+		sh->svc.iplimit = r->iplimit;
+		sh->svc.refusal_log = &r->refusal_log;
+		job.sh = sh;
+		workers_call(i, shard_open, &job);
+		if (job.rc == -1) {
 			relay_free(r);
 			return NULL;
 		}
-		r->nlisteners = 1;
-		return r;
-	}
-	for (i = 0; i < conf->nlisten; i++) {
-		r->listeners[i] = listener_bind(base, &conf->listen[i],
-		    conf->listen[i].tls ? on_accept_tls : on_accept, r, err,
-		    errlen, exitcode);
-		if (r->listeners[i] == NULL) {
-			relay_free(r);
-			return NULL;
-		}
-		r->nlisteners++;
 	}
 	return r;
+}
+
+static void
+shard_enable(void *arg)
+{
+	struct shard	*sh = arg;
+	size_t		 i, j;
+
+	for (i = 0; i < sh->nlisteners; i++) {
+		for (j = 0; sh->loop == 0 &&
+		    j < listener_nsockets(sh->listeners[i]); j++)
+			log_info("listening on %s",
+			    listener_name(sh->listeners[i], j));
+		listener_enable(sh->listeners[i]);
+	}
 }
 
 void
 relay_start(struct relay *r)
 {
-	size_t	i, j;
+	unsigned	i;
 
 	if (r->udp != NULL)
 		udp_relay_start(r->udp);
-	for (i = 0; i < r->nlisteners; i++) {
-		for (j = 0; j < listener_nsockets(r->listeners[i]); j++)
-			log_info("listening on %s",
-			    listener_name(r->listeners[i], j));
-		listener_enable(r->listeners[i]);
-	}
+	for (i = 0; i < r->nshards; i++)
+		workers_call(i, shard_enable, &r->shards[i]);
+}
+
+static void
+shard_disable(void *arg)
+{
+	struct shard	*sh = arg;
+	size_t		 i;
+
+	for (i = 0; i < sh->nlisteners; i++)
+		listener_disable(sh->listeners[i]);
 }
 
 void
 relay_stop_accepting(struct relay *r)
 {
-	size_t	i;
+	unsigned	i;
 
 	if (r->udp != NULL)
 		udp_relay_stop(r->udp);
-	for (i = 0; i < r->nlisteners; i++)
-		listener_disable(r->listeners[i]);
+	for (i = 0; i < r->nshards; i++)
+		workers_call(i, shard_disable, &r->shards[i]);
+}
+
+/* inherited: the unix socket files belong to another process. */
+static void
+close_listeners(struct shard *sh, int inherited)
+{
+	size_t	i;
+
+	for (i = 0; i < sh->nlisteners; i++) {
+		if (inherited)
+			listener_free_in_child(sh->listeners[i]);
+		else
+			listener_free(sh->listeners[i]);
+	}
+	sh->nlisteners = 0;
+}
+
+static void
+shard_close_listeners(void *arg)
+{
+	close_listeners(arg, in_child);
 }
 
 void
 relay_close_listeners(struct relay *r)
 {
-	size_t	i;
+	unsigned	i;
 
 	/* A flow cannot outlive its socket: the replies leave from it. */
 	udp_relay_free(r->udp, "reload");
 	r->udp = NULL;
-	for (i = 0; i < r->nlisteners; i++)
-		listener_free(r->listeners[i]);
-	r->nlisteners = 0;
+	/* Clones first: they may watch shard 0's sockets. */
+	for (i = r->nshards; i-- > 0;)
+		workers_call(i, shard_close_listeners, &r->shards[i]);
+}
+
+/* Adds the shard's counts to the job's. */
+static void
+shard_count(void *arg)
+{
+	struct shard_job	*job = arg;
+
+	service_count(&job->sh->svc, &job->counts);
 }
 
 void
 relay_write_status(const struct relay *r, FILE *fp)
 {
-	char	addrs[512] = "", conns[256];
-	size_t	i, j, off = 0;
+	struct shard_job	 job = { 0 };
+	const struct shard	*first = &r->shards[0];
+	uint64_t		 before;
+	const char		*name = r->conf->name[0] ? r->conf->name : "-";
+	char			 addrs[512] = "", conns[256], loops[1024] = "";
+	size_t			 i, j, off = 0, loff = 0;
 
-	for (i = 0; i < r->nlisteners; i++)
-		for (j = 0; j < listener_nsockets(r->listeners[i]) &&
+	for (i = 0; i < first->nlisteners; i++)
+		for (j = 0; j < listener_nsockets(first->listeners[i]) &&
 		    off < sizeof(addrs); j++)
 			off += (size_t)snprintf(addrs + off, sizeof(addrs) - off,
 			    "%s%s", off ? " " : "",
-			    listener_name(r->listeners[i], j));
+			    listener_name(first->listeners[i], j));
+	for (i = 0; i < r->nshards; i++) {
+		before = job.counts.total;
+		job.sh = &r->shards[i];
+		workers_call((unsigned)i, shard_count, &job);
+		if (loff < sizeof(loops))
+			loff += (size_t)snprintf(loops + loff, sizeof(loops) -
+			    loff, " %" PRIu64, job.counts.total - before);
+	}
+	service_counts_describe(&job.counts, conns, sizeof(conns));
 	if (r->udp != NULL) {
 		udp_relay_addrs(r->udp, addrs, sizeof(addrs));
 		off = strlen(addrs);
 		udp_relay_describe(r->udp, conns, sizeof(conns));
-	} else
-		service_describe(&r->svc, conns, sizeof(conns));
-	fprintf(fp, "relay %s: listening on %s; %s\n", r->conf->name[0] ?
-	    r->conf->name : "-", off ? addrs : "nothing", conns);
+	}
+	fprintf(fp, "relay %s: listening on %s; %s\n", name, off ? addrs :
+	    "nothing", conns);
+	if (r->nshards > 1)
+		fprintf(fp, "accepted per loop for relay %s:%s\n", name, loops);
 }
 
 const struct relay_conf *
@@ -416,38 +624,51 @@ relay_conf(const struct relay *r)
 unsigned
 relay_active(const struct relay *r)
 {
-	return r->svc.active;
+	return atomic_load(&r->active);
 }
 
-/* Stops accepting and closes every connection ("end=shutdown"). */
+/* Stops accepting, closes every connection ("end=shutdown") and the
+ * listeners, in the shard's own loop. */
 static void
-relay_stop(struct relay *r)
+shard_free(void *arg)
 {
-	relay_stop_accepting(r);
-	service_close_all(&r->svc, "shutdown");
+	struct shard	*sh = arg;
+
+	shard_disable(sh);
+	service_close_all(&sh->svc, "shutdown");
+	shard_close_listeners(sh);
 }
 
-/* inherited: the unix socket files belong to another process. */
+/* The same where the files are another process's. */
 static void
-free_relay(struct relay *r, int inherited)
+shard_free_inherited(void *arg)
 {
-	size_t	i;
+	struct shard	*sh = arg;
+
+	shard_disable(sh);
+	service_close_all(&sh->svc, "shutdown");
+	close_listeners(sh, 1);
+}
+
+static void
+free_relay(struct relay *r, void (*free_shard)(void *))
+{
+	unsigned	i;
 
 	if (r == NULL)
 		return;
-	relay_stop(r);
 	udp_relay_free(r->udp, "shutdown");
-	for (i = 0; i < r->nlisteners; i++) {
-		if (inherited)
-			listener_free_in_child(r->listeners[i]);
-		else
-			listener_free(r->listeners[i]);
+	for (i = r->shards != NULL ? r->nshards : 0; i-- > 0;) {
+		if (r->shards[i].listeners == NULL)
+			continue;	/* relay_new failed before it */
+		workers_call(i, free_shard, &r->shards[i]);
+		free(r->shards[i].listeners);
 	}
 	TAILQ_REMOVE(&relays, r, entry);
-	iplimit_free(r->svc.iplimit);
+	iplimit_free(r->iplimit);
 	tls_server_free(r->tls);
 	tls_client_free(r->tls_to);
-	free(r->listeners);
+	free(r->shards);
 	relay_conf_free(r->conf);
 	free(r);
 }
@@ -455,11 +676,11 @@ free_relay(struct relay *r, int inherited)
 void
 relay_free(struct relay *r)
 {
-	free_relay(r, in_child);
+	free_relay(r, shard_free);
 }
 
 void
 relay_free_inherited(struct relay *r)
 {
-	free_relay(r, 1);
+	free_relay(r, shard_free_inherited);
 }

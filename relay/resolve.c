@@ -3,6 +3,8 @@
  * request is announced by writing its pointer into a pipe (a pointer is
  * far below PIPE_BUF, so the write is atomic), and the loop side reads
  * the pipe and calls back. Nothing but that write happens off the loop.
+ * Each loop's thread (--workers) has its own pipe, so an answer comes
+ * back to the loop that asked.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -23,12 +25,13 @@ struct resolve {
 	resolve_cb	*done;
 	void		*arg;
 	int		 abandoned;	/* cancelled while a worker had it */
+	int		 notify;	/* the asking loop's pipe */
 	char		*host;
 	char		*port;
 };
 
-static int		 notify_fd[2] = { -1, -1 };
-static struct event	*notify_ev;
+static _Thread_local int		 notify_fd[2] = { -1, -1 };
+static _Thread_local struct event	*notify_ev;
 
 static void
 resolve_free(struct resolve *r)
@@ -48,7 +51,7 @@ announce(union sigval sv)
 	ssize_t		 n;
 
 	do
-		n = write(notify_fd[1], &r, sizeof(r));
+		n = write(r->notify, &r, sizeof(r));
 	while (n == -1 && errno == EINTR);
 }
 
@@ -108,6 +111,7 @@ resolve_start(struct event_base *base, const char *host, const char *port,
 	}
 	r->done = done;
 	r->arg = arg;
+	r->notify = notify_fd[1];
 	r->hints.ai_family = AF_UNSPEC;
 	r->hints.ai_socktype = SOCK_STREAM;
 	r->hints.ai_protocol = IPPROTO_TCP;

@@ -22,7 +22,7 @@ struct resolve *resolve_start(struct event_base *, const char *host,
 void	resolve_cancel(struct resolve *);
 /* In a forked child: stops listening for the parent's answers. */
 void	resolve_after_fork(void);
-/* Releases the notification channel at exit. */
+/* Releases the calling thread's notification channel at exit. */
 void	resolve_shutdown(void);
 
 #endif

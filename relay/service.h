@@ -86,6 +86,19 @@ struct service {
 	int			 handshake_timeout;	/* seconds */
 	int			 send_proxy;	/* PROXY version to send, or 0 */
 	struct refusals		 refused;
+	/* Where the log's few-lines-a-second state lives when several
+	 * services share it (a relay's loops); NULL: in refused. */
+	struct refusals		*refusal_log;
+};
+
+struct service_counts {
+	unsigned		 active;
+	uint64_t		 total;
+	uint64_t		 rejected;
+	uint64_t		 bytes_in;	/* closed and live connections */
+	uint64_t		 bytes_out;
+	struct refusals		 refused;	/* the counts only */
+	int			 refuses;	/* some service has a reason to */
 };
 
 /* Prepares an empty service; the caller then sets to and the limits. */
@@ -116,6 +129,12 @@ uint64_t service_now_ms(void);
 /* Writes "N active, N total, N rejected, in=N out=N" (bytes of closed
  * and live connections) for status reports. */
 void	service_describe(const struct service *, char *buf, size_t len);
+/* Adds the service's counts to *sum (services of one relay in several
+ * loops add up to the relay's). */
+void	service_count(const struct service *, struct service_counts *sum);
+/* Writes counts as service_describe does. */
+void	service_counts_describe(const struct service_counts *, char *buf,
+	    size_t len);
 /* Closes every connection of the service with reason why. */
 void	service_close_all(struct service *, const char *why);
 
@@ -138,7 +157,8 @@ void	conn_target_ready(struct conn *, struct endpoint *target);
 void	conn_target_failed(struct conn *, const char *why);
 /* The client side, for openers that answer it first (SOCKS). */
 struct endpoint *conn_client(struct conn *);
-/* Calls hook after every connection closed (one hook per process). */
+/* Calls hook after every connection closed (one hook per process; it
+ * runs in the loop the connection lived in). */
 void	conn_set_closed_hook(void (*hook)(void));
 /* Uses up a connection id, so --fork children's ids stay unique. */
 void	conn_skip_id(void);
