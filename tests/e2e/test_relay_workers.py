@@ -302,3 +302,31 @@ def test_reload_keeps_the_running_loops(open_dir, relayd, sink):
     many_at_once(tcp4(port), 8, seed=9)
     assert r.children() == []
     r.stop()
+
+
+@pytest.mark.skipif(shutil.which("systemd-socket-activate") is None,
+                    reason="systemd-socket-activate is not installed")
+def test_socket_from_systemd_is_served_by_every_loop(open_dir, relayd, sink):
+    """An inherited socket cannot be bound again with SO_REUSEPORT: both
+    loops watch it, and every client is served whole by one of them."""
+    port, control = free_port(), open_dir / "ctl"
+    conf = write_conf(open_dir, f"workers = 2\ncontrol = {control}\n" +
+                      relay_section("web", f"127.0.0.1:{free_port()}", sink.spec))
+    r = relayd("-c", conf, ready=False,
+               prefix=("systemd-socket-activate", "-l", f"127.0.0.1:{port}", "--fdname=web"))
+    deadline = time.monotonic() + 10
+    while True:     # it starts relayd when the first client comes
+        try:
+            sink_roundtrip(tcp4(port))
+            break
+        except (ConnectionRefusedError, ConnectionResetError):
+            assert time.monotonic() < deadline, "socket activation never served"
+            time.sleep(0.1)
+    r.wait_ready()
+    n = 1 + len(many_at_once(tcp4(port), PARALLEL, seed=11))
+    r.wait_conns(n, timeout=10)
+    text = status_of(control)
+    assert re.search(rf"^relay web: listening on 127\.0\.0\.1:{port}; 0 active, {n} total",
+                     text, re.M), text
+    assert sum(per_loop(text, "web")) == n, text
+    r.stop()
