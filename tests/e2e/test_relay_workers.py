@@ -121,6 +121,23 @@ def test_max_conns_counts_every_loop(relayd, echo):
     r.stop()
 
 
+def test_max_conns_per_ip_counts_every_loop(tmp_path, relayd, echo):
+    port, control = free_port(), tmp_path / "ctl"
+    r = relayd("--listen", f"127.0.0.1:{port}", "--to", echo.spec, "--max-conns-per-ip", 2,
+               "--workers", 3, "--control", control)
+    with tcp4(port).connect() as a, tcp4(port).connect() as b:
+        echo_roundtrip(a, seed=1)
+        echo_roundtrip(b, seed=2)
+        for _ in range(12):
+            with tcp4(port).connect() as c:
+                wait_closed(c, 2.0)
+        text = status_of(control)
+        assert re.search(r"; 2 active, 2 total, 12 rejected, .*; refused: denied=0 "
+                         r"per-ip=12 rate=0 handshake=0$", text, re.M), text
+        echo_roundtrip(a, seed=3)
+    r.stop()
+
+
 def test_port_in_use_still_fails(relayd, sink):
     port = free_port()
     r = relayd("--listen", f"127.0.0.1:{port}", "--to", sink.spec, "--workers", 2)
