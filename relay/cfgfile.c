@@ -192,13 +192,27 @@ check_sections(struct reader *r)
 }
 
 int
+cfgfile_read(struct config *cfg, FILE *fp, const char *name)
+{
+	struct reader	r = { .fp = fp, .path = name, .cfg = cfg };
+
+	/* Syntax errors inih finds (rc > 0) were reported by inspect(). */
+	if (ini_parse_stream(read_line, &r, on_entry, &r) < 0) {
+		log_warnx("%s: cannot read it", name);
+		r.errors++;
+	}
+	check_sections(&r);
+	return r.errors;
+}
+
+int
 cfgfile_load(struct config *cfg, const char *path)
 {
-	struct reader	r = { .path = path, .cfg = cfg };
 	struct stat	st;
-	int		rc;
+	FILE		*fp;
+	int		errors;
 
-	if ((r.fp = fopen(path, "re")) == NULL) {
+	if ((fp = fopen(path, "re")) == NULL) {
 		if (errno == EACCES && geteuid() != 0)
 			log_warnx("%s: %s (to reload, the file must be readable "
 			    "by the user relayd runs as)", path, strerror(errno));
@@ -206,20 +220,14 @@ cfgfile_load(struct config *cfg, const char *path)
 			log_warnx("%s: %s", path, strerror(errno));
 		return 1;
 	}
-	if (geteuid() == 0 && fstat(fileno(r.fp), &st) == 0 &&
+	if (geteuid() == 0 && fstat(fileno(fp), &st) == 0 &&
 	    (st.st_mode & (S_IWGRP | S_IWOTH))) {
 		log_warnx("%s: refusing a config file that group or others "
 		    "may write (chmod go-w %s)", path, path);
-		fclose(r.fp);
+		fclose(fp);
 		return 1;
 	}
-	/* Syntax errors inih finds (rc > 0) were reported by inspect(). */
-	rc = ini_parse_stream(read_line, &r, on_entry, &r);
-	fclose(r.fp);
-	if (rc < 0) {
-		log_warnx("%s: cannot read it", path);
-		r.errors++;
-	}
-	check_sections(&r);
-	return r.errors;
+	errors = cfgfile_read(cfg, fp, path);
+	fclose(fp);
+	return errors;
 }

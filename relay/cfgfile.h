@@ -3,6 +3,8 @@
 #ifndef RELAY_CFGFILE_H
 #define RELAY_CFGFILE_H
 
+#include <stdio.h>
+
 #include "relay/config.h"
 
 /*
@@ -11,5 +13,8 @@
  * a file that group or others may write.
  */
 int	cfgfile_load(struct config *cfg, const char *path);
+/* The same for an open stream (the caller closes it), name used in the
+ * messages: no permission check, so a fuzzer can feed it from memory. */
+int	cfgfile_read(struct config *cfg, FILE *fp, const char *name);
 
 #endif
