@@ -32,6 +32,19 @@ UNIT_BINS := $(UNIT_SRCS:.c=)
 
 PYTHON   ?= /usr/bin/python3
 
+# Fuzzing (tests/fuzz/README): every tests/fuzz/fuzz_NAME.c is a libFuzzer
+# target, found by name; a new one needs only its file and a
+# tests/fuzz/corpus/NAME/ directory. clang builds the fuzzers in
+# tests/fuzz/build/; $(CC) builds replay_NAME, which `make check` runs.
+FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_SECONDS ?= 60
+FUZZ_CC      := clang
+FUZZ_BUILD   := tests/fuzz/build
+FUZZ_CFLAGS  := -g -O1 -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+FUZZ_OBJS    := $(LIB_SRCS:%.c=$(FUZZ_BUILD)/%.o)
+FUZZ_BINS    := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
+REPLAY_BINS  := $(FUZZ_TARGETS:%=tests/fuzz/replay_%)
+
 all: relayd
 
 relayd: relay/main.o $(LIB_OBJS)
@@ -43,6 +56,19 @@ relayd: relay/main.o $(LIB_OBJS)
 tests/unit/test_%: tests/unit/test_%.c $(LIB_OBJS)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
+$(FUZZ_BUILD)/%.o: %.c
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) $(WARN) \
+	    -fsanitize=fuzzer-no-link,address,undefined -MMD -MP -c -o $@ $<
+
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(FUZZ_OBJS)
+	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) $(WARN) \
+	    -fsanitize=fuzzer,address,undefined -o $@ $< $(FUZZ_OBJS) $(LDLIBS)
+
+tests/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c tests/fuzz/fuzz.h $(LIB_OBJS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) $(LDFLAGS) -o $@ $< \
+	    tests/fuzz/replay.c $(LIB_OBJS) $(LDLIBS)
+
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; ./$$t; done
 
@@ -50,19 +76,57 @@ e2e: relayd
 	RELAYD=$(CURDIR)/relayd RELAYD_SANITIZE=$(SANITIZE) \
 	    $(PYTHON) -m pytest -q tests/e2e
 
+# Every committed corpus and crash reproducer through every target, once:
+# no fuzzing, so it is fast, and a bug that comes back fails the check.
+fuzz-replay: $(REPLAY_BINS)
+	@set -e; for t in $(REPLAY_BINS); do \
+	    ./$$t tests/fuzz/corpus $$(ls -d tests/fuzz/crashes 2>/dev/null); done
+
+# Runs each fuzzer for FUZZ_SECONDS from the committed corpus. What it
+# finds goes to tests/fuzz/build/corpus/NAME (not committed: see
+# fuzz-merge); crash reproducers to tests/fuzz/crashes/NAME/. Fails at
+# the end if any target crashed.
+fuzz: $(FUZZ_BINS)
+	@failed=""; for t in $(FUZZ_TARGETS); do \
+	    mkdir -p $(FUZZ_BUILD)/corpus/$$t tests/fuzz/crashes/$$t; \
+	    dict=tests/fuzz/$$t.dict; \
+	    echo "== fuzz_$$t for $(FUZZ_SECONDS)s"; \
+	    $(FUZZ_BUILD)/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) \
+	        -print_final_stats=1 -artifact_prefix=tests/fuzz/crashes/$$t/ \
+	        $$([ -f $$dict ] && echo -dict=$$dict) \
+	        $(FUZZ_BUILD)/corpus/$$t tests/fuzz/corpus/$$t \
+	        2> $(FUZZ_BUILD)/fuzz_$$t.log || failed="$$failed $$t"; \
+	    grep -E '^(stat::|#[0-9]+ +DONE)' $(FUZZ_BUILD)/fuzz_$$t.log; \
+	    rmdir tests/fuzz/crashes/$$t tests/fuzz/crashes 2>/dev/null; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: crashed:$$failed" \
+	    "(reproducers in tests/fuzz/crashes/, logs in $(FUZZ_BUILD)/)"; \
+	    exit 1; fi
+
+# Adds to the committed corpus only the inputs from `make fuzz` runs that
+# reach new coverage (libFuzzer's -merge=1 keeps the smallest set).
+fuzz-merge: $(FUZZ_BINS)
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	    mkdir -p $(FUZZ_BUILD)/corpus/$$t; \
+	    $(FUZZ_BUILD)/fuzz_$$t -merge=1 tests/fuzz/corpus/$$t \
+	        $(FUZZ_BUILD)/corpus/$$t 2>&1 | grep -E '^MERGE-OUTER: [0-9]+ new'; \
+	done
+
 # The one test command: installs what is missing, builds, runs every suite.
 check:
 	scripts/install-deps
 	$(MAKE) clean-objs-if-flavour-changed
-	$(MAKE) WERROR=1 relayd $(UNIT_BINS)
+	$(MAKE) WERROR=1 relayd $(UNIT_BINS) $(REPLAY_BINS)
 	$(MAKE) unit
+	$(MAKE) fuzz-replay
 	$(MAKE) e2e
 
 # Objects built with and without sanitizers must not mix.
 FLAVOUR := sanitize=$(SANITIZE)
 clean-objs-if-flavour-changed:
 	@if [ "$$(cat .build-flavour 2>/dev/null)" != "$(FLAVOUR)" ]; then \
-	    rm -f relayd $(UNIT_BINS) relay/*.o caps/*.o tunnel/*.o; \
+	    rm -f relayd $(UNIT_BINS) $(REPLAY_BINS) relay/*.o caps/*.o \
+	        tunnel/*.o; \
 	    echo "$(FLAVOUR)" > .build-flavour; fi
 
 run: relayd
@@ -106,8 +170,9 @@ uninstall:
 	    rmdir $(DESTDIR)/etc/relayd 2>/dev/null || true; fi
 
 clean:
-	rm -f relayd $(UNIT_BINS) .build-flavour
+	rm -f relayd $(UNIT_BINS) $(REPLAY_BINS) .build-flavour
+	rm -rf $(FUZZ_BUILD)
 	find . -type f \( -name '*.o' -o -name '*.d' \) -delete
 
-.PHONY: all unit e2e check run install uninstall clean clean-objs-if-flavour-changed
+.PHONY: all unit e2e fuzz fuzz-replay fuzz-merge check run install uninstall clean clean-objs-if-flavour-changed
 -include $(shell find . -type f -name '*.d' 2>/dev/null)
