@@ -199,7 +199,9 @@ forward_format(const struct forward_spec *fw, char *buf, size_t len)
 {
 	char	bind[ADDR_HOST_MAX + 4], to[ADDR_HOST_MAX + 4];
 
-	host_format(fw->listen.host, bind, sizeof(bind));
+	/* A local "" is every address; left out, it would read as loopback. */
+	host_format(fw->kind != FWD_REMOTE && fw->listen.host[0] == '\0' ?
+	    "*" : fw->listen.host, bind, sizeof(bind));
 	host_format(fw->to.host, to, sizeof(to));
 	if (fw->kind == FWD_DYNAMIC)
 		snprintf(buf, len, "-D %s%s%u", bind, *bind ? ":" : "",

@@ -100,6 +100,12 @@ local_and_dynamic(void **state)
 	assert_int_equal(forward_parse(FWD_LOCAL, "*:8080:h:80", &f, err,
 	    sizeof(err)), 0);
 	assert_string_equal(f.listen.host, "");
+	forward_format(&f, buf, sizeof(buf));
+	assert_string_equal(buf, "-L *:8080:h:80");
+	assert_int_equal(forward_parse(FWD_DYNAMIC, ":1080", &f, err,
+	    sizeof(err)), 0);
+	forward_format(&f, buf, sizeof(buf));
+	assert_string_equal(buf, "-D *:1080");
 	assert_int_equal(forward_parse(FWD_DYNAMIC, "1080", &f, err,
 	    sizeof(err)), 0);
 	assert_string_equal(f.listen.host, "127.0.0.1");
