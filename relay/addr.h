@@ -9,7 +9,9 @@
 
 #define ADDR_HOST_MAX	255
 #define ADDR_PATH_MAX	(sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
-#define ADDR_STR_MAX	(ADDR_PATH_MAX + 12)
+/* Room for the longest formatted address: "udp:[HOST]:65535" or
+ * "unix:PATH". */
+#define ADDR_STR_MAX	(ADDR_HOST_MAX + sizeof("udp:[]:65535"))
 
 enum addr_kind { ADDR_INET, ADDR_UNIX };
 

@@ -167,6 +167,20 @@ long_unix_path(void **state)
 	expect_listen_error(path, "too long");
 }
 
+/* The longest host name still formats whole, as logs show it. */
+static void
+long_host_formats_whole(void **state)
+{
+	struct addr_spec a;
+	char in[300], buf[ADDR_STR_MAX];
+
+	memset(in, 'a', 253);
+	strcpy(in + 253, ":65535");
+	assert_int_equal(addr_parse_target(in, &a, err, sizeof(err)), 0);
+	addr_spec_format(&a, buf, sizeof(buf));
+	assert_string_equal(buf, in);
+}
+
 static void
 format_sockaddrs(void **state)
 {
@@ -326,6 +340,7 @@ main(void)
 		cmocka_unit_test(bad_ports),
 		cmocka_unit_test(bad_addresses),
 		cmocka_unit_test(long_unix_path),
+		cmocka_unit_test(long_host_formats_whole),
 		cmocka_unit_test(format_sockaddrs),
 		cmocka_unit_test(udp_forms),
 		cmocka_unit_test(udp_bad),
