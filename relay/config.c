@@ -151,12 +151,20 @@ same_strv(char *const *a, size_t na, char *const *b, size_t nb)
 	return 1;
 }
 
+/* memcmp for arrays that may be empty, and then NULL (which memcmp may
+ * not be given even for no bytes). */
+static int
+samemem(const void *a, const void *b, size_t n)
+{
+	return n == 0 || memcmp(a, b, n) == 0;
+}
+
 int
 relay_conf_equal(const struct relay_conf *a, const struct relay_conf *b)
 {
 	return strcmp(a->name, b->name) == 0 && a->nlisten == b->nlisten &&
-	    memcmp(a->listen, b->listen, a->nlisten * sizeof(*a->listen)) ==
-	    0 && memcmp(&a->to, &b->to, sizeof(a->to)) == 0 &&
+	    samemem(a->listen, b->listen, a->nlisten * sizeof(*a->listen)) &&
+	    memcmp(&a->to, &b->to, sizeof(a->to)) == 0 &&
 	    a->connect_timeout == b->connect_timeout &&
 	    a->idle_timeout == b->idle_timeout &&
 	    a->max_conns == b->max_conns && a->fork_mode == b->fork_mode &&
@@ -179,7 +187,7 @@ tunnel_conf_equal(const struct tunnel_conf *a, const struct tunnel_conf *b)
 	return strcmp(a->name, b->name) == 0 &&
 	    memcmp(&a->dest, &b->dest, sizeof(a->dest)) == 0 &&
 	    a->nfwd == b->nfwd &&
-	    memcmp(a->fwd, b->fwd, a->nfwd * sizeof(*a->fwd)) == 0 &&
+	    samemem(a->fwd, b->fwd, a->nfwd * sizeof(*a->fwd)) &&
 	    samestr(a->identity, b->identity) &&
 	    samestr(a->passphrase_file, b->passphrase_file) &&
 	    samestr(a->known_hosts, b->known_hosts) &&
