@@ -3,6 +3,7 @@
  * dropped, and its lines are fed to a libssh2 known-hosts collection for
  * each new session, so reconnects never need to read it again.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -55,13 +56,56 @@ add_line(struct hostkeys *hk, const char *line, size_t len)
 	return 0;
 }
 
+static int
+base64_ok(const char *s, size_t n)
+{
+	size_t	i;
+
+	if (n == 0 || n % 4 != 0)
+		return 0;
+	for (i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && s[i] != '+' &&
+		    s[i] != '/' && !(s[i] == '=' && i >= n - 2))
+			return 0;
+	return s[n - 2] != '=' || s[n - 1] == '=';
+}
+
+/*
+ * A hashed name, "|1|SALT|HASH", must have base64 fields and a SHA-1
+ * sized hash: libssh2 1.10 leaks memory reading one whose fields are not
+ * base64, and on every lookup against one whose hash has another size,
+ * which would add up over reconnects. Other lines are its to judge.
+ */
+static int
+hashed_ok(const char *line, size_t len)
+{
+	const char	*end = line + len, *salt, *bar, *sp;
+
+	if (len > 0 && line[0] == '@') {	/* @cert-authority, @revoked */
+		while (line < end && *line != ' ' && *line != '\t')
+			line++;
+		while (line < end && (*line == ' ' || *line == '\t'))
+			line++;
+	}
+	if ((size_t)(end - line) < 3 || memcmp(line, "|1|", 3) != 0)
+		return 1;
+	salt = line + 3;
+	for (sp = salt; sp < end && *sp != ' ' && *sp != '\t'; sp++)
+		;
+	if ((bar = memchr(salt, '|', (size_t)(sp - salt))) == NULL)
+		return 0;
+	/* 20 bytes are 28 base64 characters, the last one '='. */
+	return base64_ok(salt, (size_t)(bar - salt)) && sp - bar - 1 == 28 &&
+	    base64_ok(bar + 1, 28) && bar[28] == '=' && bar[27] != '=';
+}
+
 struct hostkeys *
 hostkeys_load(const char *path, int accept_new, char *err, size_t errlen)
 {
 	struct hostkeys	*hk;
 	FILE		*fp;
 	char		*line = NULL;
-	size_t		 cap = 0;
+	size_t		 cap = 0, lineno = 0;
 	ssize_t		 n;
 
 	if ((hk = calloc(1, sizeof(*hk))) == NULL ||
@@ -89,9 +133,17 @@ hostkeys_load(const char *path, int accept_new, char *err, size_t errlen)
 		return NULL;
 	}
 	while ((n = getline(&line, &cap, fp)) != -1) {
+		lineno++;
 		while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
 			n--;
-		if (n > 0 && line[0] != '#' && add_line(hk, line, (size_t)n)) {
+		if (n == 0 || line[0] == '#')
+			continue;
+		if (!hashed_ok(line, (size_t)n)) {
+			log_warnx("%s:%zu: malformed hashed host name, line "
+			    "ignored", path, lineno);
+			continue;
+		}
+		if (add_line(hk, line, (size_t)n)) {
 			snprintf(err, errlen, "out of memory");
 			free(line);
 			fclose(fp);
