@@ -81,7 +81,10 @@ hashed_ok(const char *line, size_t len)
 {
 	const char	*end = line + len, *salt, *bar, *sp;
 
-	if (len > 0 && line[0] == '@') {	/* @cert-authority, @revoked */
+	/* libssh2 skips blanks before the name and before a marker. */
+	while (line < end && (*line == ' ' || *line == '\t'))
+		line++;
+	if (line < end && *line == '@') {	/* @cert-authority, @revoked */
 		while (line < end && *line != ' ' && *line != '\t')
 			line++;
 		while (line < end && (*line == ' ' || *line == '\t'))
