@@ -32,7 +32,7 @@ UNIT_BINS := $(UNIT_SRCS:.c=)
 
 PYTHON   ?= /usr/bin/python3
 
-# Fuzzing (tests/fuzz/README): every tests/fuzz/fuzz_NAME.c is a libFuzzer
+# Fuzzing (tests/fuzz/fuzz.h): every tests/fuzz/fuzz_NAME.c is a libFuzzer
 # target, found by name; a new one needs only its file and a
 # tests/fuzz/corpus/NAME/ directory. clang builds the fuzzers in
 # tests/fuzz/build/; $(CC) builds replay_NAME, which `make check` runs.

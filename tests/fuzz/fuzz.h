@@ -1,7 +1,17 @@
 /*
- * What every fuzz target shares: the libFuzzer entry point, a quiet log,
+ * The fuzz targets: tests/fuzz/fuzz_NAME.c, one per parser of user or
+ * peer input, each linked with the real sources. Beside them:
+ *   corpus/NAME/   hand-made seeds, plus what `make fuzz-merge` adds
+ *   crashes/NAME/  reproducers of bugs found (and fixed): regressions
+ *   NAME.dict      tokens that help libFuzzer build valid input
+ * `make fuzz` runs each target for FUZZ_SECONDS with clang's libFuzzer;
+ * `make check` replays corpus/ and crashes/ through every target, built
+ * by replay.c with the ordinary compiler. A new target needs only its
+ * file and a corpus directory.
+ *
+ * What every target shares: the libFuzzer entry point, a quiet log,
  * NUL-terminated copies of the input and a check that aborts, so a broken
- * invariant is a crash both under libFuzzer and in the plain replay.
+ * invariant is a crash both under libFuzzer and in the replay.
  */
 #ifndef TESTS_FUZZ_FUZZ_H
 #define TESTS_FUZZ_FUZZ_H
