@@ -38,7 +38,7 @@ PYTHON   ?= /usr/bin/python3
 # tests/fuzz/build/; $(CC) builds replay_NAME, which `make check` runs.
 FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_SECONDS ?= 60
-FUZZ_CC      := clang
+FUZZ_CC      ?= clang
 FUZZ_BUILD   := tests/fuzz/build
 FUZZ_CFLAGS  := -g -O1 -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 FUZZ_OBJS    := $(LIB_SRCS:%.c=$(FUZZ_BUILD)/%.o)
@@ -96,7 +96,7 @@ fuzz: $(FUZZ_BINS)
 	        $$([ -f $$dict ] && echo -dict=$$dict) \
 	        $(FUZZ_BUILD)/corpus/$$t tests/fuzz/corpus/$$t \
 	        2> $(FUZZ_BUILD)/fuzz_$$t.log || failed="$$failed $$t"; \
-	    grep -E '^(stat::|#[0-9]+ +DONE)' $(FUZZ_BUILD)/fuzz_$$t.log; \
+	    grep -E '^(stat::|#[0-9]+[[:space:]]+DONE)' $(FUZZ_BUILD)/fuzz_$$t.log; \
 	    rmdir tests/fuzz/crashes/$$t tests/fuzz/crashes 2>/dev/null; \
 	done; \
 	if [ -n "$$failed" ]; then echo "fuzz: crashed:$$failed" \
@@ -109,7 +109,8 @@ fuzz-merge: $(FUZZ_BINS)
 	@set -e; for t in $(FUZZ_TARGETS); do \
 	    mkdir -p $(FUZZ_BUILD)/corpus/$$t; \
 	    $(FUZZ_BUILD)/fuzz_$$t -merge=1 tests/fuzz/corpus/$$t \
-	        $(FUZZ_BUILD)/corpus/$$t 2>&1 | grep -E '^MERGE-OUTER: [0-9]+ new'; \
+	        $(FUZZ_BUILD)/corpus/$$t 2> $(FUZZ_BUILD)/merge_$$t.log; \
+	    echo "$$t: $$(grep -Eo '[0-9]+ new files' $(FUZZ_BUILD)/merge_$$t.log)"; \
 	done
 
 # The one test command: installs what is missing, builds, runs every suite.
