@@ -172,8 +172,7 @@ relay_conf_equal(const struct relay_conf *a, const struct relay_conf *b)
 	    a->accept_proxy == b->accept_proxy &&
 	    a->handshake_timeout == b->handshake_timeout &&
 	    a->nacl == b->nacl &&
-	    (a->nacl == 0 ||
-	    memcmp(a->acl, b->acl, a->nacl * sizeof(*a->acl)) == 0) &&
+	    samemem(a->acl, b->acl, a->nacl * sizeof(*a->acl)) &&
 	    a->max_conns_per_ip == b->max_conns_per_ip && a->rate == b->rate &&
 	    a->udp_timeout == b->udp_timeout &&
 	    same_strv(a->certs, a->ncerts, b->certs, b->ncerts) &&
