@@ -12,7 +12,7 @@ same_addr(const struct addr_spec *a, const struct addr_spec *b,
     const char *in, const char *out)
 {
 	FUZZ_CHECK(a->kind == b->kind && a->numeric == b->numeric &&
-	    a->udp == b->udp &&
+	    a->udp == b->udp && a->tls == b->tls &&
 	    a->port == b->port && strcmp(a->host, b->host) == 0 &&
 	    strcmp(a->path, b->path) == 0,
 	    "\"%s\" formats as \"%s\", which parses differently", in, out);
