@@ -182,6 +182,14 @@ tunproc_fork(const struct tunproc_hooks *h, pid_t *keeper, int *fd)
 
 /* ---------------------------------------------------------------- relay side */
 
+/* After a recv loop: whether the other side has closed for good. */
+static int
+channel_closed(ssize_t n)
+{
+	return n == 0 || (n == -1 && errno != EAGAIN && errno != EWOULDBLOCK &&
+	    errno != EINTR);
+}
+
 struct pending {
 	int	 client;
 	char	*head;
@@ -242,6 +250,9 @@ on_message(evutil_socket_t fd, short what, void *arg)
 			answer_all(tp, buf + 1);
 	}
 	free(buf);
+	/* The tunnels' processes are gone: a closed socket stays readable. */
+	if (channel_closed(n))
+		event_del(tp->ev);
 }
 
 static void
@@ -385,8 +396,9 @@ on_request(evutil_socket_t fd, short what, void *arg)
 	struct tunchan	*tc = arg;
 	char		 req, *text, *msg;
 	size_t		 len;
+	ssize_t		 n;
 
-	while (recv(tc->fd, &req, 1, MSG_DONTWAIT) > 0) {
+	while ((n = recv(tc->fd, &req, 1, MSG_DONTWAIT)) > 0) {
 		if (req != 'S')
 			continue;
 		text = tc->status(tc->arg);
@@ -403,6 +415,9 @@ on_request(evutil_socket_t fd, short what, void *arg)
 		}
 		free(text);
 	}
+	/* The relay process is gone (a drain may go on): stop watching. */
+	if (channel_closed(n))
+		event_del(tc->ev);
 }
 
 struct tunchan *

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (RELAYD, assert_dropped, children_of, free_port, fwd, proc_status,
+from conftest import (RELAYD, assert_dropped, children_of, free_port, fwd, proc_stat, proc_status,
                       sink_roundtrip, tcp4)
 
 pytestmark = pytest.mark.root
@@ -179,3 +179,61 @@ def test_restarted_worker_keeps_what_a_reload_added(relayd, sshd, sink, open_dir
     sink_roundtrip(fwd(r2))
     sink_roundtrip(fwd(r1), seed=2)
     r.stop()
+
+
+def cpu_ticks(pid):
+    st = proc_stat(pid)
+    return int(st[11]) + int(st[12])
+
+
+def test_gone_channel_costs_no_cpu(relayd, echo, tmp_path):
+    """Once the tunnels' processes have stopped, their end of the channel
+    reads as closed: a relay process still draining must stop watching it,
+    not spin on it."""
+    port = free_port()
+    conf = tmp_path / "relayd.conf"
+    conf.write_text(f"drain-timeout = 30\n[relay a]\nlisten = 127.0.0.1:{port}\n"
+                    f"to = {echo.spec}\n")
+    conf.chmod(0o600)
+    r = relayd("-c", conf)
+    pids = tunnel_pids(r.pid)
+    with tcp4(port).connect() as c:
+        c.sendall(b"x")
+        assert c.recv(1) == b"x"
+        os.kill(r.pid, signal.SIGTERM)
+        r.wait_log(r"draining 1 connections")
+        wait_gone(pids)
+        before = cpu_ticks(r.pid)
+        time.sleep(2)
+        spent = cpu_ticks(r.pid) - before
+        assert spent < 20, f"{spent} clock ticks in 2 s of an idle drain"
+        c.sendall(b"y")
+        assert c.recv(1) == b"y"
+    r.expected_exit = True
+    assert r.proc.wait(10) == 0, r.describe()
+
+
+def test_worker_draining_without_relay_process_costs_no_cpu(tunnel, echo):
+    """The relay process killed, the worker drains its forwards with the
+    relay's end of the channel closed: it must stop watching it."""
+    lport = free_port()
+    t = tunnel("-L", f"{lport}:{echo.spec}", "--drain-timeout", "30")
+    pids = tunnel_pids(t.relayd.pid)
+    with fwd(lport).connect() as c:
+        c.sendall(b"x")
+        assert c.recv(1) == b"x"
+        t.relayd.expected_exit = True
+        os.kill(t.relayd.pid, signal.SIGKILL)
+        t.relayd.proc.wait()
+        deadline = time.monotonic() + 10
+        while proc_status(pids[0])["PPid"] == str(t.relayd.pid):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(0.5)
+        before = cpu_ticks(pids[1])
+        time.sleep(2)
+        spent = cpu_ticks(pids[1]) - before
+        assert spent < 20, f"{spent} clock ticks in 2 s of an idle drain"
+        c.sendall(b"y")
+        assert c.recv(1) == b"y"
+    wait_gone(pids)
