@@ -40,6 +40,18 @@ def tunnel_pids(relayd_pid):
     return keepers[0], workers[0]
 
 
+def started_tunnel_pids(relayd_pid, timeout=10):
+    """tunnel_pids once the keeper has forked its first worker ("ready" is
+    logged by the relay process, which may be before that)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        keepers = children_of(relayd_pid)
+        if len(keepers) == 1 and len(children_of(keepers[0][0])) == 1:
+            return tunnel_pids(relayd_pid)
+        assert time.monotonic() < deadline, f"children: {keepers}"
+        time.sleep(0.05)
+
+
 def listening_inodes(port):
     """Socket inodes listening on TCP port (IPv4 and IPv6)."""
     found = set()
@@ -196,7 +208,7 @@ def test_gone_channel_costs_no_cpu(relayd, echo, tmp_path):
                     f"to = {echo.spec}\n")
     conf.chmod(0o600)
     r = relayd("-c", conf)
-    pids = tunnel_pids(r.pid)
+    pids = started_tunnel_pids(r.pid)
     with tcp4(port).connect() as c:
         c.sendall(b"x")
         assert c.recv(1) == b"x"
