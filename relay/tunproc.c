@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,31 +79,60 @@ now_sec(void)
 	return ts.tv_sec;
 }
 
-/* Sleeps with the forwarded signals let in; a stop cuts it short. */
+/*
+ * Sleeps with the forwarded signals let in; a stop cuts it short. They are
+ * let in only inside ppoll, atomically: a stop that came between the test
+ * of keeper_stopping and the sleep would otherwise wait out the backoff.
+ */
 static void
-keeper_sleep(int sec, const sigset_t *set)
+keeper_sleep(int sec)
 {
-	struct timespec	ts = { sec, 0 };
+	struct timespec	now, end, left;
+	sigset_t	open;
+	size_t		i;
 
-	sigprocmask(SIG_UNBLOCK, set, NULL);
-	while (!keeper_stopping && nanosleep(&ts, &ts) == -1 && errno == EINTR)
-		;
-	sigprocmask(SIG_BLOCK, set, NULL);
+	sigprocmask(SIG_BLOCK, NULL, &open);
+	for (i = 0; i < NFORWARDED; i++)
+		sigdelset(&open, forwarded[i]);
+	clock_gettime(CLOCK_MONOTONIC, &end);
+	end.tv_sec += sec;
+	while (!keeper_stopping) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		left.tv_sec = end.tv_sec - now.tv_sec;
+		left.tv_nsec = end.tv_nsec - now.tv_nsec;
+		if (left.tv_nsec < 0) {
+			left.tv_sec--;
+			left.tv_nsec += 1000000000L;
+		}
+		if (left.tv_sec < 0)
+			break;
+		if (ppoll(NULL, 0, &left, &open) == 0)
+			break;
+	}
 }
 
-/* Waits for the worker with the forwarded signals let in. */
+/*
+ * Waits for the worker with the forwarded signals let in. The worker stays
+ * a zombie (WNOWAIT) until they are blocked again and keeper_worker is
+ * cleared: a signal passed on after the reaping could reach another process
+ * that got the pid.
+ */
 static int
 keeper_wait(pid_t pid, const sigset_t *set)
 {
-	int	status;
+	siginfo_t	info;
+	int		status;
 
 	keeper_worker = pid;
 	sigprocmask(SIG_UNBLOCK, set, NULL);
-	while (waitpid(pid, &status, 0) == -1)
+	while (waitid(P_PID, (id_t)pid, &info, WEXITED | WNOWAIT) == -1)
 		if (errno != EINTR)
 			_exit(71);
 	sigprocmask(SIG_BLOCK, set, NULL);
 	keeper_worker = 0;
+	while (waitpid(pid, &status, 0) == -1)
+		if (errno != EINTR)
+			_exit(71);
 	return status;
 }
 
@@ -142,7 +172,7 @@ keeper_loop(const struct tunproc_hooks *h, const sigset_t *set)
 			log_warnx("tunnel process %ld killed by signal %d; "
 			    "starting it again in %d s", (long)pid,
 			    WTERMSIG(status), delay);
-		keeper_sleep(delay, set);
+		keeper_sleep(delay);
 		if (keeper_stopping)
 			_exit(0);
 		delay = delay * 2 > BACKOFF_MAX ? BACKOFF_MAX : delay * 2;
