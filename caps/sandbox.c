@@ -11,12 +11,18 @@
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <endian.h>
 #include <errno.h>
 #include <sched.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
+#include <linux/filter.h>
 #include <linux/netlink.h>
+#include <linux/seccomp.h>
 #include <seccomp.h>
 
 #include "caps/sandbox.h"
@@ -124,6 +130,10 @@ add_checked(scmp_filter_ctx ctx, char *err, size_t errlen)
 		SCMP_A2_32(SCMP_CMP_EQ, NETLINK_ROUTE),
 	};
 	const struct scmp_arg_cmp	readonly = SCMP_A2_64(SCMP_CMP_EQ, 0);
+	const struct scmp_arg_cmp	filter_only[2] = {
+		SCMP_A0_32(SCMP_CMP_EQ, SECCOMP_SET_MODE_FILTER),
+		SCMP_A1_32(SCMP_CMP_EQ, 0),
+	};
 	const unsigned long		ioctls[] = { FIONREAD, FIONBIO, FIOCLEX,
 					    FIONCLEX, TCGETS, TIOCGWINSZ };
 	struct scmp_arg_cmp		io;
@@ -145,6 +155,11 @@ add_checked(scmp_filter_ctx ctx, char *err, size_t errlen)
 	    add(ctx, SCMP_ACT_ALLOW, "socket", 2, route, err, errlen) < 0)
 		return -1;
 	if (add_pdeathsig(ctx, err, errlen) < 0)
+		return -1;
+	/* Another filter, without flags, can only narrow this one: a
+	 * tunnels' worker adds sandbox_signal_only_self's. */
+	if (add(ctx, SCMP_ACT_ALLOW, "seccomp", 2, filter_only, err,
+	    errlen) < 0)
 		return -1;
 	/* Reading a limit is fine, raising one is not. */
 	if (add(ctx, SCMP_ACT_ALLOW, "prlimit64", 1, &readonly, err,
@@ -213,8 +228,48 @@ sandbox_enter(char *err, size_t errlen)
 		goto fail;
 	}
 	seccomp_release(ctx);
-	return n + 4;	/* and clone, socket, prlimit64, ioctl */
+	return n + 5;	/* and clone, socket, seccomp, prlimit64, ioctl */
 fail:
 	seccomp_release(ctx);
 	return -1;
+}
+
+/* The low 32 bits of the first argument: a pid_t is an int. */
+#if __BYTE_ORDER == __LITTLE_ENDIAN
+#define ARG0_LOW	offsetof(struct seccomp_data, args[0])
+#else
+#define ARG0_LOW	(offsetof(struct seccomp_data, args[0]) + 4)
+#endif
+
+int
+sandbox_signal_only_self(char *err, size_t errlen)
+{
+	/* Written by hand: libseccomp would probe the kernel with calls
+	 * that the list of sandbox_enter does not have. */
+	struct sock_filter	insns[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+		    offsetof(struct seccomp_data, arch)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, seccomp_arch_native(), 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+		    offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_kill, 3, 0),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_tgkill, 2, 0),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_tkill, 3, 0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG0_LOW),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)getpid(), 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog	prog = {
+		sizeof(insns) / sizeof(insns[0]), insns
+	};
+
+	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) == -1) {
+		snprintf(err, errlen, "sandbox: cannot narrow the filter: %s",
+		    strerror(errno));
+		return -1;
+	}
+	return 0;
 }

@@ -14,5 +14,11 @@
  * number of system calls allowed, or -1 with a message.
  */
 int	sandbox_enter(char *err, size_t errlen);
+/*
+ * Narrows the list of sandbox_enter, on the calling thread, for a process
+ * that signals no other: kill and tgkill may name only this process, tkill
+ * nothing. Returns 0, or -1 with a message.
+ */
+int	sandbox_signal_only_self(char *err, size_t errlen);
 
 #endif

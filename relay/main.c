@@ -948,6 +948,10 @@ as_worker(void *arg, unsigned number)
 	if (caps_die_with_parent(d->keeper_pid, SIGKILL, err, sizeof(err)) ==
 	    -1)
 		fatalx(EX_OSERR, "%s", err);
+	/* It signals no other process: not the relay process either. */
+	if (!d->cfg.no_sandbox && sandbox_signal_only_self(err, sizeof(err)) ==
+	    -1)
+		fatalx(EX_OSERR, "%s", err);
 }
 
 /*

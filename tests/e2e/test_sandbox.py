@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import (SANITIZE, children_of, proc_stat, proc_status, sink_roundtrip,
+from conftest import (SANITIZE, children_of, fwd, proc_stat, proc_status, sink_roundtrip,
                       tcp4, free_port)
 
 pytestmark = pytest.mark.root
@@ -36,7 +36,8 @@ AUDIT_ARCH_I386 = 0x40000003
 NR = {"read": 0, "write": 1, "ioctl": 16, "socket": 41, "clone": 56,
       "execve": 59, "ptrace": 101, "setuid": 105, "mount": 165, "unshare": 272,
       "splice": 275, "accept4": 288, "process_vm_writev": 311, "bpf": 321,
-      "execveat": 322, "getrandom": 318, "clone3": 435, "restart_syscall": 219, "prctl": 157}
+      "execveat": 322, "getrandom": 318, "clone3": 435, "restart_syscall": 219, "prctl": 157,
+      "kill": 62, "tkill": 200, "tgkill": 234, "seccomp": 317}
 
 FIONREAD, TIOCSTI = 0x541B, 0x5412
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE = 1, 4
@@ -46,9 +47,10 @@ CLONE_NEWUSER = 0x10000000
 EPERM, ENOSYS = 1, 38
 
 
-def read_filter(pid):
-    """The classic BPF program of pid's seccomp filter, as read by a tracer
-    (PTRACE_SECCOMP_GET_FILTER, root only): [(code, jt, jf, k)]."""
+def read_filter(pid, index=0):
+    """The classic BPF program of pid's seccomp filter number index (0 the
+    first installed), as read by a tracer (PTRACE_SECCOMP_GET_FILTER, root
+    only): [(code, jt, jf, k)]."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.ptrace.restype = ctypes.c_long
     libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
@@ -64,9 +66,9 @@ def read_filter(pid):
     try:
         ptrace(PTRACE_INTERRUPT)
         os.waitpid(pid, WALL)
-        n = ptrace(PTRACE_SECCOMP_GET_FILTER)
+        n = ptrace(PTRACE_SECCOMP_GET_FILTER, index)
         buf = ctypes.create_string_buffer(8 * n)
-        ptrace(PTRACE_SECCOMP_GET_FILTER, None, buf)
+        ptrace(PTRACE_SECCOMP_GET_FILTER, index, buf)
     finally:
         ptrace(PTRACE_DETACH)
     return [struct.unpack_from("<HBBI", buf.raw, 8 * i) for i in range(n)]
@@ -102,6 +104,15 @@ def run_filter(prog, nr, args=(), arch=AUDIT_ARCH_X86_64):
             return a
         else:
             raise AssertionError(f"BPF opcode {code:#x} at {pc - 1} not interpreted")
+
+
+def run_filters(progs, nr, args=()):
+    """What a stack of filters answers: the most restrictive action wins
+    (the kernel compares the actions as signed numbers)."""
+    def rank(ret):
+        action = ret & 0xFFFF0000
+        return action - (1 << 32) if action & 0x80000000 else action
+    return min((run_filter(p, nr, args) for p in progs), key=rank)
 
 
 @pytest.fixture
@@ -208,3 +219,37 @@ def test_no_sandbox_turns_it_off(relayd, sink):
     r.wait_log(r"^relayd: sandbox off \(--no-sandbox\)$")
     assert r.status()["Seccomp"] == "0"
     sink_roundtrip(r_addr(r))
+
+
+def test_tunnel_worker_signals_only_itself(tunnel, sink, x86_64):
+    """The tunnels' worker, the process that parses what an SSH server
+    sends, runs as the relay process's user: its filter lets it signal
+    itself only, never the relay process, its keeper or a process group."""
+    rport = free_port()
+    t = tunnel("-R", f"{rport}:{sink.spec}")
+    sink_roundtrip(fwd(rport))
+    relay = t.relayd.pid
+    (keeper,) = [pid for pid, _ in children_of(relay)]
+    (worker,) = [pid for pid, _ in children_of(keeper)]
+    assert proc_status(worker)["Seccomp_filters"] == "2"
+    progs = [read_filter(worker, i) for i in range(2)]
+    kill, allow = RET_KILL_PROCESS, RET_ALLOW
+    minus_one = (1 << 64) - 1
+
+    def answer(name, *args):
+        return run_filters(progs, NR[name], args)
+
+    assert answer("kill", worker, signal.SIGTERM) == allow
+    assert answer("tgkill", worker, worker, signal.SIGABRT) == allow
+    for target in (relay, keeper, 0, minus_one):
+        assert answer("kill", target, signal.SIGKILL) == kill, target
+    assert answer("tgkill", relay, relay, signal.SIGKILL) == kill
+    assert answer("tkill", relay, signal.SIGKILL) == kill
+    assert answer("read") == allow
+    # A filter can be added (only narrowing), with no flag.
+    assert answer("seccomp", 1, 0) == allow
+    assert answer("seccomp", 1, 1) == kill
+    # The keeper, which signals its workers, keeps the plain list.
+    assert proc_status(keeper)["Seccomp_filters"] == "1"
+    assert run_filter(read_filter(keeper), NR["kill"], (worker, 1)) == allow
+    sink_roundtrip(fwd(rport), seed=2)
