@@ -468,6 +468,21 @@ listener_free_in_child(struct listener *l)
 }
 
 void
+listener_unlisten(struct listener *l)
+{
+	size_t	i;
+
+	if (l == NULL)
+		return;
+	/* On a listening socket shutdown() acts on the socket, not on this
+	 * descriptor: a copy left in another process stops listening too. */
+	for (i = 0; i < l->nsocks; i++)
+		if (shutdown(l->socks[i].fd, SHUT_RDWR) == -1)
+			log_debug("cannot stop listening on %s: %s",
+			    l->socks[i].name, strerror(errno));
+}
+
+void
 listener_free(struct listener *l)
 {
 	if (l == NULL)

@@ -48,6 +48,9 @@ void	listener_disable(struct listener *);
 void	listener_free(struct listener *);
 /* Closes the sockets without touching the file system (forked children). */
 void	listener_free_in_child(struct listener *);
+/* Stops the sockets listening in every process that has a copy of them, so
+ * that their ports can be bound again; call before listener_free. */
+void	listener_unlisten(struct listener *);
 /* How many sockets the spec gave, and the address each is bound to. */
 size_t	listener_nsockets(const struct listener *);
 const char *listener_name(const struct listener *, size_t i);

@@ -518,7 +518,10 @@ tunnel_close_listeners(struct tunnel *t)
 {
 	size_t	i;
 
+	/* The tunnels' keeper keeps a copy of the listeners bound at start,
+	 * for the workers it restarts: close alone would not free the port. */
 	for (i = 0; i < t->nfwds; i++) {
+		listener_unlisten(t->fwds[i].local);
 		listener_free(t->fwds[i].local);
 		t->fwds[i].local = NULL;
 	}

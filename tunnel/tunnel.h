@@ -43,7 +43,8 @@ void	tunnel_set_up_hook(void (*hook)(void));
 unsigned tunnel_active(const struct tunnel *);
 /* Stops taking new connections (-L/-D listeners, -R channels). */
 void	tunnel_stop_accepting(struct tunnel *);
-/* Closes its -L/-D listening sockets (after tunnel_stop_accepting). */
+/* Closes its -L/-D listening sockets and gives their ports back, copies in
+ * other processes included (after tunnel_stop_accepting). */
 void	tunnel_close_listeners(struct tunnel *);
 /* Closes everything. */
 void	tunnel_free(struct tunnel *);

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (RELAYD, assert_dropped, children_of, free_port, fwd, proc_stat, proc_status,
-                      sink_roundtrip, tcp4)
+from conftest import (RELAYD, assert_dropped, children_of, forward_up_re, free_port, fwd,
+                      proc_stat, proc_status, sink_roundtrip, tcp4)
 
 pytestmark = pytest.mark.root
 
@@ -249,3 +249,39 @@ def test_worker_draining_without_relay_process_costs_no_cpu(tunnel, echo):
         c.sendall(b"y")
         assert c.recv(1) == b"y"
     wait_gone(pids)
+
+
+def test_reload_frees_the_port_of_a_dropped_local_forward(relayd, sshd, sink, open_dir):
+    """A -L port bound at start is held by the keeper too (a restarted
+    worker serves it): a reload that drops or changes that tunnel must let
+    the port go, not leave a listener that nobody serves, and a changed
+    tunnel must be able to bind it again."""
+    lport, rport = free_port(), free_port()
+    conf = open_dir / "relayd.conf"
+    local = tunnel_section("a", sshd, f"{lport}:{sink.spec}", open_dir).replace(
+        "remote = ", "local = ")
+    remote = tunnel_section("b", sshd, f"{rport}:{sink.spec}", open_dir)
+    conf.write_text(local + remote)
+    conf.chmod(0o644)
+    r = relayd("-c", conf)
+    r.wait_log(forward_up_re("L", f"{lport}:{sink.spec}"), timeout=15)
+    sink_roundtrip(fwd(lport))
+    # Changed (a keepalive added): the new tunnel binds the same port.
+    conf.write_text(local + "keepalive = 7\n" + remote)
+    os.kill(r.pid, signal.SIGHUP)
+    r.wait_log(r"reloaded: 0 relays, 2 tunnels \(1 unchanged\)$", timeout=15)
+    assert "not started" not in r.log(), r.describe()
+    deadline = time.monotonic() + 15
+    while len(re.findall(forward_up_re("L", f"{lport}:{sink.spec}"), r.log())) < 2:
+        assert time.monotonic() < deadline, r.describe()
+        time.sleep(0.05)
+    sink_roundtrip(fwd(lport), seed=2)
+    # Dropped: nothing listens on the port any more.
+    conf.write_text(remote)
+    os.kill(r.pid, signal.SIGHUP)
+    r.wait_log(r"reloaded: 0 relays, 1 tunnels \(1 unchanged\)$", timeout=15)
+    assert not listening_inodes(lport), "a dropped -L port still listens"
+    with pytest.raises(ConnectionRefusedError):
+        fwd(lport).connect().close()
+    sink_roundtrip(fwd(rport), seed=3)
+    r.stop()
