@@ -763,8 +763,12 @@ on_other_child(pid_t pid, int status)
 		return;
 	if (d->draining && code == 0)
 		return;
-	if (code == 0)
+	/* Not asked to stop (someone else signalled it): no success, so that
+	 * a service manager restarts relayd. */
+	if (code == 0) {
 		log_warnx("the tunnels' process ended: stopping");
+		code = EX_SOFTWARE;
+	}
 	d->tun_code = code;
 	event_base_loopbreak(d->base);
 }

@@ -285,3 +285,17 @@ def test_reload_frees_the_port_of_a_dropped_local_forward(relayd, sshd, sink, op
         fwd(lport).connect().close()
     sink_roundtrip(fwd(rport), seed=3)
     r.stop()
+
+
+def test_worker_stopped_by_another_hand_is_a_failure(tunnel, sink):
+    """A worker that ends cleanly although relayd was not asked to stop
+    (someone sent it SIGTERM) stops relayd with EX_SOFTWARE, not 0: a
+    service manager restarts on failure only."""
+    rport = free_port()
+    t = tunnel("-R", f"{rport}:{sink.spec}")
+    keeper, worker = tunnel_pids(t.relayd.pid)
+    t.relayd.expected_exit = True
+    os.kill(worker, signal.SIGTERM)
+    assert t.relayd.proc.wait(10) == 70, t.relayd.describe()
+    assert "the tunnels' process ended: stopping" in t.relayd.log()
+    wait_gone([keeper, worker])
