@@ -95,6 +95,14 @@ set_no_new_privs(char *err, size_t errlen)
 		    strerror(errno));
 		return -1;
 	}
+	/* The relay process and the tunnels' run as one user: without this
+	 * (started without root, or fs.suid_dumpable set) each could open
+	 * another's /proc/PID/mem and write into it. */
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == -1) {
+		snprintf(err, errlen, "cannot clear the dumpable flag: %s",
+		    strerror(errno));
+		return -1;
+	}
 	return 0;
 }
 

@@ -21,15 +21,17 @@ int	caps_lookup_user(const char *name, struct caps_user *u, char *err,
 /*
  * From root: becomes u with its groups, keeping only CAP_NET_BIND_SERVICE
  * if keep_bind (permitted, effective and bounding set; else nothing at
- * all), no ambient capabilities, no-new-privs set; then proves it cannot
- * regain root. Returns 0, or -1 with a message (the caller must exit).
+ * all), no ambient capabilities, no-new-privs set, not dumpable; then
+ * proves it cannot regain root. Returns 0, or -1 with a message (the
+ * caller must exit).
  */
 int	caps_drop_root(const struct caps_user *u, int keep_bind, char *err,
 	    size_t errlen);
 /*
  * Not root: keeps CAP_NET_BIND_SERVICE if keep_bind and a file capability
- * gave it, drops any other, clears ambient capabilities and sets
- * no-new-privs (the bounding set stays: emptying it needs CAP_SETPCAP).
+ * gave it, drops any other, clears ambient capabilities, sets
+ * no-new-privs and clears the dumpable flag (the bounding set stays:
+ * emptying it needs CAP_SETPCAP).
  */
 int	caps_restrict(int keep_bind, char *err, size_t errlen);
 /* Asks for sig when the parent dies, and checks that parent still is it.

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (RELAYD, assert_dropped, children_of, forward_up_re, free_port, fwd,
-                      proc_stat, proc_status, sink_roundtrip, tcp4)
+from conftest import (RELAYD, SETPRIV_NOBODY, assert_dropped, children_of, forward_up_re,
+                      free_port, fwd, proc_stat, proc_status, sink_roundtrip, tcp4)
 
 pytestmark = pytest.mark.root
 
@@ -299,3 +299,24 @@ def test_worker_stopped_by_another_hand_is_a_failure(tunnel, sink):
     assert t.relayd.proc.wait(10) == 70, t.relayd.describe()
     assert "the tunnels' process ended: stopping" in t.relayd.log()
     wait_gone([keeper, worker])
+
+
+def test_no_process_of_the_user_reads_another(relayd, sink, open_dir):
+    """The relay process and the tunnels' run as one user. Started without
+    root (systemd's User=, where nothing made them undumpable), none of
+    them may open another's memory: a process of that user, standing for
+    whichever of them an exploited bug took over, cannot."""
+    port = free_port()
+    conf = open_dir / "relayd.conf"
+    conf.write_text(f"[relay a]\nlisten = 127.0.0.1:{port}\nto = {sink.spec}\n")
+    conf.chmod(0o644)
+    r = relayd("-c", conf, as_nobody=True)
+    keeper, worker = started_tunnel_pids(r.pid)
+    for pid in (r.pid, keeper, worker):
+        peek = subprocess.run(
+            [*SETPRIV_NOBODY, "/usr/bin/python3", "-c",
+             f"open('/proc/{pid}/mem', 'rb').close()"],
+            capture_output=True, text=True, timeout=10)
+        assert peek.returncode != 0 and "PermissionError" in peek.stderr, \
+            f"process {pid}: {peek}"
+    sink_roundtrip(tcp4(port))
