@@ -320,3 +320,16 @@ def test_no_process_of_the_user_reads_another(relayd, sink, open_dir):
         assert peek.returncode != 0 and "PermissionError" in peek.stderr, \
             f"process {pid}: {peek}"
     sink_roundtrip(tcp4(port))
+
+
+def test_keeper_killed_takes_the_worker_and_stops_relayd(tunnel, sink):
+    """The worker dies with its keeper (PDEATHSIG), and relayd, left
+    without its tunnels, stops with EX_SOFTWARE."""
+    rport = free_port()
+    t = tunnel("-R", f"{rport}:{sink.spec}")
+    keeper, worker = tunnel_pids(t.relayd.pid)
+    t.relayd.expected_exit = True
+    os.kill(keeper, signal.SIGKILL)
+    assert t.relayd.proc.wait(10) == 70, t.relayd.describe()
+    assert f"tunnel keeper {keeper} killed by signal 9" in t.relayd.log()
+    wait_gone([worker])
