@@ -140,7 +140,7 @@ def wait_gone(pids, timeout=10):
 def test_relay_process_killed_leaves_no_tunnel_process(tunnel, sink):
     rport = free_port()
     t = tunnel("-R", f"{rport}:{sink.spec}")
-    pids = tunnel_pids(t.relayd.pid)
+    pids = started_tunnel_pids(t.relayd.pid)
     t.relayd.expected_exit = True
     os.kill(t.relayd.pid, signal.SIGKILL)
     t.relayd.proc.wait()
@@ -230,7 +230,7 @@ def test_worker_draining_without_relay_process_costs_no_cpu(tunnel, echo):
     relay's end of the channel closed: it must stop watching it."""
     lport = free_port()
     t = tunnel("-L", f"{lport}:{echo.spec}", "--drain-timeout", "30")
-    pids = tunnel_pids(t.relayd.pid)
+    pids = started_tunnel_pids(t.relayd.pid)
     with fwd(lport).connect() as c:
         c.sendall(b"x")
         assert c.recv(1) == b"x"
@@ -293,7 +293,7 @@ def test_worker_stopped_by_another_hand_is_a_failure(tunnel, sink):
     service manager restarts on failure only."""
     rport = free_port()
     t = tunnel("-R", f"{rport}:{sink.spec}")
-    keeper, worker = tunnel_pids(t.relayd.pid)
+    keeper, worker = started_tunnel_pids(t.relayd.pid)
     t.relayd.expected_exit = True
     os.kill(worker, signal.SIGTERM)
     assert t.relayd.proc.wait(10) == 70, t.relayd.describe()
@@ -327,7 +327,7 @@ def test_keeper_killed_takes_the_worker_and_stops_relayd(tunnel, sink):
     without its tunnels, stops with EX_SOFTWARE."""
     rport = free_port()
     t = tunnel("-R", f"{rport}:{sink.spec}")
-    keeper, worker = tunnel_pids(t.relayd.pid)
+    keeper, worker = started_tunnel_pids(t.relayd.pid)
     t.relayd.expected_exit = True
     os.kill(keeper, signal.SIGKILL)
     assert t.relayd.proc.wait(10) == 70, t.relayd.describe()
