@@ -933,7 +933,7 @@ as_keeper(void *arg)
 	unsetenv("WATCHDOG_PID");
 	d->keeper_pid = getpid();
 	drop_privileges(d->from_root, &d->user, 0);
-	if (caps_die_with_parent(d->relay_pid, SIGTERM, err, sizeof(err)) ==
+	if (caps_die_with_parent(d->relay_pid, TUNPROC_PARENT_GONE, err, sizeof(err)) ==
 	    -1)
 		fatalx(EX_OSERR, "%s", err);
 	enter_sandbox(&d->cfg);

@@ -26,7 +26,7 @@
 #define BACKOFF_MAX	60	/* seconds between restarts, at most */
 
 static const int	forwarded[] = { SIGHUP, SIGTERM, SIGINT, SIGQUIT,
-			    SIGUSR1 };
+			    SIGUSR1, TUNPROC_PARENT_GONE };
 #define NFORWARDED	(sizeof(forwarded) / sizeof(forwarded[0]))
 
 static void
@@ -50,6 +50,13 @@ keeper_on_signal(int sig)
 {
 	int	saved = errno;
 
+	/* Each of a dying relay process's threads may send it: the worker
+	 * gets one SIGTERM (a second would cut its drain short). */
+	if (sig == TUNPROC_PARENT_GONE) {
+		if (keeper_stopping)
+			return;
+		sig = SIGTERM;
+	}
 	if (sig == SIGTERM || sig == SIGINT || sig == SIGQUIT)
 		keeper_stopping = 1;
 	if (keeper_worker > 0)

@@ -7,6 +7,11 @@
 #ifndef RELAY_TUNPROC_H
 #define RELAY_TUNPROC_H
 
+#include <signal.h>
+
+/* The keeper's parent-death signal: it stops the worker once, gracefully. */
+#define TUNPROC_PARENT_GONE	SIGUSR2
+
 #include <sys/types.h>
 
 struct event_base;

@@ -227,12 +227,12 @@ def test_gone_channel_costs_no_cpu(relayd, echo, tmp_path):
 
 def test_worker_draining_without_relay_process_costs_no_cpu(tunnel, echo):
     """The relay process killed, the worker drains its forwards with the
-    relay's end of the channel closed: it must stop watching it. One event
-    loop: the keeper gets its parent-death SIGTERM again for each relay
-    thread it is handed on to as they die, and a second SIGTERM cuts the
-    drain short."""
+    relay's end of the channel closed: it must stop watching it. Two event
+    loops: the keeper gets its parent-death signal again for each relay
+    thread it is handed on to as they die, and must stop the worker only
+    once (a second SIGTERM would cut the drain short)."""
     lport = free_port()
-    t = tunnel("-L", f"{lport}:{echo.spec}", "--drain-timeout", "30", "--workers", "1")
+    t = tunnel("-L", f"{lport}:{echo.spec}", "--drain-timeout", "30", "--workers", "2")
     pids = started_tunnel_pids(t.relayd.pid)
     with fwd(lport).connect() as c:
         c.sendall(b"x")
