@@ -51,15 +51,17 @@ class TestTimeout(Exception):
 
 
 def _on_alarm(signum, frame):
-    raise TestTimeout(f"test body still running after {TEST_TIMEOUT} s")
+    raise TestTimeout("test body ran out of time (TEST_TIMEOUT or its time_limit mark)")
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item):
     # No timeout plugin: an interval timer interrupts whatever the main
     # thread is blocked in; fixtures then kill the processes as usual.
+    # @pytest.mark.time_limit(SEC) gives a long test more than TEST_TIMEOUT.
+    limit = item.get_closest_marker("time_limit")
     previous = signal.signal(signal.SIGALRM, _on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, TEST_TIMEOUT)
+    signal.setitimer(signal.ITIMER_REAL, limit.args[0] if limit else TEST_TIMEOUT)
     try:
         yield
     finally:
@@ -75,6 +77,25 @@ def pytest_runtest_makereport(item, call):
     if report.failed:
         for r in getattr(item, "relayds", ()):
             report.sections.append((f"relayd {r.name} ({report.when})", r.describe()))
+
+
+_FIGURES = []
+
+
+@pytest.fixture
+def figures(request):
+    """figures(line): a measured figure, shown in a "figures" section at the
+    end of the run (passing tests' output is otherwise hidden)."""
+    def add(line):
+        _FIGURES.append(f"{request.node.name}: {line}")
+    return add
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _FIGURES:
+        terminalreporter.section("figures")
+        for line in _FIGURES:
+            terminalreporter.write_line(line)
 
 
 # ---------------------------------------------------------------- byte streams
@@ -941,6 +962,9 @@ import functools                                            # noqa: E402
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer   # noqa: E402
 
 from sshd import Sshd, ensure_privsep_dir, PRIVSEP_DIR     # noqa: E402
+
+# The fault suite's fixtures (network namespaces, see netns.py).
+pytest_plugins = ["netns"]
 
 TUNNEL_UP_TIMEOUT = 10      # seconds from start (or a reconnection) to "forward ... up"
 # Through a forward, a stream that makes no progress for this long is stuck

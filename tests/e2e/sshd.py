@@ -87,12 +87,14 @@ class Sshd:
     in self.keys ("ed25519", "ecdsa", "passphrase" (with PASSPHRASE, also in
     self.passphrase_file)); self.stranger is a key it does not know."""
 
-    def __init__(self, workdir, port, ipv6=False):
+    def __init__(self, workdir, port, ipv6=False, address="127.0.0.1", prefix=()):
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = port
         self.ipv6 = ipv6
-        self.name = f"127.0.0.1:{port}"
+        self.address = address          # IPv4 to listen on
+        self.prefix = list(prefix)      # e.g. ip netns exec NS: runs it there
+        self.name = f"{address}:{port}"
         self.host_key = keygen(self.dir / "host_ed25519")
         self.keys = {
             "ed25519": keygen(self.dir / "id_ed25519"),
@@ -116,7 +118,7 @@ class Sshd:
     # ------------------------------------------------------------ config
 
     def _config_lines(self):
-        listen = ["ListenAddress 127.0.0.1"] + (["ListenAddress ::1"] if self.ipv6 else [])
+        listen = [f"ListenAddress {self.address}"] + (["ListenAddress ::1"] if self.ipv6 else [])
         return [
             f"Port {self.port}", *listen,
             f"HostKey {self.host_key}",
@@ -135,7 +137,7 @@ class Sshd:
 
     def _check(self, lines):
         self.config.write_text("".join(f"{ln}\n" for ln in lines))
-        return subprocess.run([SSHD, "-t", "-f", str(self.config)],
+        return subprocess.run([*self.prefix, SSHD, "-t", "-f", str(self.config)],
                               capture_output=True, text=True)
 
     def write_config(self):
@@ -160,9 +162,9 @@ class Sshd:
         self._log_offset = self.logpath.stat().st_size if self.logpath.exists() else 0
         with open(self.logpath, "ab") as log:
             self.proc = subprocess.Popen(
-                [SSHD, "-D", "-e", "-f", str(self.config)], stdin=subprocess.DEVNULL,
+                [*self.prefix, SSHD, "-D", "-e", "-f", str(self.config)], stdin=subprocess.DEVNULL,
                 stdout=log, stderr=log, start_new_session=True)
-        wanted = [f"Server listening on 127.0.0.1 port {self.port}."]
+        wanted = [f"Server listening on {self.address} port {self.port}."]
         if self.ipv6:
             wanted.append(f"Server listening on ::1 port {self.port}.")
         deadline = time.monotonic() + START_TIMEOUT
