@@ -27,6 +27,10 @@
 #include "tunnel/tunnel_int.h"
 
 #define LOGIN_GRACE_SEC	30
+/* A connect with no answer is given up and made again this often: a
+ * silent network costs the server nothing, and fresh SYNs find it soon
+ * after it heals instead of after the kernel's doubling SYN retries. */
+#define CONNECT_PATIENCE_SEC	10
 #define YOUNG_SESSION_SEC	10
 #define OPEN_PATIENCE_SEC	150	/* above Linux's SYN retry time */
 #define SWEEP_ROUNDS	8
@@ -665,6 +669,7 @@ on_dialled(int fd, const struct sockaddr *sa, socklen_t salen,
     const char *why, void *arg)
 {
 	struct tunnel	*t = arg;
+	struct timeval	 tv = { LOGIN_GRACE_SEC, 0 };
 
 	t->dial = NULL;
 	if (fd == -1) {
@@ -673,6 +678,8 @@ on_dialled(int fd, const struct sockaddr *sa, socklen_t salen,
 	}
 	t->fd = fd;
 	tune_socket(t, fd);
+	evtimer_assign(&t->ev_retry, t->base, on_login_deadline, t);
+	evtimer_add(&t->ev_retry, &tv);
 	if (new_session(t) == -1) {
 		close(fd);
 		t->fd = -1;
@@ -688,17 +695,15 @@ on_dialled(int fd, const struct sockaddr *sa, socklen_t salen,
 	pass(t, 0);
 }
 
+/* The connect has its own deadline: unanswered, it is "cannot connect"
+ * and retried within a second; the login deadline starts once connected. */
 static void
 attempt(struct tunnel *t)
 {
-	struct timeval	tv = { LOGIN_GRACE_SEC, 0 };
-
 	(t->backoff.unreachable > 0 ? log_debug : log_info)("tunnel %s: "
 	    "connecting", t->name);
 	t->state = T_CONNECTING;
-	evtimer_assign(&t->ev_retry, t->base, on_login_deadline, t);
-	evtimer_add(&t->ev_retry, &tv);
-	if ((t->dial = dial_start(t->base, &t->server, LOGIN_GRACE_SEC,
+	if ((t->dial = dial_start(t->base, &t->server, CONNECT_PATIENCE_SEC,
 	    on_dialled, t)) == NULL)
 		retry_later(t, BACKOFF_UNREACHABLE, "cannot connect",
 		    "out of memory");

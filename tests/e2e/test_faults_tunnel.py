@@ -56,9 +56,13 @@ def test_silent_partition_detected_and_recovered(net, ns_relayd, ns_sshd, backen
     cut = time.monotonic()
     t.wait(rf"lost: no answer to {COUNT} keepalives$", timeout=DETECT_WITHIN + 30)
     detected = time.monotonic() - cut
-    # Stay cut a while: the tunnel now reconnects into the void.
+    # Stay cut through a whole connect attempt into the void: it must end
+    # as "cannot connect" (retried within a second, with fresh SYNs), not
+    # as a refusal that backs off further with every attempt.
     t.wait(r"connecting$", n=2, timeout=10)
-    time.sleep(2)
+    failed = t.wait(r"(cannot connect|lost|refused): .*$", n=2, timeout=60).group(0)
+    assert failed.endswith("cannot connect: connect timeout"), failed
+    time.sleep(3)               # into the next attempt: its SYN retries find the healed link
     dropped = net.dropped_packets()
     net.heal()
     healed = time.monotonic()
@@ -66,9 +70,10 @@ def test_silent_partition_detected_and_recovered(net, ns_relayd, ns_sshd, backen
     recovered = time.monotonic() - healed
     through_chain(net, seed=2)
     figures(f"partition: lost logged {detected:.2f} s after the cut (bound {DETECT_WITHIN} s "
-            f"= keepalive {KEEPALIVE} x count {COUNT} + 2), forward up again {recovered:.2f} s "
-            f"after healing (bound {RECOVER_WITHIN} s), {dropped} packets dropped, "
-            f"sha256 transfer through the chain after healing ok")
+            f"= keepalive {KEEPALIVE} x count {COUNT} + 2); cut for "
+            f"{healed - cut:.1f} s ({dropped} packets dropped); forward up again "
+            f"{recovered:.2f} s after healing (bound {RECOVER_WITHIN} s); sha256 transfer "
+            f"through the chain after healing ok")
     assert detected <= DETECT_WITHIN, f"dead server noticed after {detected:.2f} s"
     assert recovered <= RECOVER_WITHIN, f"forward back {recovered:.2f} s after healing"
 
