@@ -370,7 +370,8 @@ step_handshake(struct tunnel *t)
 }
 
 /* A lost session is retried at once; sessions that keep dying right after
- * login are the server saying no, and back off. */
+ * login are the server saying no, and back off. One that lived proved the
+ * server willing: earlier refusals are forgotten. */
 static enum backoff_reason
 lost_reason(struct tunnel *t)
 {
@@ -379,9 +380,10 @@ lost_reason(struct tunnel *t)
 	if (t->state != T_UP)
 		return BACKOFF_REFUSED;
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	if (now.tv_sec - t->up_since.tv_sec >= YOUNG_SESSION_SEC)
+	if (now.tv_sec - t->up_since.tv_sec >= YOUNG_SESSION_SEC) {
 		t->young_losses = 0;
-	else
+		backoff_reset(&t->backoff);
+	} else
 		t->young_losses++;
 	return t->young_losses >= 2 ? BACKOFF_REFUSED : BACKOFF_LOST;
 }

@@ -2,6 +2,7 @@
 the server is tried again until the forwards are back, without restarting
 relayd; a forward the server refuses is retried too, unless told to exit."""
 
+import re
 import socket
 import time
 
@@ -10,6 +11,7 @@ from conftest import free_port, fwd, sink_roundtrip
 LOST = r"lost: \S.*$"
 NEXT_ATTEMPT = r"next attempt in \d+(?:\.\d+)? s\b"
 BACK_WITHIN = 15        # seconds from the cause going away to the forward working
+YOUNG_SESSION_SEC = 10  # tunnel.c: a session lost sooner counts as refused
 EX_UNAVAILABLE = 69
 
 
@@ -120,3 +122,24 @@ def test_forward_refused_is_retried_until_port_freed(tunnel, sshd, sink):
     t.wait_up("R", spec, timeout=BACK_WITHIN)
     sink_roundtrip(fwd(rport))
     assert time.monotonic() - t0 < BACK_WITHIN
+
+
+def test_refusals_forgotten_after_a_session_that_lived(tunnel, sshd, sink):
+    """Refusals back off 1, 2, 4 s...; a session that then stays up proves
+    the server willing, so the next refusal starts again at 1 s."""
+    rport = free_port()
+    spec = f"{rport}:{sink.spec}"
+    t = tunnel("-R", spec)
+    keys = sshd.authorized_keys.read_text()
+    sshd.authorized_keys.write_text("")
+    sshd.kill_session_processes()
+    t.wait(r"refused: .*$", n=3, timeout=20)
+    sshd.authorized_keys.write_text(keys)
+    t.wait_up("R", spec, n=2, timeout=BACK_WITHIN)
+    time.sleep(YOUNG_SESSION_SEC + 0.5)
+    sshd.authorized_keys.write_text("")
+    sshd.kill_session_processes()
+    t.wait(r"refused: .*$", n=4, timeout=10)
+    after = t.relayd.log().split("refused: ")[4]
+    delay = float(re.search(r"next attempt in (\S+) s", after).group(1))
+    assert delay <= 1.2, f"first refusal after a healthy session waits {delay} s"
