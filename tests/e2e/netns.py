@@ -393,23 +393,31 @@ from conftest import (SANITIZE, Addr, Tunnel, free_port, recv_until_eof, send_st
                       sink_reply)
 from sshd import Sshd                                       # noqa: E402
 
-_why_not = []
+_netem = []
+
+
+def pytest_collection_modifyitems(config, items):
+    """Where namespaces cannot be made, every test that needs the net is
+    skipped before it starts, for one reason, said once per file."""
+    needing = [item for item in items if "net" in getattr(item, "fixturenames", ())]
+    why = unavailable() if needing else None
+    if why:
+        mark = pytest.mark.skip(reason=f"fault suite skipped: cannot create network "
+                                       f"namespaces ({why})")
+        for item in needing:
+            item.add_marker(mark)
 
 
 @pytest.fixture
 def net(tmp_path, figures):
     """A fresh Net for the test, closed (everything it made removed) after
     it, even on failure; the impairer's counters go to the figures."""
-    if not _why_not:
-        _why_not.append(unavailable() or "")
-    if _why_not[0]:
-        pytest.skip(f"fault suite skipped: cannot create network namespaces ({_why_not[0]})")
     n = Net(tmp_path)
-    if len(_why_not) == 1:
-        _why_not.append(netem_available(n.ns["router"]))
-        figures(f"tc netem {'exists' if _why_not[1] else 'is absent'}; faults are injected "
-                f"by impair.py on a TUN device either way")
     try:
+        if not _netem:
+            _netem.append(netem_available(n.ns["router"]))
+            figures(f"tc netem {'exists' if _netem[0] else 'is absent'}; faults are injected "
+                    f"by impair.py on a TUN device either way")
         yield n
     finally:
         for f in n.figures:
