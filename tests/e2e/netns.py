@@ -129,14 +129,12 @@ def netem_available(ns):
 class Net:
     """The three hosts and the router, built by the constructor."""
 
-    def __init__(self, workdir):
-        self.workdir = Path(workdir)
+    def __init__(self):
         tag = f"rdf{os.getpid()}n{next(_seq)}"
         self.ns = {role: f"{tag}-{role}" for role in ("client", "relay", "server", "router")}
         self.addr = dict(HOSTS)
         self._undo = []         # (description, callable), undone in reverse
         self._procs = []        # Popen objects started in the namespaces
-        self.impairer = None
         self.figures = []       # what the faults did, for the test's report
         try:
             self._build()
@@ -409,10 +407,10 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture
-def net(tmp_path, figures):
+def net(figures):
     """A fresh Net for the test, closed (everything it made removed) after
     it, even on failure; the impairer's counters go to the figures."""
-    n = Net(tmp_path)
+    n = Net()
     try:
         if not _netem:
             _netem.append(netem_available(n.ns["router"]))
