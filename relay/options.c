@@ -612,7 +612,7 @@ static const struct opt_def opts[] = {
 	  "~/.ssh/known_hosts)", set_known_hosts },
 	{ "accept-new-host-key", 0, T, NULL, "trust and record an unknown "
 	  "host key (never a changed one)", set_accept_new },
-	{ "keepalive", 0, T, "SEC", "probe the server after SEC of silence "
+	{ "keepalive", 0, T, "SEC", "probe the server every SEC seconds "
 	  "(default 15)", set_keepalive },
 	{ "keepalive-count", 0, T, "N", "declare it dead after N unanswered "
 	  "probes (default 3)", set_keepalive_count },
