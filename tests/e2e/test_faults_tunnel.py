@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from conftest import SANITIZE
 from netns import fd_count, in_netns, rss_kib, sink_roundtrip_from, start_tunnel
 
 RELAY_PORT = 8000
@@ -85,7 +86,12 @@ def test_silent_partition_detected_and_recovered(net, ns_relayd, ns_sshd, backen
 # the 20 cycles stay on the reconnect-at-once path.
 YOUNG_SESSION_SEC = 10
 RESTARTS = 20
-RSS_TOLERANCE_KIB = 512
+# VmRSS may grow this much from after the first cycle to after the last. An
+# ASan build's RSS also holds its allocator's and stack depot's own growth
+# (about 60 KiB a cycle here, none of it in the plain build), so it gets
+# more room; there LeakSanitizer, run when relayd exits at the end, is the
+# leak check.
+RSS_TOLERANCE_KIB = 3072 if SANITIZE else 512
 
 
 @pytest.mark.time_limit(600)
