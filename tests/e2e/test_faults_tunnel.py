@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import SANITIZE
+from conftest import SANITIZE, children_of
 from netns import fd_count, in_netns, rss_kib, sink_roundtrip_from, start_tunnel
 
 RELAY_PORT = 8000
@@ -94,6 +94,14 @@ RESTARTS = 20
 RSS_TOLERANCE_KIB = 3072 if SANITIZE else 512
 
 
+def tunnel_worker(relayd_pid):
+    """The process that runs the tunnels: the relay process's child (the
+    keeper) has it as its one child."""
+    [(keeper, _)] = children_of(relayd_pid)
+    [(worker, _)] = children_of(keeper)
+    return worker
+
+
 @pytest.mark.time_limit(600)
 def test_sshd_killed_and_restarted_20_times(net, ns_relayd, ns_sshd, backends, figures):
     t, sshd, spec = chain(net, ns_relayd, ns_sshd, backends, flat_rss=True)
@@ -111,13 +119,15 @@ def test_sshd_killed_and_restarted_20_times(net, ns_relayd, ns_sshd, backends, f
         if cycle == 1:
             through_chain(net, seed=100)
             t.wait_conns(2)
-            baseline = (fd_count(relayd.pid), rss_kib(relayd.pid))
+            worker = tunnel_worker(relayd.pid)
+            baseline = (fd_count(worker), rss_kib(worker))
     through_chain(net, seed=200)
     t.wait_conns(RESTARTS + 2)
-    fds, rss = fd_count(relayd.pid), rss_kib(relayd.pid)
-    figures(f"sshd killed and restarted {RESTARTS} times: relayd --ssh fds {baseline[0]} after "
-            f"cycle 1, {fds} after cycle {RESTARTS}; VmRSS {baseline[1]} KiB -> {rss} KiB "
-            f"(tolerance {RSS_TOLERANCE_KIB} KiB); forward serves (sha256 ok)")
+    assert tunnel_worker(relayd.pid) == worker, "the tunnel process was restarted"
+    fds, rss = fd_count(worker), rss_kib(worker)
+    figures(f"sshd killed and restarted {RESTARTS} times: the tunnel process's fds "
+            f"{baseline[0]} after cycle 1, {fds} after cycle {RESTARTS}; VmRSS {baseline[1]} "
+            f"KiB -> {rss} KiB (tolerance {RSS_TOLERANCE_KIB} KiB); forward serves (sha256 ok)")
     assert fds == baseline[0], f"fds {baseline[0]} after the first restart, {fds} after the last"
     assert rss - baseline[1] <= RSS_TOLERANCE_KIB, f"VmRSS grew {rss - baseline[1]} KiB"
     relayd.stop(within=10)      # under ASan, LeakSanitizer runs at exit
