@@ -72,9 +72,12 @@ tests/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c tests/fuzz/fuzz.h $
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; ./$$t; done
 
+# Twice: TCP <-> TCP spliced (the default), then everything copied.
+E2E := RELAYD=$(CURDIR)/relayd RELAYD_SANITIZE=$(SANITIZE) \
+    $(PYTHON) -m pytest -q tests/e2e
 e2e: relayd
-	RELAYD=$(CURDIR)/relayd RELAYD_SANITIZE=$(SANITIZE) \
-	    $(PYTHON) -m pytest -q tests/e2e
+	$(E2E)
+	RELAYD_EXTRA_ARGS=--no-splice $(E2E)
 
 # Every committed corpus and crash reproducer through every target, once:
 # no fuzzing, so it is fast, and a bug that comes back fails the check.

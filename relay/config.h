@@ -70,6 +70,7 @@ struct config {
 	int			 no_sandbox;	/* no seccomp filter */
 	int			 drain_timeout;	/* seconds */
 	unsigned		 workers;	/* event loops, 0 = per CPU */
+	int			 no_splice;	/* copy even TCP <-> TCP */
 	struct relay_conf	**relays;	/* owned */
 	size_t			 nrelays;
 	struct tunnel_conf	**tunnels;	/* owned */

@@ -93,20 +93,26 @@ void
 conn_close(struct conn *c, const char *why)
 {
 	struct service	*svc = c->svc;
-	char		 to[ADDR_STR_MAX], line[1024];
+	char		 to[ADDR_STR_MAX], line[1024], spliced[32] = "";
 	int		 failed = c->target == NULL || c->handshaking != NULL;
 	int		 quiet = c->quiet;
+	uint64_t	 nspliced = c->pump.ab.spliced + c->pump.ba.spliced;
 
 	cancel_open(c);
 	pump_stop(&c->pump);
 	addr_spec_format(c->to, to, sizeof(to));
+	/* Said only of connections that took the splicing path. */
+	if (c->pump.splice)
+		snprintf(spliced, sizeof(spliced), " spliced=%" PRIu64,
+		    nspliced);
 	snprintf(line, sizeof(line), "conn %" PRIu64 "%s%s%s %s -> %s in=%"
-	    PRIu64 " out=%" PRIu64 " time=%.3f end=%s", c->id,
+	    PRIu64 " out=%" PRIu64 "%s time=%.3f end=%s", c->id,
 	    svc->tag ? " [" : "", svc->tag ? svc->tag : "", svc->tag ? "]" : "",
 	    c->client_name, to, c->early + c->pump.ab.bytes, c->pump.ba.bytes,
-	    elapsed(&c->start), why);
+	    spliced, elapsed(&c->start), why);
 	svc->bytes_in += c->early + c->pump.ab.bytes;
 	svc->bytes_out += c->pump.ba.bytes;
+	svc->bytes_spliced += nspliced;
 	event_del(&c->idle);
 	event_del(&c->deadline);
 	if (c->step != NULL)
@@ -635,9 +641,11 @@ service_count(const struct service *svc, struct service_counts *sum)
 	sum->rejected += svc->rejected;
 	sum->bytes_in += svc->bytes_in;
 	sum->bytes_out += svc->bytes_out;
+	sum->bytes_spliced += svc->bytes_spliced;
 	TAILQ_FOREACH(c, &svc->conns, entry) {
 		sum->bytes_in += c->pump.ab.bytes;
 		sum->bytes_out += c->pump.ba.bytes;
+		sum->bytes_spliced += c->pump.ab.spliced + c->pump.ba.spliced;
 	}
 	sum->refused.denied += svc->refused.denied;
 	sum->refused.per_ip += svc->refused.per_ip;
@@ -655,8 +663,9 @@ service_counts_describe(const struct service_counts *n, char *buf,
 	size_t			 off;
 
 	snprintf(buf, len, "%u active, %" PRIu64 " total, %" PRIu64
-	    " rejected, in=%" PRIu64 " out=%" PRIu64, n->active, n->total,
-	    n->rejected, n->bytes_in, n->bytes_out);
+	    " rejected, in=%" PRIu64 " out=%" PRIu64 " spliced=%" PRIu64,
+	    n->active, n->total, n->rejected, n->bytes_in, n->bytes_out,
+	    n->bytes_spliced);
 	if (!n->refuses || (off = strlen(buf)) >= len)
 		return;
 	snprintf(buf + off, len - off, "; refused: denied=%" PRIu64 " per-ip=%"

@@ -38,6 +38,11 @@ struct endpoint_ops {
 	 * the callback, whatever want() said), -1 with one line in why.
 	 */
 	int	(*handshake)(struct endpoint *, char *why, size_t len);
+	/* The descriptor of a bare TCP socket, which the pump may splice()
+	 * to and from directly, or -1. NULL (the same as -1) for anything
+	 * that is not a plain socket or that adds or transforms bytes of
+	 * its own (SSH channels, TLS, PROXY headers). */
+	int	(*splice_fd)(struct endpoint *);
 };
 
 struct endpoint {
@@ -55,6 +60,13 @@ endpoint_want(struct endpoint *ep, int what)
 		ep->ops->want(ep, what);
 		ep->wanted = what;
 	}
+}
+
+/* See endpoint_ops.splice_fd. */
+static inline int
+endpoint_splice_fd(struct endpoint *ep)
+{
+	return ep->ops->splice_fd != NULL ? ep->ops->splice_fd(ep) : -1;
 }
 
 struct event_base;

@@ -1,5 +1,6 @@
 /* Socket endpoints: two persistent events, armed only while wanted. */
 #include <sys/socket.h>
+#include <netinet/in.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -12,6 +13,7 @@
 struct endpoint_fd {
 	struct endpoint	ep;
 	int		fd;
+	int		tcp;	/* -1: not known yet */
 	struct event	rd;
 	struct event	wr;
 };
@@ -67,8 +69,24 @@ fd_free(struct endpoint *ep)
 	free(e);
 }
 
+/* Unix sockets take the copying path: only TCP is spliced. Asked once,
+ * and only when splicing is on. */
+static int
+fd_splice_fd(struct endpoint *ep)
+{
+	struct endpoint_fd	*e = (struct endpoint_fd *)ep;
+	socklen_t		 len = sizeof(int);
+	int			 proto;
+
+	if (e->tcp == -1)
+		e->tcp = getsockopt(e->fd, SOL_SOCKET, SO_PROTOCOL, &proto,
+		    &len) == 0 && proto == IPPROTO_TCP;
+	return e->tcp ? e->fd : -1;
+}
+
 static const struct endpoint_ops fd_ops = {
-	fd_read, fd_write, fd_shutdown_write, fd_want, fd_free, NULL
+	fd_read, fd_write, fd_shutdown_write, fd_want, fd_free, NULL,
+	fd_splice_fd
 };
 
 static void
@@ -91,6 +109,7 @@ endpoint_fd_new(struct event_base *base, int fd, endpoint_cb *cb, void *arg)
 	e->ep.cb = cb;
 	e->ep.cbarg = arg;
 	e->fd = fd;
+	e->tcp = -1;
 	event_assign(&e->rd, base, fd, EV_READ | EV_PERSIST, fd_ready, &e->ep);
 	event_assign(&e->wr, base, fd, EV_WRITE | EV_PERSIST, fd_ready, &e->ep);
 	return &e->ep;

@@ -26,6 +26,8 @@
 #include "relay/listener.h"
 #include "relay/log.h"
 #include "relay/options.h"
+#include "relay/pipepool.h"
+#include "relay/pump.h"
 #include "relay/relay.h"
 #include "relay/resolve.h"
 #include "relay/service.h"
@@ -641,6 +643,7 @@ reload(struct daemon *d)
 	if (nc.no_sandbox != d->cfg.no_sandbox)
 		log_warnx("reload: no-sandbox takes effect only at start");
 	nc.no_sandbox = d->cfg.no_sandbox;
+	pump_set_splice(!nc.no_splice);
 	config_free(&d->cfg);
 	d->cfg = nc;
 	log_info("reloaded: %zu relays, %zu tunnels (%zu unchanged)", nr, nt,
@@ -881,6 +884,7 @@ close_everything(struct daemon *d)
 		event_free(d->closed_ev);
 	workers_shutdown();	/* frees d->base too */
 	bufpool_drain();
+	pipepool_drain();
 	if (d->cfg.pidfile != NULL && d->tunchan == NULL)
 		(void)unlink(d->cfg.pidfile);
 	config_free(&d->cfg);
@@ -1011,6 +1015,7 @@ main(int argc, char **argv)
 	if (d.cfg.check)
 		check_only(&d.cfg);
 	log_init(d.cfg.log_level, d.cfg.use_syslog || d.cfg.daemonize);
+	pump_set_splice(!d.cfg.no_splice);
 	from_root = lookup_user(&d.cfg, &u);
 
 	nloops = workers_wanted(&d.cfg);

@@ -182,6 +182,13 @@ set_workers(void *o, const char *v, char *err, size_t errlen)
 }
 
 static int
+set_no_splice(void *o, const char *v, char *err, size_t errlen)
+{
+	((struct config *)o)->no_splice = *v == '1';
+	return 0;
+}
+
+static int
 set_check(void *o, const char *v, char *err, size_t errlen)
 {
 	((struct config *)o)->check = *v == '1';
@@ -635,6 +642,8 @@ static const struct opt_def opts[] = {
 	  "for up to SEC (default 10)", set_drain_timeout },
 	{ "workers", 0, G, "N", "event loops accepting connections, each in "
 	  "a thread (default: one per CPU online)", set_workers },
+	{ "no-splice", 0, G, NULL, "copy bytes through buffers even between "
+	  "two TCP sockets", set_no_splice },
 	{ "log-level", 0, G, "LEVEL", "error, warning, info (default) or "
 	  "debug", set_log_level },
 	{ "syslog", 0, G, NULL, "log to syslog (the default with --daemon)",

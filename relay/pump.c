@@ -1,19 +1,35 @@
 /*
- * The byte pump. Each direction holds at most one BUFPOOL_SIZE buffer: while
- * it is not fully written, the source is not read (backpressure), and once
- * written the buffer goes back to the pool. EOF is passed on with a
- * shutdown of the destination's write side, so half-closed connections keep
- * working in the other direction.
+ * The byte pump. Each direction holds at most one BUFPOOL_SIZE buffer or,
+ * between two TCP sockets, one pipe that splice() fills from the source and
+ * empties into the destination without copying through user space. While
+ * either is not fully written, the source is not read (backpressure), and
+ * once written it goes back to its pool, so an idle connection holds
+ * neither. EOF is passed on with a shutdown of the destination's write
+ * side, so half-closed connections keep working in the other direction.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
 #include <stddef.h>
 
 #include "relay/bufpool.h"
+#include "relay/pipepool.h"
 #include "relay/pump.h"
 
 /* Reads per wakeup and direction, so one busy connection cannot starve
  * the others; level-triggered events bring us back for the rest. */
 #define PUMP_ROUNDS	16
+/* The same fairness in bytes, for splicing: what the copying rounds move
+ * at most. Each splice() call moves at most one pipe's worth. */
+#define PUMP_BUDGET	(PUMP_ROUNDS * BUFPOOL_SIZE)
+
+static atomic_int	splice_on = 1;
+
+void
+pump_set_splice(int on)
+{
+	atomic_store(&splice_on, on);
+}
 
 static int
 flow_fail(struct pump *p, struct endpoint *ep, int error)
@@ -21,6 +37,12 @@ flow_fail(struct pump *p, struct endpoint *ep, int error)
 	p->failed = ep;
 	p->error = error;
 	return -1;
+}
+
+static int
+again(int error)
+{
+	return error == EAGAIN || error == EWOULDBLOCK || error == EINTR;
 }
 
 /* Reads into an empty flow. Returns bytes read, 0 to stop, -1 on failure. */
@@ -40,13 +62,14 @@ flow_fill(struct pump *p, struct flow *f)
 	}
 	if (n == 0)
 		f->eof = 1;
-	else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+	else if (!again(errno))
 		return flow_fail(p, f->src, errno);
 	return 0;
 }
 
+/* The copying path: through a buffer and the endpoints' own calls. */
 static int
-flow_run(struct pump *p, struct flow *f)
+flow_copy(struct pump *p, struct flow *f)
 {
 	ssize_t	n = BUFPOOL_SIZE, m;
 	int	rounds;
@@ -66,8 +89,7 @@ flow_run(struct pump *p, struct flow *f)
 		m = f->dst->ops->write(f->dst, f->buf + f->off,
 		    f->len - f->off);
 		if (m < 0) {
-			if (errno == EAGAIN || errno == EWOULDBLOCK ||
-			    errno == EINTR)
+			if (again(errno))
 				break;
 			return flow_fail(p, f->dst, errno);
 		}
@@ -80,7 +102,86 @@ flow_run(struct pump *p, struct flow *f)
 		f->buf = NULL;
 		f->off = f->len = 0;
 	}
-	if (f->eof && f->off == f->len && !f->shut) {
+	return 0;
+}
+
+/* Splices from the source into the flow's empty pipe. Returns bytes taken,
+ * 0 to stop (EOF, or nothing to read now), -1 on failure. */
+static ssize_t
+pipe_fill(struct pump *p, struct flow *f, size_t budget)
+{
+	size_t	want = f->pipe->size < budget ? f->pipe->size : budget;
+	ssize_t	n;
+
+	n = splice(f->srcfd, NULL, f->pipe->wr, NULL, want,
+	    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+	if (n > 0) {
+		f->piped = (uint32_t)n;
+		f->bytes += (uint64_t)n;
+		f->spliced += (uint64_t)n;
+		return n;
+	}
+	if (n == 0)
+		f->eof = 1;
+	else if (!again(errno))
+		return flow_fail(p, f->src, errno);
+	return 0;
+}
+
+/*
+ * The splicing path: source -> pipe -> destination, up to PUMP_BUDGET
+ * bytes. The pipe is empty before each fill, so EAGAIN from a fill means
+ * the source has nothing; from a drain, that the destination is full.
+ * Returns 0, -1 on failure, or 1 when no pipe could be had: the caller
+ * copies this round instead.
+ */
+static int
+flow_splice(struct pump *p, struct flow *f)
+{
+	size_t	budget = PUMP_BUDGET;
+	ssize_t	n;
+
+	if (f->pipe == NULL && !f->eof && (f->pipe = pipepool_get()) == NULL)
+		return 1;
+	while (f->pipe != NULL) {
+		if (f->piped == 0) {
+			if (f->eof || budget == 0)
+				break;
+			if ((n = pipe_fill(p, f, budget)) <= 0) {
+				if (n < 0)
+					return -1;
+				break;
+			}
+			budget -= (size_t)n;
+		}
+		n = splice(f->pipe->rd, NULL, f->dstfd, NULL, f->piped,
+		    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+		if (n < 0) {
+			if (again(errno))
+				break;
+			return flow_fail(p, f->dst, errno);
+		}
+		f->piped -= (uint32_t)n;
+	}
+	if (f->pipe != NULL && f->piped == 0) {
+		pipepool_put(f->pipe);
+		f->pipe = NULL;
+	}
+	return 0;
+}
+
+static int
+flow_run(struct pump *p, struct flow *f)
+{
+	int	rc = 1;
+
+	/* Bytes a copying round left in the buffer go first, in order. */
+	if (f->srcfd != -1 && f->off == f->len &&
+	    (rc = flow_splice(p, f)) == -1)
+		return -1;
+	if (rc == 1 && flow_copy(p, f) == -1)
+		return -1;
+	if (f->eof && f->off == f->len && f->piped == 0 && !f->shut) {
 		f->shut = 1;
 		if (f->dst->ops->shutdown_write(f->dst) == -1 &&
 		    errno != ENOTCONN)
@@ -96,9 +197,9 @@ rearm(struct endpoint *ep, const struct flow *out, const struct flow *in)
 {
 	int	what = 0;
 
-	if (!out->eof && out->off == out->len)
+	if (!out->eof && out->off == out->len && out->piped == 0)
 		what |= EP_READ;
-	if (in->off < in->len)
+	if (in->off < in->len || in->piped > 0)
 		what |= EP_WRITE;
 	endpoint_want(ep, what);
 }
@@ -106,12 +207,19 @@ rearm(struct endpoint *ep, const struct flow *out, const struct flow *in)
 void
 pump_start(struct pump *p, struct endpoint *a, struct endpoint *b)
 {
+	int	fa = -1, fb = -1;
+
+	if (atomic_load_explicit(&splice_on, memory_order_relaxed) &&
+	    (fa = endpoint_splice_fd(a)) != -1 &&
+	    (fb = endpoint_splice_fd(b)) == -1)
+		fa = -1;
 	p->a = a;
 	p->b = b;
-	p->ab = (struct flow){ .src = a, .dst = b };
-	p->ba = (struct flow){ .src = b, .dst = a };
+	p->ab = (struct flow){ .src = a, .dst = b, .srcfd = fa, .dstfd = fb };
+	p->ba = (struct flow){ .src = b, .dst = a, .srcfd = fb, .dstfd = fa };
 	p->failed = NULL;
 	p->error = 0;
+	p->splice = fa != -1;
 	rearm(a, &p->ab, &p->ba);
 	rearm(b, &p->ba, &p->ab);
 }
@@ -145,6 +253,13 @@ pump_stop(struct pump *p)
 			bufpool_put(f[i]->buf);
 		f[i]->buf = NULL;
 		f[i]->off = f[i]->len = 0;
+		/* Bytes left in a pipe belong to this connection alone. */
+		if (f[i]->pipe != NULL && f[i]->piped == 0)
+			pipepool_put(f[i]->pipe);
+		else if (f[i]->pipe != NULL)
+			pipepool_discard(f[i]->pipe);
+		f[i]->pipe = NULL;
+		f[i]->piped = 0;
 	}
 	if (p->a != NULL)
 		endpoint_want(p->a, 0);

@@ -19,6 +19,7 @@
 #include "relay/resolve.h"
 #include "relay/listener.h"
 #include "relay/log.h"
+#include "relay/pipepool.h"
 #include "relay/proxy_step.h"
 #include "relay/relay.h"
 #include "relay/service.h"
@@ -107,6 +108,7 @@ become_child(struct relay *serving)
 	if (event_reinit(serving->shards[0].svc.base) == -1)
 		fatalx(71, "event_reinit failed in --fork child");
 	resolve_after_fork();
+	pipepool_drain();
 	TAILQ_FOREACH(r, &relays, entry) {
 		for (i = 0; i < r->shards[0].nlisteners; i++)
 			listener_disable(r->shards[0].listeners[i]);

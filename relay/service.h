@@ -78,6 +78,7 @@ struct service {
 	uint64_t		 rejected;
 	uint64_t		 bytes_in;	/* of closed connections */
 	uint64_t		 bytes_out;
+	uint64_t		 bytes_spliced;	/* of in + out */
 	/* Before the target is opened: who may connect, and a step. */
 	const struct acl_rule	*acl;		/* nacl rules, not owned */
 	size_t			 nacl;
@@ -97,6 +98,7 @@ struct service_counts {
 	uint64_t		 rejected;
 	uint64_t		 bytes_in;	/* closed and live connections */
 	uint64_t		 bytes_out;
+	uint64_t		 bytes_spliced;	/* of in + out */
 	struct refusals		 refused;	/* the counts only */
 	int			 refuses;	/* some service has a reason to */
 };
@@ -126,8 +128,8 @@ void	service_describe_refusals(const struct service *, char *buf,
 	    size_t len);
 /* The clock of the per-address limits. */
 uint64_t service_now_ms(void);
-/* Writes "N active, N total, N rejected, in=N out=N" (bytes of closed
- * and live connections) for status reports. */
+/* Writes "N active, N total, N rejected, in=N out=N spliced=N" (bytes of
+ * closed and live connections) for status reports. */
 void	service_describe(const struct service *, char *buf, size_t len);
 /* Adds the service's counts to *sum (services of one relay in several
  * loops add up to the relay's). */

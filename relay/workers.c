@@ -17,6 +17,7 @@
 #include <event2/thread.h>
 
 #include "relay/bufpool.h"
+#include "relay/pipepool.h"
 #include "relay/resolve.h"
 #include "relay/workers.h"
 
@@ -147,6 +148,7 @@ worker_main(void *arg)
 	/* What this thread cached for itself. */
 	resolve_shutdown();
 	bufpool_drain();
+	pipepool_drain();
 	return NULL;
 }
 

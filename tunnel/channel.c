@@ -148,7 +148,8 @@ chan_free(struct endpoint *ep)
 
 static const struct endpoint_ops chan_ops = {
 	chan_read, chan_write, chan_shutdown_write, chan_want, chan_free,
-	NULL
+	NULL,
+	NULL	/* never spliced: libssh2 carries the bytes */
 };
 
 struct chan *

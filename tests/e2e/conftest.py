@@ -23,19 +23,23 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 RELAYD = Path(os.environ.get("RELAYD", str(REPO / "relayd")))
 SANITIZE = os.environ.get("RELAYD_SANITIZE") == "1"
-EXTRA_ARGS = os.environ.get("RELAYD_EXTRA_ARGS", "").split()
 
 TEST_TIMEOUT = 60       # seconds for one test body (SIGALRM, see below)
 READY_TIMEOUT = 10      # seconds to wait for "relayd: ready"
 IO_TIMEOUT = 30         # default timeout of every socket the harness makes
 CHUNK = 65536
+# Set (e.g. to --no-splice) to run the whole suite in another mode: given
+# to every relayd the harness starts, run_relayd's included.
+EXTRA_ARGS = os.environ.get("RELAYD_EXTRA_ARGS", "").split()
+SPLICING = "--no-splice" not in EXTRA_ARGS
 SETPRIV_NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
 
-# relayd: conn <ID> <client> -> <target> in=N out=N time=S.mmm end=<reason>
+# relayd: conn <ID> <client> -> <target> in=N out=N [spliced=N] time=S.mmm
+# end=<reason>; spliced only for connections that took the splicing path.
 CONN_RE = re.compile(
     r"^relayd: conn (?P<id>\S+) (?P<client>.*?) -> (?P<target>\S+) "
-    r"in=(?P<inb>\d+) out=(?P<outb>\d+) time=(?P<time>\d+\.\d{3}) "
-    r"end=(?P<end>.+)$", re.M)
+    r"in=(?P<inb>\d+) out=(?P<outb>\d+)(?: spliced=(?P<spliced>\d+))? "
+    r"time=(?P<time>\d+\.\d{3}) end=(?P<end>.+)$", re.M)
 
 
 # ---------------------------------------------------------------- pytest hooks
@@ -726,6 +730,7 @@ class Relayd:
         for m in CONN_RE.finditer(self.log()):
             c = m.groupdict()
             c["inb"], c["outb"], c["time"] = int(c["inb"]), int(c["outb"]), float(c["time"])
+            c["spliced"] = int(c["spliced"] or 0)
             c["line"] = m.group(0)
             out.append(c)
         return out
@@ -839,7 +844,8 @@ def relayd(request, tmp_path, relayd_bin):
 
 def run_relayd(*args, as_nobody=False, binary=None, prefix=(), timeout=10):
     """Run relayd to completion (CLI checks); returns CompletedProcess."""
-    cmd = [*prefix, *(SETPRIV_NOBODY if as_nobody else ()), str(binary or RELAYD), *map(str, args)]
+    cmd = [*prefix, *(SETPRIV_NOBODY if as_nobody else ()), str(binary or RELAYD), *map(str, args),
+           *EXTRA_ARGS]
     return subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,
                           text=True, timeout=timeout)
 

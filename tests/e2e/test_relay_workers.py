@@ -70,7 +70,7 @@ def test_every_loop_accepts_and_bytes_arrive(tmp_path, relayd, sink, loops):
     # clients, more than one loop must have taken some.
     assert sum(1 for c in counts if c > 0) >= 2, text
     assert re.search(rf"^relay -: listening on 127\.0\.0\.1:{port}; 0 active, {n} total, "
-                     r"0 rejected, in=\d+ out=\d+$", text, re.M), text
+                     r"0 rejected, in=\d+ out=\d+ spliced=\d+$", text, re.M), text
     r.stop()
 
 

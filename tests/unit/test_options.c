@@ -36,7 +36,7 @@ full_command_line(void **state)
 	assert_int_equal(parse(&cfg, "--listen", "80", "--listen", "[::1]:81",
 	    "--to", "127.0.0.1:10080", "--user", "daemon", "--fork",
 	    "--connect-timeout", "3", "--idle-timeout", "60", "--max-conns",
-	    "100", "-v", NULL), OPTIONS_OK);
+	    "100", "-v", "--no-splice", NULL), OPTIONS_OK);
 	assert_int_equal(cfg.cli_relay->nlisten, 2);
 	assert_int_equal(cfg.cli_relay->listen[1].port, 81);
 	assert_int_equal(cfg.cli_relay->to.port, 10080);
@@ -46,6 +46,7 @@ full_command_line(void **state)
 	assert_int_equal(cfg.cli_relay->idle_timeout, 60);
 	assert_int_equal(cfg.cli_relay->max_conns, 100);
 	assert_int_equal(cfg.log_level, LOG_LVL_DEBUG);
+	assert_true(cfg.no_splice);
 	assert_int_equal(config_validate(&cfg, err, sizeof(err)), 0);
 	config_free(&cfg);
 }
@@ -62,6 +63,7 @@ defaults(void **state)
 	assert_int_equal(cfg.cli_relay->idle_timeout, 0);
 	assert_int_equal(cfg.cli_relay->max_conns, 0);
 	assert_false(cfg.cli_relay->fork_mode);
+	assert_false(cfg.no_splice);
 	assert_string_equal(cfg.user, "");
 	assert_int_equal(cfg.log_level, LOG_LVL_INFO);
 	config_free(&cfg);
@@ -135,6 +137,20 @@ validation(void **state)
 	expect_error("nothing to do", &cfg);
 }
 
+/* A global option: a tunnel-only command line takes it too. */
+static void
+no_splice_with_a_tunnel_alone(void **state)
+{
+	struct config cfg;
+
+	assert_int_equal(parse(&cfg, "--ssh", "h", "-R", "8080:127.0.0.1:80",
+	    "--no-splice", NULL), OPTIONS_OK);
+	assert_true(cfg.no_splice);
+	assert_null(cfg.cli_relay);
+	assert_int_equal(config_validate(&cfg, err, sizeof(err)), 0);
+	config_free(&cfg);
+}
+
 static void
 set_by_name(void **state)
 {
@@ -165,6 +181,12 @@ set_by_name(void **state)
 	assert_int_equal(options_set(&cfg, SCOPE_GLOBAL, &cfg, "log-level",
 	    "debug", err, sizeof(err)), 0);
 	assert_int_equal(cfg.log_level, LOG_LVL_DEBUG);
+	assert_int_equal(options_set(&cfg, SCOPE_GLOBAL, &cfg, "no-splice",
+	    "on", err, sizeof(err)), 0);
+	assert_true(cfg.no_splice);
+	assert_int_equal(options_set(&cfg, SCOPE_RELAY, r, "no-splice", "on",
+	    err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "belongs in the global part"));
 	assert_int_equal(options_set(&cfg, SCOPE_RELAY, r, "ssh", "h", err,
 	    sizeof(err)), -1);
 	assert_non_null(strstr(err, "belongs in the [tunnel NAME]"));
@@ -262,6 +284,7 @@ main(void)
 		cmocka_unit_test(set_by_name),
 		cmocka_unit_test(tls_options),
 		cmocka_unit_test(tls_validation),
+		cmocka_unit_test(no_splice_with_a_tunnel_alone),
 	};
 
 	return cmocka_run_group_tests_name("options", tests, NULL, NULL);
