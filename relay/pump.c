@@ -105,12 +105,12 @@ flow_copy(struct pump *p, struct flow *f)
 	return 0;
 }
 
-/* Splices from the source into the flow's empty pipe. Returns bytes taken,
- * 0 to stop (EOF, or nothing to read now), -1 on failure. */
+/* Splices up to want bytes from the source into the flow's empty pipe.
+ * Returns bytes taken, 0 to stop (EOF, or nothing to read now), -1 on
+ * failure. */
 static ssize_t
-pipe_fill(struct pump *p, struct flow *f, size_t budget)
+pipe_fill(struct pump *p, struct flow *f, size_t want)
 {
-	size_t	want = f->pipe->size < budget ? f->pipe->size : budget;
 	ssize_t	n;
 
 	n = splice(f->srcfd, NULL, f->pipe->wr, NULL, want,
@@ -138,20 +138,25 @@ pipe_fill(struct pump *p, struct flow *f, size_t budget)
 static int
 flow_splice(struct pump *p, struct flow *f)
 {
-	size_t	budget = PUMP_BUDGET;
+	size_t	budget = PUMP_BUDGET, want;
 	ssize_t	n;
+	int	drained = 0;
 
 	if (f->pipe == NULL && !f->eof && (f->pipe = pipepool_get()) == NULL)
 		return 1;
 	while (f->pipe != NULL) {
 		if (f->piped == 0) {
-			if (f->eof || budget == 0)
+			/* As when copying, a short fill drained the source:
+			 * no syscall just to learn EAGAIN. */
+			if (f->eof || budget == 0 || drained)
 				break;
-			if ((n = pipe_fill(p, f, budget)) <= 0) {
+			want = f->pipe->size < budget ? f->pipe->size : budget;
+			if ((n = pipe_fill(p, f, want)) <= 0) {
 				if (n < 0)
 					return -1;
 				break;
 			}
+			drained = (size_t)n < want;
 			budget -= (size_t)n;
 		}
 		n = splice(f->pipe->rd, NULL, f->dstfd, NULL, f->piped,
