@@ -123,6 +123,8 @@ pipe_fill(struct pump *p, struct flow *f, size_t want)
 	}
 	if (n == 0)
 		f->eof = 1;
+	else if (errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP)
+		f->srcfd = f->dstfd = -1;	/* cannot splice here: copy */
 	else if (!again(errno))
 		return flow_fail(p, f->src, errno);
 	return 0;
@@ -132,8 +134,8 @@ pipe_fill(struct pump *p, struct flow *f, size_t want)
  * The splicing path: source -> pipe -> destination, up to PUMP_BUDGET
  * bytes. The pipe is empty before each fill, so EAGAIN from a fill means
  * the source has nothing; from a drain, that the destination is full.
- * Returns 0, -1 on failure, or 1 when no pipe could be had: the caller
- * copies this round instead.
+ * Returns 0, -1 on failure, or 1 when no pipe could be had or splice()
+ * turned out not to work here: the caller copies this round instead.
  */
 static int
 flow_splice(struct pump *p, struct flow *f)
@@ -172,7 +174,7 @@ flow_splice(struct pump *p, struct flow *f)
 		pipepool_put(f->pipe);
 		f->pipe = NULL;
 	}
-	return 0;
+	return f->srcfd == -1;
 }
 
 static int
