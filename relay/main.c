@@ -929,6 +929,8 @@ as_keeper(void *arg)
 	for (i = 0; i < d->nrelays; i++)
 		relay_free_inherited(d->relays[i]);
 	d->nrelays = 0;
+	/* The relay process's pipes are its own: close our copies. */
+	pipepool_drain();
 	listener_free_in_child(d->control);
 	d->control = NULL;
 	/* Only the relay process speaks to systemd. */
