@@ -11,8 +11,9 @@ import time
 
 import pytest
 
-from conftest import (SPLICING, Background, echo_roundtrip, free_port, local_spec,
-                      recv_all, run_relayd, send_stream, sink_roundtrip, tcp4, tcp6, unix)
+from conftest import (SPLICING, Background, Backend, echo_roundtrip, free_port, local_spec,
+                      recv_all, recv_exact, recv_until_eof, run_relayd, send_stream, sink_reply,
+                      tcp4, tcp6, unix)
 
 MiB = 1 << 20
 EX_CONFIG = 78
@@ -71,6 +72,40 @@ def test_unix_target_is_copied(relayd, backends, sockdir):
     assert (c["inb"], c["outb"], c["end"]) == (4 * MiB, 4 * MiB, "eof"), c["line"]
     assert "spliced=" not in c["line"], c["line"]
     assert pipe_fds(r.pid) == base
+
+
+class HeaderSink(Backend):
+    """Records the first line (a PROXY v1 header) as "header", then acts as
+    a sink for the rest."""
+
+    def handle(self, conn, record):
+        line = bytearray()
+        while not line.endswith(b"\r\n"):
+            line += recv_exact(conn, 1)
+        record["header"] = bytes(line)
+        record["received"] = recv_all(conn)
+        conn.sendall(sink_reply(record["received"]))
+        conn.shutdown(socket.SHUT_WR)
+
+
+def test_proxy_header_first_then_spliced(relayd, backends):
+    # relayd writes the header itself, before the pump starts: the bytes
+    # after it may then be spliced, and arrive after it, whole.
+    target = backends._make(HeaderSink, None)
+    port = free_port()
+    r = relayd("--listen", f"127.0.0.1:{port}", "--to", target.spec,
+               "--proxy-protocol", "v1")
+    with tcp4(port).connect() as s:
+        me, cport = local_spec(s), s.getsockname()[1]
+        sent = send_stream(s, 44, 4 * MiB)
+        s.shutdown(socket.SHUT_WR)
+        assert recv_until_eof(s) == sink_reply(sent)
+    [rec] = target.wait_done(1)
+    assert rec["header"] == f"PROXY TCP4 127.0.0.1 127.0.0.1 {cport} {port}\r\n".encode()
+    assert rec["received"] == sent
+    c = r.wait_conn(me)
+    assert c["inb"] == 4 * MiB, c["line"]
+    assert c["spliced"] == (c["inb"] + c["outb"] if SPLICING else 0), c["line"]
 
 
 def test_status_counts_spliced_bytes(relayd, backends, tmp_path):
