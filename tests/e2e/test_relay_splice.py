@@ -17,7 +17,7 @@ from conftest import (SPLICING, Background, Backend, echo_roundtrip, free_port, 
 
 MiB = 1 << 20
 EX_CONFIG = 78
-PIPES_KEPT = 16         # spare pipes relay/pipepool.c keeps per thread
+PIPES_KEPT = 16         # spare pipes relay/pipepool.c keeps per thread (loop)
 
 
 def pipe_fds(pid):
@@ -125,9 +125,10 @@ def test_status_counts_spliced_bytes(relayd, backends, tmp_path):
 def test_idle_connections_hold_no_pipe(relayd, echo):
     # Each connection moves bytes both ways, then stays open and idle: only
     # the pool's few spares may remain, never a pipe per connection.
+    # One loop: each keeps spares of its own.
     n = 3 * PIPES_KEPT
     port = free_port()
-    r = relayd("--listen", f"127.0.0.1:{port}", "--to", echo.spec)
+    r = relayd("--listen", f"127.0.0.1:{port}", "--to", echo.spec, "--workers", "1")
     base = pipe_fds(r.pid)
     socks = [tcp4(port).connect() for _ in range(n)]
     try:
