@@ -250,8 +250,8 @@ def unix(path):
     return Addr(socket.AF_UNIX, str(path))
 
 
-def _bindable(family, host, port):
-    with socket.socket(family, socket.SOCK_STREAM) as s:
+def _bindable(family, host, port, kind=socket.SOCK_STREAM):
+    with socket.socket(family, kind) as s:
         if family == socket.AF_INET6:
             s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         try:

@@ -47,15 +47,9 @@ def udp_port(*hosts):
 
 
 def _udp_bindable(host, port):
+    from conftest import _bindable
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as s:
-        if family == socket.AF_INET6:
-            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
+    return _bindable(family, host, port, socket.SOCK_DGRAM)
 
 
 def spec(host, port):

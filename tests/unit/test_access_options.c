@@ -7,26 +7,11 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "tests/unit/parse_args.h"
+
 #include "relay/config.h"
 #include "relay/options.h"
 
-static char err[512];
-
-static enum options_result
-parse(struct config *cfg, ...)
-{
-	static char prog[] = "relayd";
-	char	*argv[32] = { prog };
-	int	 argc = 1;
-	va_list	 ap;
-
-	config_init(cfg);
-	va_start(ap, cfg);
-	while ((argv[argc] = va_arg(ap, char *)) != NULL)
-		argc++;
-	va_end(ap);
-	return options_parse(cfg, argc, argv, err, sizeof(err));
-}
 
 static void
 relay_options(void **state)

@@ -9,24 +9,10 @@
 #include <arpa/inet.h>
 #include <cmocka.h>
 
+#include "tests/unit/sockaddr_of.h"
+
 #include "relay/acl.h"
 
-static struct sockaddr_storage
-sa_of(const char *host)
-{
-	struct sockaddr_storage	 ss;
-	struct sockaddr_in	*s4 = (struct sockaddr_in *)&ss;
-	struct sockaddr_in6	*s6 = (struct sockaddr_in6 *)&ss;
-
-	memset(&ss, 0, sizeof(ss));
-	if (inet_pton(AF_INET, host, &s4->sin_addr) == 1)
-		s4->sin_family = AF_INET;
-	else {
-		assert_int_equal(inet_pton(AF_INET6, host, &s6->sin6_addr), 1);
-		s6->sin6_family = AF_INET6;
-	}
-	return ss;
-}
 
 static int
 in(const char *net, const char *host)
