@@ -371,8 +371,10 @@ on_dialled(int fd, const struct sockaddr *sa, socklen_t salen,
 		conn_target_failed(c, why);
 		return;
 	}
-	ep = c->svc->tls_to != NULL ? tls_endpoint_connect(c->svc->base, fd,
-	    c->svc->tls_to) : endpoint_fd_new(c->svc->base, fd, NULL, NULL);
+	if (c->svc->tls_to != NULL)
+		ep = tls_endpoint_connect(c->svc->base, fd, c->svc->tls_to);
+	else
+		ep = endpoint_fd_new(c->svc->base, fd, sa, NULL, NULL);
 	if (ep == NULL) {
 		close(fd);
 		conn_target_failed(c, "target error: out of memory");
@@ -574,10 +576,14 @@ conn_start_socket(struct service *svc, struct endpoint *ep, int fd,
 		memcpy(&c->src, sa, salen);
 		c->srclen = salen;
 	}
-	/* Where the client arrived, for a PROXY header sent on. */
-	c->dstlen = sizeof(c->dst);
-	if (getsockname(fd, (struct sockaddr *)&c->dst, &c->dstlen) == -1)
-		c->dstlen = 0;
+	/* Where the client arrived, for a PROXY header sent on (a header
+	 * accepted first replaces it). */
+	if (svc->send_proxy != 0) {
+		c->dstlen = sizeof(c->dst);
+		if (getsockname(fd, (struct sockaddr *)&c->dst,
+		    &c->dstlen) == -1)
+			c->dstlen = 0;
+	}
 	return conn_begin(c);
 }
 
@@ -588,7 +594,7 @@ conn_start_fd(struct service *svc, int fd, const struct sockaddr *sa,
 	struct endpoint	*ep;
 	char		 name[ADDR_STR_MAX];
 
-	if ((ep = endpoint_fd_new(svc->base, fd, NULL, NULL)) == NULL) {
+	if ((ep = endpoint_fd_new(svc->base, fd, sa, NULL, NULL)) == NULL) {
 		addr_sa_format(sa, salen, name, sizeof(name));
 		log_warnx("%s: out of memory", name);
 		close(fd);

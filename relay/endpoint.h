@@ -70,11 +70,14 @@ endpoint_splice_fd(struct endpoint *ep)
 }
 
 struct event_base;
+struct sockaddr;
 /*
- * Wraps a connected non-blocking socket. Returns NULL on allocation
- * failure (fd is then left open for the caller). The endpoint owns fd.
+ * Wraps a connected non-blocking stream socket. peer, its peer's address,
+ * says whether it is TCP, which may be spliced (NULL: copy only). Returns
+ * NULL on allocation failure (fd is then left open for the caller). The
+ * endpoint owns fd.
  */
-struct endpoint *endpoint_fd_new(struct event_base *, int fd, endpoint_cb *,
-	    void *);
+struct endpoint *endpoint_fd_new(struct event_base *, int fd,
+	    const struct sockaddr *peer, endpoint_cb *, void *);
 
 #endif

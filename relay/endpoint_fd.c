@@ -13,7 +13,7 @@
 struct endpoint_fd {
 	struct endpoint	ep;
 	int		fd;
-	int		tcp;	/* -1: not known yet */
+	int		tcp;	/* its peer has an IP address */
 	struct event	rd;
 	struct event	wr;
 };
@@ -69,18 +69,12 @@ fd_free(struct endpoint *ep)
 	free(e);
 }
 
-/* Unix sockets take the copying path: only TCP is spliced. Asked once,
- * and only when splicing is on. */
+/* Unix sockets take the copying path: only TCP is spliced. */
 static int
 fd_splice_fd(struct endpoint *ep)
 {
 	struct endpoint_fd	*e = (struct endpoint_fd *)ep;
-	socklen_t		 len = sizeof(int);
-	int			 proto;
 
-	if (e->tcp == -1)
-		e->tcp = getsockopt(e->fd, SOL_SOCKET, SO_PROTOCOL, &proto,
-		    &len) == 0 && proto == IPPROTO_TCP;
 	return e->tcp ? e->fd : -1;
 }
 
@@ -99,7 +93,8 @@ fd_ready(evutil_socket_t fd, short what, void *arg)
 }
 
 struct endpoint *
-endpoint_fd_new(struct event_base *base, int fd, endpoint_cb *cb, void *arg)
+endpoint_fd_new(struct event_base *base, int fd, const struct sockaddr *peer,
+    endpoint_cb *cb, void *arg)
 {
 	struct endpoint_fd	*e;
 
@@ -109,7 +104,8 @@ endpoint_fd_new(struct event_base *base, int fd, endpoint_cb *cb, void *arg)
 	e->ep.cb = cb;
 	e->ep.cbarg = arg;
 	e->fd = fd;
-	e->tcp = -1;
+	e->tcp = peer != NULL && (peer->sa_family == AF_INET ||
+	    peer->sa_family == AF_INET6);
 	event_assign(&e->rd, base, fd, EV_READ | EV_PERSIST, fd_ready, &e->ep);
 	event_assign(&e->wr, base, fd, EV_WRITE | EV_PERSIST, fd_ready, &e->ep);
 	return &e->ep;

@@ -1,7 +1,10 @@
 /*
  * The byte pump. Each direction holds at most one BUFPOOL_SIZE buffer or,
  * between two TCP sockets, one pipe that splice() fills from the source and
- * empties into the destination without copying through user space. While
+ * empties into the destination without copying through user space. A
+ * direction is copied until one read fills the buffer: small exchanges
+ * (requests, short replies, new connections) cost less copied than taking
+ * a pipe and splicing twice, bulk transfers less spliced. While
  * either is not fully written, the source is not read (backpressure), and
  * once written it goes back to its pool, so an idle connection holds
  * neither. EOF is passed on with a shutdown of the destination's write
@@ -58,6 +61,8 @@ flow_fill(struct pump *p, struct flow *f)
 		f->off = 0;
 		f->len = (uint32_t)n;
 		f->bytes += (uint64_t)n;
+		if (n == BUFPOOL_SIZE)
+			f->bulk = 1;
 		return n;
 	}
 	if (n == 0)
@@ -183,7 +188,7 @@ flow_run(struct pump *p, struct flow *f)
 	int	rc = 1;
 
 	/* Bytes a copying round left in the buffer go first, in order. */
-	if (f->srcfd != -1 && f->off == f->len &&
+	if (f->srcfd != -1 && f->bulk && f->off == f->len &&
 	    (rc = flow_splice(p, f)) == -1)
 		return -1;
 	if (rc == 1 && flow_copy(p, f) == -1)

@@ -21,6 +21,7 @@ struct flow {
 	struct pipebuf	*pipe;		/* held only while piped > 0 */
 	uint32_t	 piped;
 	int		 srcfd, dstfd;	/* -1: copy only */
+	uint8_t		 bulk;	/* a read filled the buffer: splice now */
 	uint8_t		 eof;	/* src said EOF */
 	uint8_t		 shut;	/* EOF passed on to dst */
 };

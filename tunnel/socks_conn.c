@@ -113,7 +113,8 @@ got_request(struct socks *s)
 		return;
 	}
 	event_del(&s->ev);
-	if ((ep = endpoint_fd_new(s->f->t->base, s->fd, NULL, NULL)) == NULL) {
+	if ((ep = endpoint_fd_new(s->f->t->base, s->fd, NULL, NULL,
+	    NULL)) == NULL) {
 		socks_fail(s, "out of memory", SOCKS_REP_FAILURE, 1);
 		return;
 	}

@@ -42,6 +42,21 @@ CONN_RE = re.compile(
     r"time=(?P<time>\d+\.\d{3}) end=(?P<end>.+)$", re.M)
 
 
+def assert_spliced(c, bulk=True):
+    """Which path a TCP-to-TCP connection's bytes took. With splicing on, a
+    direction is copied until one read fills relayd's 64 KiB buffer and
+    spliced from then on: a bulk transfer (bulk=True) is mostly spliced, a
+    small exchange may be copied whole; the line says spliced= either way.
+    With --no-splice nothing is spliced and the line does not say so."""
+    total = c["inb"] + c["outb"]
+    if not SPLICING:
+        assert "spliced=" not in c["line"] and c["spliced"] == 0, c["line"]
+        return
+    assert "spliced=" in c["line"] and c["spliced"] <= total, c["line"]
+    if bulk:
+        assert c["spliced"] > total // 2, c["line"]
+
+
 # ---------------------------------------------------------------- pytest hooks
 
 def pytest_runtest_setup(item):

@@ -9,26 +9,32 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "relay/bufpool.h"
 #include "relay/pump.h"
 
-/* An endpoint over memory: reads give `in` once, then EOF; writes append
- * to `out`. Its splice_fd is `fd`, which may be anything. */
+/* An endpoint over memory: reads give `in` (at most what is asked each
+ * time), then EOF; writes append to `out`. Its splice_fd is `fd`, which
+ * may be anything. */
 struct mem_ep {
 	struct endpoint	 ep;
 	const char	*in;
-	char		 out[64];
+	size_t		 inlen;
+	char		*out;
 	size_t		 outlen;
 	int		 fd, shut;
 };
+
+#define BIG	(BUFPOOL_SIZE + 1000)	/* one full read, then a short one */
 
 static ssize_t
 mem_read(struct endpoint *ep, void *buf, size_t len)
 {
 	struct mem_ep	*m = (struct mem_ep *)ep;
-	size_t		 n = strlen(m->in);
+	size_t		 n = m->inlen < len ? m->inlen : len;
 
 	memcpy(buf, m->in, n);
-	m->in = "";
+	m->in += n;
+	m->inlen -= n;
 	return (ssize_t)n;
 }
 
@@ -68,31 +74,58 @@ static const struct endpoint_ops mem_ops = {
 	.splice_fd = mem_splice_fd,
 };
 
-/* Both ends claim to be spliceable, but splice() refuses their descriptor
- * (an eventfd: EINVAL): the bytes are copied instead, none lost. */
+static char	src[BIG], a_out[BIG], b_out[BIG];
+
 static void
-splice_refused_falls_back_to_copying(void **state)
+mem_init(struct mem_ep *m, const char *in, size_t inlen, char *out, int fd)
+{
+	memset(m, 0, sizeof(*m));
+	m->ep.ops = &mem_ops;
+	m->in = in;
+	m->inlen = inlen;
+	m->out = out;
+	m->fd = fd;
+}
+
+/*
+ * A short read is copied without trying splice(): an eventfd, which
+ * splice() refuses, stays the flow's descriptor. Once a read fills the
+ * buffer the next wakeup splices; splice() refuses the eventfd (EINVAL),
+ * and the rest (here the EOF) is copied instead, none lost.
+ */
+static void
+copies_until_a_read_fills_the_buffer(void **state)
 {
 	int		 fd = eventfd(0, EFD_NONBLOCK);
-	struct mem_ep	 a = { { &mem_ops, NULL, NULL, 0 }, "hello", "", 0, fd,
-			    0 };
-	struct mem_ep	 b = { { &mem_ops, NULL, NULL, 0 }, "", "", 0, fd, 0 };
+	struct mem_ep	 a, b;
 	struct pump	 p;
+	size_t		 i;
 
+	for (i = 0; i < sizeof(src); i++)
+		src[i] = (char)(i * 7 + i / 251);
 	assert_true(fd >= 0);
+	mem_init(&a, src, 5, a_out, fd);
+	mem_init(&b, "", 0, b_out, fd);
 	pump_set_splice(1);
 	pump_start(&p, &a.ep, &b.ep);
 	assert_true(p.splice);
 	assert_int_equal(pump_ready(&p, &a.ep, EP_READ), PUMP_RUNNING);
 	assert_int_equal(b.outlen, 5);
-	assert_memory_equal(b.out, "hello", 5);
-	/* The next wakeup, copying still, finds the EOF and passes it on. */
-	assert_int_equal(p.ab.srcfd, -1);
+	assert_false(p.ab.bulk);
+	assert_int_equal(p.ab.srcfd, fd);
+	a.inlen = sizeof(src) - 5;
 	assert_int_equal(pump_ready(&p, &a.ep, EP_READ), PUMP_RUNNING);
+	assert_true(p.ab.bulk);
+	assert_int_equal(p.ab.srcfd, fd);
+	assert_int_equal(b.outlen, sizeof(src));
+	/* Splicing now: refused, so the EOF is copied. */
+	assert_int_equal(pump_ready(&p, &a.ep, EP_READ), PUMP_RUNNING);
+	assert_int_equal(p.ab.srcfd, -1);
 	assert_true(b.shut);
+	assert_memory_equal(b.out, src, sizeof(src));
 	assert_int_equal(pump_ready(&p, &b.ep, EP_READ), PUMP_DONE);
 	assert_true(a.shut);
-	assert_int_equal(p.ab.bytes, 5);
+	assert_int_equal(p.ab.bytes, sizeof(src));
 	assert_int_equal(p.ab.spliced, 0);
 	pump_stop(&p);
 	close(fd);
@@ -102,16 +135,17 @@ splice_refused_falls_back_to_copying(void **state)
 static void
 splice_off_copies(void **state)
 {
-	struct mem_ep	 a = { { &mem_ops, NULL, NULL, 0 }, "hi", "", 0, -1, 0 };
-	struct mem_ep	 b = { { &mem_ops, NULL, NULL, 0 }, "", "", 0, -1, 0 };
+	struct mem_ep	 a, b;
 	struct pump	 p;
 
-	a.fd = b.fd = 12345;	/* would fail loudly if spliced */
+	mem_init(&a, src, sizeof(src), a_out, 12345);	/* would fail loudly */
+	mem_init(&b, "", 0, b_out, 12345);		/* if spliced */
 	pump_set_splice(0);
 	pump_start(&p, &a.ep, &b.ep);
 	assert_false(p.splice);
 	assert_int_equal(pump_ready(&p, &a.ep, EP_READ), PUMP_RUNNING);
-	assert_int_equal(b.outlen, 2);
+	assert_int_equal(pump_ready(&p, &a.ep, EP_READ), PUMP_RUNNING);
+	assert_int_equal(b.outlen, sizeof(src));
 	pump_stop(&p);
 	pump_set_splice(1);
 }
@@ -120,7 +154,7 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(splice_refused_falls_back_to_copying),
+		cmocka_unit_test(copies_until_a_read_fills_the_buffer),
 		cmocka_unit_test(splice_off_copies),
 	};
 
