@@ -476,8 +476,10 @@ tunnel_write_status(const struct tunnel *t, FILE *fp)
 	char		 conns[256];
 	size_t		 i;
 
-	fprintf(fp, "tunnel %s %s: %s, %u reconnects\n", name, t->name,
-	    states[t->state], t->sessions > 1 ? t->sessions - 1 : 0);
+	fprintf(fp, "tunnel %s %s: %s, %u reconnects, %" PRIu64 " packets "
+	    "sent in %" PRIu64 " writes\n", name, t->name, states[t->state],
+	    t->sessions > 1 ? t->sessions - 1 : 0, t->packets_out,
+	    t->sends_out);
 	for (i = 0; i < t->nfwds; i++) {
 		service_describe(&t->fwds[i].svc, conns, sizeof(conns));
 		if (t->fwds[i].spec->kind == FWD_REMOTE &&

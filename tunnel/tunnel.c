@@ -23,6 +23,7 @@
 #include "relay/log.h"
 #include "tunnel/auth.h"
 #include "tunnel/hostkey.h"
+#include "tunnel/sendbuf.h"
 #include "tunnel/tunnel.h"
 #include "tunnel/tunnel_int.h"
 
@@ -145,15 +146,19 @@ quickack(int fd)
 	setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &on, sizeof(on));
 }
 
-/* Counts bytes from the server: any byte proves it alive. */
+/* Counts bytes from the server: any byte proves it alive. Once a read
+ * said EAGAIN, none is tried again until the socket is reported readable:
+ * every libssh2 call looks for input, and most would find none. */
 static ssize_t
 recv_cb(libssh2_socket_t fd, void *buf, size_t len, int flags,
     void **abstract)
 {
 	struct tunnel	*t = *abstract;
-	ssize_t		 n = recv(fd, buf, len, flags);
+	ssize_t		 n;
 
-	if (n > 0) {
+	if (t->drained)
+		return -EAGAIN;
+	if ((n = recv(fd, buf, len, flags)) > 0) {
 		t->missed = 0;
 		t->rx_bytes += (uint64_t)n;
 		quickack(fd);
@@ -173,21 +178,58 @@ recv_cb(libssh2_socket_t fd, void *buf, size_t len, int flags,
 	return -errno;
 }
 
+/* Sends the batch; see sendbuf_flush. */
+static int
+flush_out(struct tunnel *t)
+{
+	if (sendbuf_pending(t->out) == 0)
+		return 0;
+	t->sends_out++;
+	return sendbuf_flush(t->out, t->fd);
+}
+
 /* A failed send means the connection is gone, even if nothing reads. */
+static void
+send_failed(struct tunnel *t, int error)
+{
+	t->sock_dead = 1;
+	t->sock_errno = error;
+	tunnel_kick(t);
+}
+
+/*
+ * Packets join the batch that the end of the pass sends (a call outside a
+ * pass asks for one). One that does not fit waits for the batch to leave:
+ * libssh2 sees EAGAIN and repeats it, as with a full socket.
+ */
 static ssize_t
 send_cb(libssh2_socket_t fd, const void *buf, size_t len, int flags,
     void **abstract)
 {
 	struct tunnel	*t = *abstract;
-	ssize_t		 n = send(fd, buf, len, flags | MSG_NOSIGNAL);
+	ssize_t		 n;
 
-	if (n >= 0)
-		return n;
-	if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-		t->sock_dead = 1;
-		t->sock_errno = errno;
-		tunnel_kick(t);
+	if (sendbuf_add(t->out, buf, len) == 0) {
+		t->packets_out++;
+		if (!t->in_pass)
+			tunnel_kick(t);
+		return (ssize_t)len;
 	}
+	switch (flush_out(t)) {
+	case -1:
+		send_failed(t, errno);
+		return -errno;
+	case 1:
+		return -EAGAIN;
+	}
+	/* The batch is out: a packet too big for it goes straight on. */
+	t->sends_out++;
+	if ((n = send(fd, buf, len, flags | MSG_NOSIGNAL)) >= 0) {
+		t->packets_out++;
+		return n;
+	}
+	if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+		send_failed(t, errno);
 	return -errno;
 }
 
@@ -199,7 +241,8 @@ arm_events(struct tunnel *t)
 	if (t->s == NULL)
 		return;
 	want_write = (libssh2_session_block_directions(t->s) &
-	    LIBSSH2_SESSION_BLOCK_OUTBOUND) != 0;
+	    LIBSSH2_SESSION_BLOCK_OUTBOUND) != 0 ||
+	    sendbuf_pending(t->out) > 0;
 	/* While a packet is half sent, nothing else may be done: waiting
 	 * for input would only spin. */
 	if (t->owner != NULL) {
@@ -263,6 +306,7 @@ teardown(struct tunnel *t)
 	if (libssh2_session_free(t->s) != 0)
 		log_debug("tunnel %s: session not freed cleanly", t->name);
 	close(t->fd);
+	sendbuf_clear(t->out);
 	t->s = NULL;
 	t->fd = -1;
 	t->owner = NULL;
@@ -593,6 +637,10 @@ pass(struct tunnel *t, int readable)
 	    !(libssh2_session_block_directions(t->s) &
 	    LIBSSH2_SESSION_BLOCK_OUTBOUND))
 		tunnel_kick(t);
+	if (t->s != NULL && flush_out(t) == -1) {
+		t->sock_dead = 1;
+		t->sock_errno = errno;
+	}
 	t->in_pass = 0;
 	if (t->s != NULL && (t->sock_dead || t->fail_why[0] != '\0')) {
 		/* A dead socket is the cause of whatever failed with it. */
@@ -748,7 +796,10 @@ tunnel_new(struct event_base *base, const struct tunnel_conf *tc, char *err,
 	char		 path[4096];
 
 	if ((t = calloc(1, sizeof(*t))) == NULL ||
+	    (t->out = malloc(sizeof(*t->out))) == NULL ||
 	    (t->conf = tunnel_conf_dup(tc)) == NULL) {
+		if (t != NULL)
+			free(t->out);
 		free(t);
 		snprintf(err, errlen, "out of memory");
 		*exitcode = 71;
@@ -757,6 +808,7 @@ tunnel_new(struct event_base *base, const struct tunnel_conf *tc, char *err,
 	tc = t->conf;
 	t->base = base;
 	t->fd = -1;
+	sendbuf_clear(t->out);
 	TAILQ_INIT(&t->chans);
 	TAILQ_INIT(&t->closing);
 	TAILQ_INIT(&t->opens);
@@ -815,5 +867,6 @@ tunnel_free(struct tunnel *t)
 	hostkeys_free(t->hostkeys);
 	auth_free(t->auth);
 	tunnel_conf_free(t->conf);
+	free(t->out);
 	free(t);
 }

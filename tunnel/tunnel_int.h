@@ -75,6 +75,8 @@ struct fwd {
 
 enum tunnel_state { T_DOWN, T_CONNECTING, T_HANDSHAKE, T_AUTH, T_UP };
 
+struct sendbuf;
+
 struct tunnel {
 	struct tunnel_conf	*conf;		/* our own copy */
 	struct event_base	*base;
@@ -93,6 +95,9 @@ struct tunnel {
 	struct event		 ev_keepalive;
 	struct event		 ev_kick;	/* a pass soon, from the loop */
 	int			 write_armed;
+	struct sendbuf		*out;		/* packets batched in a pass */
+	uint64_t		 packets_out;	/* given to send_cb, all sessions */
+	uint64_t		 sends_out;	/* send() calls that carried them */
 	struct backoff		 backoff;
 	struct fwd		*listening;	/* its -R request is in libssh2 */
 	int			 ever_up;

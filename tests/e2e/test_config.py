@@ -273,8 +273,8 @@ known-hosts = {sshd.write_known_hosts("good")}
     assert p.returncode == 0, p
     assert re.search(rf"^relay web: listening on 127\.0\.0\.1:{port}; 0 active, 1 total, "
                      r"0 rejected, in=2000 out=\d+ spliced=\d+$", p.stdout, re.M), p.stdout
-    assert re.search(r"^tunnel laptop root@127\.0\.0\.1:\d+: up, 0 reconnects$", p.stdout,
-                     re.M), p.stdout
+    assert re.search(r"^tunnel laptop root@127\.0\.0\.1:\d+: up, 0 reconnects, \d+ packets "
+                     r"sent in \d+ writes$", p.stdout, re.M), p.stdout
     assert re.search(rf"^tunnel laptop forward -R 0:{re.escape(sink.spec)}: up on port "
                      rf"{rport}; 0 active", p.stdout, re.M), p.stdout
     r.stop()

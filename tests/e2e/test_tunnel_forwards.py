@@ -2,13 +2,14 @@
 port to a backend here, -L from a port here to a backend the server reaches,
 -D as a SOCKS5 proxy; volume, many channels at once, half-closes."""
 
+import re
 import socket
 import time
 
 import pytest
 
 from conftest import (curl_digest, echo_roundtrip, echo_stream, free_port, fwd, listening,
-                      recv_exact, recv_until_eof, sink_reply, sink_roundtrip,
+                      recv_exact, recv_until_eof, run_relayd, sink_reply, sink_roundtrip,
                       sink_roundtrips_at_once, tcp4, tcp6, upload_while_reading,
                       wait_closed)
 
@@ -49,6 +50,34 @@ def test_remote_50_channels_at_once(tunnel, sink):
             s.close()
     assert sorted(r["received"] for r in sink.wait_done(n)) == sorted(sent)
     assert len(t.wait_conns(n, f"-R {spec}")) == n
+
+
+def test_remote_channels_share_writes(tunnel, sink, tmp_path):
+    # Packets for many channels made in one pass leave in one write: after
+    # 50 channels at once the status counts fewer writes than packets (one
+    # write each, unbatched), and at least four packets went to each channel
+    # (open confirmation, data, EOF, close).
+    n = 50
+    rport = free_port()
+    control = tmp_path / "control.sock"
+    spec = f"{rport}:{sink.spec}"
+    t = tunnel("-R", spec, "--control", control)
+    socks = [fwd(rport).connect() for _ in range(n)]
+    try:
+        sent = sink_roundtrips_at_once(socks, 600)
+    finally:
+        for s in socks:
+            s.close()
+    assert sorted(r["received"] for r in sink.wait_done(n)) == sorted(sent)
+    assert len(t.wait_conns(n, f"-R {spec}")) == n
+    p = run_relayd("--status", "--control", control)
+    assert p.returncode == 0, p
+    m = re.search(r"^tunnel - \S+: up, 0 reconnects, (\d+) packets sent in (\d+) writes$",
+                  p.stdout, re.M)
+    assert m, p.stdout
+    packets, writes = int(m[1]), int(m[2])
+    assert packets >= 4 * n, p.stdout
+    assert writes < packets, p.stdout
 
 
 def test_remote_port_zero_allocated_by_server(tunnel, sink):
