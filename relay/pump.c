@@ -76,14 +76,16 @@ flow_fill(struct pump *p, struct flow *f)
 static int
 flow_copy(struct pump *p, struct flow *f)
 {
-	ssize_t	n = BUFPOOL_SIZE, m;
+	ssize_t	n, m;
 	int	rounds;
 
 	for (rounds = 0; rounds < PUMP_ROUNDS; rounds++) {
 		if (f->off == f->len) {
-			/* A short read drained the socket: wait for more
-			 * rather than spend a syscall to learn EAGAIN. */
-			if (f->eof || n < BUFPOOL_SIZE)
+			/* Read again after a short read: a FIN that came
+			 * right after the data (an HTTP/1.0 answer) then
+			 * passes on in the same wakeup, and through a
+			 * tunnel in the same packet batch as the data. */
+			if (f->eof)
 				break;
 			if ((n = flow_fill(p, f)) <= 0) {
 				if (n < 0)

@@ -13,15 +13,15 @@
 #include "relay/pump.h"
 
 /* An endpoint over memory: reads give `in` (at most what is asked each
- * time), then EOF; writes append to `out`. Its splice_fd is `fd`, which
- * may be anything. */
+ * time), then EAGAIN, or EOF once `eof` is set; writes append to `out`.
+ * Its splice_fd is `fd`, which may be anything. */
 struct mem_ep {
 	struct endpoint	 ep;
 	const char	*in;
 	size_t		 inlen;
 	char		*out;
 	size_t		 outlen;
-	int		 fd, shut;
+	int		 fd, shut, eof;
 };
 
 #define BIG	(BUFPOOL_SIZE + 1000)	/* one full read, then a short one */
@@ -32,6 +32,10 @@ mem_read(struct endpoint *ep, void *buf, size_t len)
 	struct mem_ep	*m = (struct mem_ep *)ep;
 	size_t		 n = m->inlen < len ? m->inlen : len;
 
+	if (n == 0 && !m->eof) {
+		errno = EAGAIN;
+		return -1;
+	}
 	memcpy(buf, m->in, n);
 	m->in += n;
 	m->inlen -= n;
@@ -85,6 +89,7 @@ mem_init(struct mem_ep *m, const char *in, size_t inlen, char *out, int fd)
 	m->inlen = inlen;
 	m->out = out;
 	m->fd = fd;
+	m->eof = 1;
 }
 
 /*
@@ -106,6 +111,7 @@ copies_until_a_read_fills_the_buffer(void **state)
 	assert_true(fd >= 0);
 	mem_init(&a, src, 5, a_out, fd);
 	mem_init(&b, "", 0, b_out, fd);
+	a.eof = 0;
 	pump_set_splice(1);
 	pump_start(&p, &a.ep, &b.ep);
 	assert_true(p.splice);
@@ -119,6 +125,7 @@ copies_until_a_read_fills_the_buffer(void **state)
 	assert_int_equal(p.ab.srcfd, fd);
 	assert_int_equal(b.outlen, sizeof(src));
 	/* Splicing now: refused, so the EOF is copied. */
+	a.eof = 1;
 	assert_int_equal(pump_ready(&p, &a.ep, EP_READ), PUMP_RUNNING);
 	assert_int_equal(p.ab.srcfd, -1);
 	assert_true(b.shut);
@@ -129,6 +136,27 @@ copies_until_a_read_fills_the_buffer(void **state)
 	assert_int_equal(p.ab.spliced, 0);
 	pump_stop(&p);
 	close(fd);
+}
+
+/* A FIN right behind the data passes on in the same wakeup: through a
+ * tunnel the data and the EOF then leave in one packet batch. */
+static void
+eof_behind_data_passes_on_at_once(void **state)
+{
+	struct mem_ep	 a, b;
+	struct pump	 p;
+
+	mem_init(&a, "hello", 5, a_out, -1);
+	mem_init(&b, "", 0, b_out, -1);
+	b.eof = 0;
+	pump_start(&p, &a.ep, &b.ep);
+	assert_false(p.splice);
+	assert_int_equal(pump_ready(&p, &a.ep, EP_READ), PUMP_RUNNING);
+	assert_int_equal(b.outlen, 5);
+	assert_memory_equal(b.out, "hello", 5);
+	assert_true(b.shut);
+	assert_false(a.shut);
+	pump_stop(&p);
 }
 
 /* --no-splice: the pump never asks an endpoint for its descriptor. */
@@ -155,6 +183,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(copies_until_a_read_fills_the_buffer),
+		cmocka_unit_test(eof_behind_data_passes_on_at_once),
 		cmocka_unit_test(splice_off_copies),
 	};
 
