@@ -156,7 +156,7 @@ recv_cb(libssh2_socket_t fd, void *buf, size_t len, int flags,
 	struct tunnel	*t = *abstract;
 	ssize_t		 n;
 
-	if (t->drained)
+	if (t->drained && !t->sock_dead)
 		return -EAGAIN;
 	if ((n = recv(fd, buf, len, flags)) > 0) {
 		t->missed = 0;
@@ -209,6 +209,8 @@ send_cb(libssh2_socket_t fd, const void *buf, size_t len, int flags,
 	struct tunnel	*t = *abstract;
 	ssize_t		 n;
 
+	if (t->sock_dead)
+		return -EPIPE;
 	if (sendbuf_add(t->out, buf, len) == 0) {
 		t->packets_out++;
 		if (!t->in_pass)
@@ -300,9 +302,11 @@ teardown(struct tunnel *t)
 	}
 	t->pinging = 0;
 	auth_end(t->auth);
-	/* With the socket shut, libssh2 frees at once instead of trying
-	 * to say goodbye to a server that may be gone. */
+	/* With the socket shut and marked dead (no batching, no waiting
+	 * for readability), libssh2 frees at once instead of trying to say
+	 * goodbye to a server that may be gone. */
 	shutdown(t->fd, SHUT_RDWR);
+	t->sock_dead = 1;
 	if (libssh2_session_free(t->s) != 0)
 		log_debug("tunnel %s: session not freed cleanly", t->name);
 	close(t->fd);
