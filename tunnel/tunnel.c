@@ -197,6 +197,25 @@ send_failed(struct tunnel *t, int error)
 	tunnel_kick(t);
 }
 
+/* A packet bigger than the whole batch, which has left: sent as it is. */
+static ssize_t
+send_direct(struct tunnel *t, int fd, const void *buf, size_t len, int flags)
+{
+	ssize_t	n;
+	int	error;
+
+	t->sends_out++;
+	if ((n = send(fd, buf, len, flags | MSG_NOSIGNAL)) >= 0) {
+		if ((size_t)n == len)
+			t->packets_out++;
+		return n;
+	}
+	error = errno;
+	if (error != EAGAIN && error != EWOULDBLOCK && error != EINTR)
+		send_failed(t, error);
+	return -error;
+}
+
 /*
  * Packets join the batch that the end of the pass sends (a call outside a
  * pass asks for one). One that does not fit waits for the batch to leave:
@@ -207,32 +226,27 @@ send_cb(libssh2_socket_t fd, const void *buf, size_t len, int flags,
     void **abstract)
 {
 	struct tunnel	*t = *abstract;
-	ssize_t		 n;
+	int		 error;
 
 	if (t->sock_dead)
 		return -EPIPE;
-	if (sendbuf_add(t->out, buf, len) == 0) {
-		t->packets_out++;
-		if (!t->in_pass)
-			tunnel_kick(t);
-		return (ssize_t)len;
+	if (sendbuf_add(t->out, buf, len) == -1) {
+		/* No room: the batch leaves first. */
+		switch (flush_out(t)) {
+		case -1:
+			error = errno;
+			send_failed(t, error);
+			return -error;
+		case 1:
+			return -EAGAIN;
+		}
+		if (sendbuf_add(t->out, buf, len) == -1)
+			return send_direct(t, fd, buf, len, flags);
 	}
-	switch (flush_out(t)) {
-	case -1:
-		send_failed(t, errno);
-		return -errno;
-	case 1:
-		return -EAGAIN;
-	}
-	/* The batch is out: a packet too big for it goes straight on. */
-	t->sends_out++;
-	if ((n = send(fd, buf, len, flags | MSG_NOSIGNAL)) >= 0) {
-		t->packets_out++;
-		return n;
-	}
-	if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-		send_failed(t, errno);
-	return -errno;
+	t->packets_out++;
+	if (!t->in_pass)
+		tunnel_kick(t);
+	return (ssize_t)len;
 }
 
 static void
@@ -316,6 +330,7 @@ teardown(struct tunnel *t)
 	t->owner = NULL;
 	t->owner_op = OP_NONE;
 	t->sock_dead = 0;
+	t->drained = 0;
 	t->fail_why[0] = '\0';
 	t->state = T_DOWN;
 }
