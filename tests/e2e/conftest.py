@@ -428,6 +428,18 @@ class SinkBackend(Backend):
         conn.shutdown(socket.SHUT_WR)
 
 
+class HeaderSink(SinkBackend):
+    """Records the first line (a PROXY v1 header) as "header", then acts as
+    a SinkBackend for the rest."""
+
+    def handle(self, conn, record):
+        line = bytearray()
+        while not line.endswith(b"\r\n"):
+            line += recv_exact(conn, 1)
+        record["header"] = bytes(line)
+        super().handle(conn, record)
+
+
 class PumpBackend(Backend):
     """Sends nbytes of seeded data while reading to EOF, both at full speed.
     Records "sent" and "received" (length, sha256); "sent_so_far" grows while

@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from conftest import (SPLICING, Background, Backend, assert_spliced, echo_roundtrip, free_port,
-                      local_spec, recv_all, recv_exact, recv_until_eof, run_relayd, send_stream,
-                      sink_reply, tcp4, tcp6, unix)
+from conftest import (SPLICING, Background, HeaderSink, assert_spliced, echo_roundtrip, free_port,
+                      local_spec, recv_all, recv_until_eof, run_relayd, send_stream, sink_reply,
+                      tcp4, tcp6, unix, upload_while_reading)
 
 MiB = 1 << 20
 EX_CONFIG = 78
@@ -32,14 +32,7 @@ def both_ways(addr, target, nbytes, seed):
     and SHA-256 at both ends. Returns the client's address as relayd logs it."""
     with addr.connect() as s:
         me = local_spec(s)
-
-        def upload():
-            sent = send_stream(s, seed, nbytes)
-            s.shutdown(socket.SHUT_WR)
-            return sent
-        uploader = Background(upload)
-        got = recv_all(s)
-        sent = uploader.result()
+        sent, got = upload_while_reading(s, seed, nbytes)
     deadline = time.monotonic() + 10
     while not (mine := [r for r in list(target.records)
                         if r["done"] and r.get("received") == sent]):
@@ -71,20 +64,6 @@ def test_unix_target_is_copied(relayd, backends, sockdir):
     assert (c["inb"], c["outb"], c["end"]) == (4 * MiB, 4 * MiB, "eof"), c["line"]
     assert "spliced=" not in c["line"], c["line"]
     assert pipe_fds(r.pid) == base
-
-
-class HeaderSink(Backend):
-    """Records the first line (a PROXY v1 header) as "header", then acts as
-    a sink for the rest."""
-
-    def handle(self, conn, record):
-        line = bytearray()
-        while not line.endswith(b"\r\n"):
-            line += recv_exact(conn, 1)
-        record["header"] = bytes(line)
-        record["received"] = recv_all(conn)
-        conn.sendall(sink_reply(record["received"]))
-        conn.shutdown(socket.SHUT_WR)
 
 
 def test_proxy_header_first_then_spliced(relayd, backends):

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from test_relay_limits import socket_buffers_allowance
-from conftest import (CHUNK, IO_TIMEOUT, Background, Backend, Digest, HttpBackend,
+from conftest import (CHUNK, IO_TIMEOUT, Background, Backend, Digest, HeaderSink, HttpBackend,
                       curl_digest, digest_of, free_port, payload, recv_all, recv_exact,
                       recv_until_eof, run_relayd, send_stream, sink_reply, tcp4, wait_closed)
 
@@ -510,22 +510,8 @@ def test_fork_mode_serves_tls(relayd, pki, sink):
     assert [c["end"] for c in r.wait_conns(3)] == ["eof"] * 3
 
 
-class HeaderBackend(Backend):
-    """Records the first line (a PROXY v1 header) as "header", then acts as
-    a sink for the rest."""
-
-    def handle(self, conn, record):
-        line = bytearray()
-        while not line.endswith(b"\r\n"):
-            line += recv_exact(conn, 1)
-        record["header"] = bytes(line)
-        record["received"] = recv_all(conn)
-        conn.sendall(sink_reply(record["received"]))
-        conn.shutdown(socket.SHUT_WR)
-
-
 def test_proxy_protocol_from_a_tls_listener(relayd, pki, backends):
-    target = backends._make(HeaderBackend, None)
+    target = backends._make(HeaderSink, None)
     r, port = tls_relay(relayd, pki, target.spec, "--proxy-protocol", "v1")
     with tls_connect(port, pki.ca) as s:
         cport = s.sock.getsockname()[1]

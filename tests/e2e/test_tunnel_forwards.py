@@ -37,22 +37,7 @@ def test_remote_64mib_each_way(tunnel, backends):
     t.relayd.stop()
 
 
-def test_remote_50_channels_at_once(tunnel, sink):
-    n = 50
-    rport = free_port()
-    spec = f"{rport}:{sink.spec}"
-    t = tunnel("-R", spec)
-    socks = [fwd(rport).connect() for _ in range(n)]      # all open before any data
-    try:
-        sent = sink_roundtrips_at_once(socks, 500)
-    finally:
-        for s in socks:
-            s.close()
-    assert sorted(r["received"] for r in sink.wait_done(n)) == sorted(sent)
-    assert len(t.wait_conns(n, f"-R {spec}")) == n
-
-
-def test_remote_channels_share_writes(tunnel, sink, tmp_path):
+def test_remote_50_channels_at_once(tunnel, sink, tmp_path):
     # Packets for many channels made in one pass leave in one write: after
     # 50 channels at once the status counts fewer writes than packets (one
     # write each, unbatched), and at least four packets went to each channel
@@ -62,9 +47,9 @@ def test_remote_channels_share_writes(tunnel, sink, tmp_path):
     control = tmp_path / "control.sock"
     spec = f"{rport}:{sink.spec}"
     t = tunnel("-R", spec, "--control", control)
-    socks = [fwd(rport).connect() for _ in range(n)]
+    socks = [fwd(rport).connect() for _ in range(n)]      # all open before any data
     try:
-        sent = sink_roundtrips_at_once(socks, 600)
+        sent = sink_roundtrips_at_once(socks, 500)
     finally:
         for s in socks:
             s.close()
