@@ -138,8 +138,10 @@ clean-objs-if-flavour-changed:
 	        tunnel/*.o; \
 	    echo "$(FLAVOUR)" > .build-flavour; fi
 
-run: relayd
-	scripts/install-deps
+# Installs what building needs first: on a fresh machine nothing is there.
+run:
+	scripts/install-deps build
+	$(MAKE) relayd
 	./relayd --listen $(or $(LISTEN),80) --to $(or $(TO),127.0.0.1:10080) $(ARGS)
 
 # Where `make install` puts things. /etc is not under PREFIX: the config
