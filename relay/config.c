@@ -343,7 +343,9 @@ check_udp(const struct relay_conf *r, char *err, size_t errlen)
 int
 config_check_relay(const struct relay_conf *r, char *err, size_t errlen)
 {
-	if (r->nlisten == 0) {
+	/* A [relay NAME] section may take all its sockets from systemd
+	 * (FileDescriptorName=NAME): whether they came is known at start. */
+	if (r->nlisten == 0 && (r->line == 0 || r->to.udp)) {
 		snprintf(err, errlen, "missing %s: where should relayd "
 		    "accept connections?", r->line ? "listen" : "--listen");
 		return -1;

@@ -22,6 +22,7 @@
 
 #include "relay/listener.h"
 #include "relay/log.h"
+#include "relay/systemd.h"
 
 #define LISTEN_BACKLOG	4096
 #define ACCEPT_BATCH	64
@@ -485,12 +486,24 @@ listener_unlisten(struct listener *l)
 void
 listener_free(struct listener *l)
 {
+	size_t	i;
+
 	if (l == NULL)
 		return;
 	if (l->spec.kind == ADDR_UNIX && l->nsocks > 0 && !l->shared &&
 	    unlink(l->spec.path) == -1)
 		log_debug("cannot remove %s: %s", l->spec.path,
 		    strerror(errno));
+	/* systemd's sockets cannot be bound again: a relay that a reload
+	 * replaces hands them on to its successor. */
+	if (l->adopted && !l->shared) {
+		listener_disable(l);
+		event_del(&l->resume);
+		for (i = 0; i < l->nsocks; i++)
+			sysd_return_socket(l->socks[i].fd);
+		free(l);
+		return;
+	}
 	listener_free_in_child(l);
 }
 

@@ -646,6 +646,7 @@ reload(struct daemon *d)
 	pump_set_splice(!nc.no_splice);
 	config_free(&d->cfg);
 	d->cfg = nc;
+	sysd_close_unused_sockets();
 	log_info("reloaded: %zu relays, %zu tunnels (%zu unchanged)", nr, nt,
 	    nkept);
 	reap_retired(d);

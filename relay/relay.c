@@ -11,6 +11,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sysexits.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -388,10 +389,17 @@ shard_open(void *arg)
 	else if (nfds > 0)
 		n = 1;
 	job->rc = -1;
+	if (n == 0) {
+		snprintf(job->err, job->errlen, "no listen line, and systemd "
+		    "passed no socket named %s", conf->name);
+		*job->exitcode = EX_CONFIG;
+		return;
+	}
 	for (i = 0; i < n; i++) {
 		/* A TLS relay has the one shard: clones are plain TCP. */
-		cb = sh->loop == 0 && conf->listen[nfds > 0 ? 0 : i].tls ?
-		    on_accept_tls : on_accept;
+		cb = sh->loop == 0 && conf->nlisten > 0 &&
+		    conf->listen[nfds > 0 ? 0 : i].tls ? on_accept_tls :
+		    on_accept;
 		if (sh->loop > 0)
 			l = listener_clone(base, first->listeners[i], cb, sh,
 			    job->err, job->errlen, job->exitcode);

@@ -13,7 +13,7 @@
 
 static int	 nfds = -1;	/* -1: not yet asked */
 static char	**names;
-static int	*taken;
+static int	*taken;		/* 1: a relay's, 2: closed */
 
 static void
 fetch(void)
@@ -59,6 +59,18 @@ sysd_sockets(const char *name, int *fds, size_t max)
 }
 
 void
+sysd_return_socket(int fd)
+{
+	int	i = fd - SD_LISTEN_FDS_START;
+
+	if (i >= 0 && i < nfds && taken[i] == 1) {
+		taken[i] = 0;
+		return;
+	}
+	close(fd);
+}
+
+void
 sysd_close_unused_sockets(void)
 {
 	int	i;
@@ -70,7 +82,7 @@ sysd_close_unused_sockets(void)
 		    "it", names && names[i] ? names[i] : "?",
 		    names && names[i] ? names[i] : "?");
 		close(SD_LISTEN_FDS_START + i);
-		taken[i] = 1;
+		taken[i] = 2;
 	}
 }
 

@@ -12,6 +12,10 @@
  * relay: the sockets are taken once, at the first call.
  */
 size_t	sysd_sockets(const char *name, int *fds, size_t max);
+/* Gives a socket sysd_sockets returned back, for the next relay of its
+ * name to take (a reload's); sysd_close_unused_sockets closes it if none
+ * does. */
+void	sysd_return_socket(int fd);
 /* Closes passed sockets no relay took, so they do not linger. */
 void	sysd_close_unused_sockets(void);
 /* READY=1 with a STATUS= line. */

@@ -3,7 +3,9 @@ tunnel's forwards are up) through NOTIFY_SOCKET, and socket activation, the
 passed socket being handed to the [relay NAME] its FileDescriptorName
 names."""
 
+import os
 import shutil
+import signal
 import socket
 import tempfile
 import time
@@ -11,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port, sink_roundtrip, tcp4
+from conftest import free_port, run_relayd, sink_roundtrip, tcp4
 
 
 @pytest.fixture
@@ -97,6 +99,49 @@ def test_socket_activation_hands_the_named_socket_to_its_relay(relayd, sink):
         sink_roundtrip(tcp4(own))
     sink_roundtrip(tcp4(port))
     r.stop()
+    shutil.rmtree(conf.parent, ignore_errors=True)
+
+
+def activated(relayd, conf, port):
+    """relayd -c conf started by systemd-socket-activate on 127.0.0.1:port
+    with FileDescriptorName=web, once the first client came and was served."""
+    r = relayd("-c", conf, ready=False,
+               prefix=("systemd-socket-activate", "-l", f"127.0.0.1:{port}", "--fdname=web"))
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            sink_roundtrip(tcp4(port))
+            break
+        except (ConnectionRefusedError, ConnectionResetError):
+            assert time.monotonic() < deadline, "socket activation never served"
+            time.sleep(0.1)
+    return r.wait_ready()
+
+
+@pytest.mark.skipif(shutil.which("systemd-socket-activate") is None,
+                    reason="systemd-socket-activate is not installed")
+def test_a_section_whose_socket_systemd_passes_needs_no_listen_line(relayd, sink):
+    """[relay web] without listen takes its socket from systemd, and keeps
+    it across a reload that changes the section."""
+    port = free_port()
+    conf = write_conf(f"[relay web]\nto = {sink.spec}\n")
+    r = activated(relayd, conf, port)
+    conf.write_text(f"[relay web]\nto = {sink.spec}\nidle-timeout = 30\n")
+    os.kill(r.pid, signal.SIGHUP)
+    r.wait_log(r"reloaded: 1 relays, 0 tunnels \(0 unchanged\)")
+    sink_roundtrip(tcp4(port))
+    assert "takes it" not in r.log(), r.log()
+    r.stop()
+    shutil.rmtree(conf.parent, ignore_errors=True)
+
+
+def test_a_section_without_listen_or_socket_is_refused_at_start(sink):
+    conf = write_conf(f"[relay web]\nto = {sink.spec}\n")
+    assert run_relayd("-c", conf, "--check").returncode == 0
+    done = run_relayd("-c", conf)
+    assert done.returncode == 78, done.stderr
+    assert "no listen line, and systemd passed no socket named web" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     shutil.rmtree(conf.parent, ignore_errors=True)
 
 
