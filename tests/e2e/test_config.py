@@ -92,7 +92,7 @@ a line without equals
         15: r"-R not-a-forward",
         16: r"bad section \[wat\]",
         17: r"syntax error",
-        18: r"\[relay empty\]: missing listen",
+        18: r"\[relay empty\]: missing to",
     }
     for line, pattern in want.items():
         hits = [l for l in lines if l.startswith(f"relayd: {conf}:{line}: ")]

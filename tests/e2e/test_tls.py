@@ -50,20 +50,31 @@ default_md = sha256
 policy = any
 unique_subject = no
 copy_extensions = copy
+x509_extensions = leaf
 [any]
 commonName = supplied
+[leaf]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth, clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
 """
 
 
 class Pki:
     """Keys and certificates in one directory that the unprivileged user can
-    read (relayd reads them again as that user on SIGHUP)."""
+    read (relayd reads them again as that user on SIGHUP). They carry the
+    extensions a real CA sets (key usage, key identifiers, basic
+    constraints): Python 3.13's default context verifies strictly."""
 
     def __init__(self, d):
         self.dir = Path(d)
         openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
                 "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "30",
-                "-subj", "/CN=relayd test CA", cwd=d)
+                "-subj", "/CN=relayd test CA",
+                "-addext", "basicConstraints=critical,CA:TRUE",
+                "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
         (self.dir / "ca.cnf").write_text(CA_CONF)
         (self.dir / "index.txt").write_text("")
         (self.dir / "serial").write_text("01\n")
