@@ -712,16 +712,29 @@ tune_socket(struct tunnel *t, int fd)
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
 }
 
+/* 1.11.1 deprecates callback_set for callback_set2, which takes a
+ * generic function pointer instead of a data pointer. */
+static void
+set_callbacks(LIBSSH2_SESSION *s)
+{
+#if LIBSSH2_VERSION_NUM >= 0x010b01
+	libssh2_session_callback_set2(s, LIBSSH2_CALLBACK_RECV,
+	    (libssh2_cb_generic *)recv_cb);
+	libssh2_session_callback_set2(s, LIBSSH2_CALLBACK_SEND,
+	    (libssh2_cb_generic *)send_cb);
+#else
+	libssh2_session_callback_set(s, LIBSSH2_CALLBACK_RECV, (void *)recv_cb);
+	libssh2_session_callback_set(s, LIBSSH2_CALLBACK_SEND, (void *)send_cb);
+#endif
+}
+
 static int
 new_session(struct tunnel *t)
 {
 	if ((t->s = libssh2_session_init_ex(NULL, NULL, NULL, t)) == NULL)
 		return -1;
 	libssh2_session_set_blocking(t->s, 0);
-	libssh2_session_callback_set(t->s, LIBSSH2_CALLBACK_RECV,
-	    (void *)recv_cb);
-	libssh2_session_callback_set(t->s, LIBSSH2_CALLBACK_SEND,
-	    (void *)send_cb);
+	set_callbacks(t->s);
 	libssh2_session_method_pref(t->s, LIBSSH2_METHOD_KEX, PREF_KEX);
 	libssh2_session_method_pref(t->s, LIBSSH2_METHOD_CRYPT_CS, PREF_CIPHER);
 	libssh2_session_method_pref(t->s, LIBSSH2_METHOD_CRYPT_SC, PREF_CIPHER);
