@@ -61,6 +61,17 @@ on_retry(evutil_socket_t fd, short what, void *arg)
 
 static int	libssh2_ready;
 
+void
+tunnel_libssh2_version(char *buf, size_t len)
+{
+	const char	*loaded = libssh2_version(0);
+
+	if (loaded == NULL || strcmp(loaded, LIBSSH2_VERSION) == 0)
+		snprintf(buf, len, "%s", LIBSSH2_VERSION);
+	else
+		snprintf(buf, len, "%s (running %s)", LIBSSH2_VERSION, loaded);
+}
+
 int
 tunnel_global_init(void)
 {

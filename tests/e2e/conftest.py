@@ -1092,6 +1092,21 @@ class Tunnel:
         return found
 
 
+@functools.cache
+def libssh2_version():
+    """The libssh2 relayd was built with, (1, 10, 0) say, from the second
+    line of relayd --version: it decides which keys and methods a tunnel
+    can use, and so what the tunnel tests expect."""
+    out = run_relayd("--version").stdout
+    m = re.search(r"^libssh2 (\d+)\.(\d+)\.(\d+)", out, re.M)
+    assert m, f"relayd --version names no libssh2: {out!r}"
+    return tuple(map(int, m.groups()))
+
+
+def libssh2_at_least(*version):
+    return libssh2_version() >= version
+
+
 class _SshdLogs:
     """Adds each sshd's log to the report of a failed test, as relayd's are."""
 
