@@ -105,7 +105,8 @@ read_config(struct config *cfg, int argc, char **argv, int *code)
 		*code = 0;
 		return -1;
 	case OPTIONS_VERSION:
-		printf("relayd %s\n", RELAYD_VERSION);
+		tunnel_libssh2_version(err, sizeof(err));
+		printf("relayd %s\nlibssh2 %s\n", RELAYD_VERSION, err);
 		*code = 0;
 		return -1;
 	case OPTIONS_ERROR:

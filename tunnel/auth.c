@@ -13,6 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include "relay/log.h"
 #include "tunnel/auth.h"
 #include "tunnel/tunnel_int.h"
@@ -24,6 +26,7 @@ struct key {
 	char	*path;
 	char	*data;
 	size_t	 len;
+	int	 rsa;
 };
 
 struct auth {
@@ -38,6 +41,7 @@ struct auth {
 	struct libssh2_agent_publickey *agent_id;
 	int		 agent_done;
 	char		 method[300];
+	char		 rsa_refused[300];	/* an RSA key the server refused */
 };
 
 static int
@@ -75,6 +79,71 @@ read_file(const char *path, char **data, size_t *len, char *err,
 	return 0;
 }
 
+/* Whether an SSH public key blob (string type, ...) is an RSA key. */
+static int
+blob_is_rsa(const unsigned char *b, size_t len)
+{
+	return len >= 11 && b[0] == 0 && b[1] == 0 && b[2] == 0 && b[3] == 7 &&
+	    memcmp(b + 4, "ssh-rsa", 7) == 0;
+}
+
+/* Steps over an SSH string (uint32 length, bytes); -1 if it overruns. */
+static int
+skip_string(const unsigned char **p, const unsigned char *end)
+{
+	size_t	n;
+
+	if (end - *p < 4)
+		return -1;
+	n = (size_t)(*p)[0] << 24 | (size_t)(*p)[1] << 16 |
+	    (size_t)(*p)[2] << 8 | (*p)[3];
+	if ((size_t)(end - *p - 4) < n)
+		return -1;
+	*p += 4 + n;
+	return 0;
+}
+
+/*
+ * Whether a private key file holds an RSA key: a PEM "RSA PRIVATE KEY",
+ * or an OpenSSH one whose public key (never encrypted, after the cipher,
+ * KDF, KDF options and key count) says ssh-rsa.
+ */
+static int
+key_is_rsa(const char *data)
+{
+	static const char	pem[] = "-----BEGIN RSA PRIVATE KEY-----";
+	static const char	openssh[] = "-----BEGIN OPENSSH PRIVATE KEY-----";
+	static const char	magic[] = "openssh-key-v1";	/* and its NUL */
+	unsigned char		raw[192];
+	const unsigned char	*p = raw, *end;
+	char			b64[256];
+	size_t			n = 0;
+	int			len;
+
+	if (strncmp(data, pem, sizeof(pem) - 1) == 0)
+		return 1;
+	if (strncmp(data, openssh, sizeof(openssh) - 1) != 0)
+		return 0;
+	/* The start of the base64 body is enough. */
+	for (data += sizeof(openssh) - 1; *data != '\0' && *data != '-' &&
+	    n < sizeof(b64); data++)
+		if (*data != '\n' && *data != '\r' && *data != ' ')
+			b64[n++] = *data;
+	n -= n % 4;
+	if ((len = EVP_DecodeBlock(raw, (unsigned char *)b64, (int)n)) <
+	    (int)sizeof(magic))
+		return 0;
+	end = raw + len;
+	if (memcmp(p, magic, sizeof(magic)) != 0)
+		return 0;
+	p += sizeof(magic);
+	if (skip_string(&p, end) == -1 || skip_string(&p, end) == -1 ||
+	    skip_string(&p, end) == -1 || end - p < 8)
+		return 0;
+	p += 8;		/* the key count, the public key's length */
+	return blob_is_rsa(p, (size_t)(end - p));
+}
+
 static int
 add_key(struct auth *a, const char *path, char *err, size_t errlen)
 {
@@ -87,6 +156,7 @@ add_key(struct auth *a, const char *path, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
+	k->rsa = key_is_rsa(k->data);
 	a->nkeys++;
 	return 0;
 }
@@ -169,6 +239,7 @@ auth_begin(struct auth *a)
 	a->agent_done = !a->use_agent;
 	a->agent_id = NULL;
 	a->method[0] = '\0';
+	a->rsa_refused[0] = '\0';
 }
 
 static void
@@ -212,12 +283,41 @@ agent_step(struct auth *a, LIBSSH2_SESSION *s, const char *user)
 		agent_close(a);
 		return AUTH_OK;
 	}
+	if (blob_is_rsa(a->agent_id->blob, a->agent_id->blob_len))
+		snprintf(a->rsa_refused, sizeof(a->rsa_refused),
+		    "agent key %s", a->agent_id->comment ?
+		    a->agent_id->comment : "");
 	if (libssh2_agent_get_identity(a->agent, &a->agent_id,
 	    a->agent_id) != 0) {
 		agent_close(a);
 		a->agent_done = 1;
 	}
 	return AUTH_REFUSED;
+}
+
+/*
+ * libssh2 before 1.11 signs with an RSA key only as ssh-rsa (SHA-1),
+ * which OpenSSH 8.8 and later refuse by default: a refused RSA key is
+ * explained, on the line that says authentication failed. What signs is
+ * the library loaded, not the one relayd was built with.
+ */
+static void
+rsa_hint(const struct auth *a, LIBSSH2_SESSION *s, char *err, size_t errlen)
+{
+	const char	*banner, *server = "?";
+	size_t		 used = strlen(err);
+
+	if (a->rsa_refused[0] == '\0' || libssh2_version(0x010b00) != NULL)
+		return;
+	/* "SSH-2.0-OpenSSH_9.2p1 Debian-2": the software's name and version. */
+	if ((banner = libssh2_session_banner_get(s)) != NULL &&
+	    strncmp(banner, "SSH-2.0-", 8) == 0 && banner[8] != '\0')
+		server = banner + 8;
+	snprintf(err + used, errlen - used, "; %s is RSA, which libssh2 %s "
+	    "signs only with ssh-rsa (SHA-1), refused by default since OpenSSH "
+	    "8.8 (the server is %.*s): use an ed25519 or ecdsa key",
+	    a->rsa_refused, libssh2_version(0), (int)strcspn(server, " \r\n"),
+	    server);
 }
 
 enum auth_result
@@ -266,8 +366,12 @@ auth_step(struct auth *a, LIBSSH2_SESSION *s, const char *user, char *err,
 			    ssh_error(s, msg, sizeof(msg)));
 			return AUTH_ERROR;
 		}
+		if (k->rsa)
+			snprintf(a->rsa_refused, sizeof(a->rsa_refused),
+			    "key %s", k->path);
 	}
 	snprintf(err, errlen, "server refused every key of user %s", user);
+	rsa_hint(a, s, err, errlen);
 	return AUTH_REFUSED;
 }
 

@@ -22,23 +22,36 @@ struct hostkeys {
 	int	 append_fd;	/* opened while privileged, for new keys */
 	char	**lines;
 	size_t	 nlines;
+	int	 rsa_only;	/* RSA is all the last hostkeys_prefer found */
 };
 
-/* The key types libssh2 1.10 can check, in the order we prefer them. */
+/*
+ * RSA keys sign with SHA-2 (RFC 8332) from libssh2 1.11 on; OpenSSH 8.8
+ * and later offer nothing else for them. 1.10 knows only ssh-rsa (SHA-1).
+ */
+#if LIBSSH2_VERSION_NUM >= 0x010b00
+#define RSA_METHODS	"rsa-sha2-512,rsa-sha2-256,ssh-rsa"
+#else
+#define RSA_METHODS	"ssh-rsa"
+#endif
+
+/* The key types libssh2 can check, in the order we prefer them. */
 static const struct keytype {
 	int		 hostkey_type;	/* LIBSSH2_HOSTKEY_TYPE_* */
 	int		 knownhost_type;/* LIBSSH2_KNOWNHOST_KEY_* */
-	const char	*name;
+	const char	*name;		/* in known_hosts */
+	const char	*methods;	/* host key algorithms that show it */
 } keytypes[] = {
 	{ LIBSSH2_HOSTKEY_TYPE_ED25519, LIBSSH2_KNOWNHOST_KEY_ED25519,
-	  "ssh-ed25519" },
+	  "ssh-ed25519", "ssh-ed25519" },
 	{ LIBSSH2_HOSTKEY_TYPE_ECDSA_256, LIBSSH2_KNOWNHOST_KEY_ECDSA_256,
-	  "ecdsa-sha2-nistp256" },
+	  "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp256" },
 	{ LIBSSH2_HOSTKEY_TYPE_ECDSA_384, LIBSSH2_KNOWNHOST_KEY_ECDSA_384,
-	  "ecdsa-sha2-nistp384" },
+	  "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp384" },
 	{ LIBSSH2_HOSTKEY_TYPE_ECDSA_521, LIBSSH2_KNOWNHOST_KEY_ECDSA_521,
-	  "ecdsa-sha2-nistp521" },
-	{ LIBSSH2_HOSTKEY_TYPE_RSA, LIBSSH2_KNOWNHOST_KEY_SSHRSA, "ssh-rsa" },
+	  "ecdsa-sha2-nistp521", "ecdsa-sha2-nistp521" },
+	{ LIBSSH2_HOSTKEY_TYPE_RSA, LIBSSH2_KNOWNHOST_KEY_SSHRSA, "ssh-rsa",
+	  RSA_METHODS },
 };
 #define NKEYTYPES (sizeof(keytypes) / sizeof(keytypes[0]))
 
@@ -192,8 +205,9 @@ hostkeys_prefer(struct hostkeys *hk, LIBSSH2_SESSION *s, const char *host,
 	LIBSSH2_KNOWNHOSTS	*kh = collection(hk, s);
 	const char		 probe[] = "not a key";
 	char			 known[256] = "", rest[256] = "";
+	char			*to;
 	size_t			 i;
-	int			 rc;
+	int			 rc, rsa = 0, other = 0;
 
 	/* Probing with a bogus key: MISMATCH means an entry of that type
 	 * exists for the host, NOTFOUND that none does. */
@@ -203,22 +217,34 @@ hostkeys_prefer(struct hostkeys *hk, LIBSSH2_SESSION *s, const char *host,
 		    sizeof(probe), LIBSSH2_KNOWNHOST_TYPE_PLAIN |
 		    LIBSSH2_KNOWNHOST_KEYENC_RAW | keytypes[i].knownhost_type,
 		    NULL);
+		to = rc == LIBSSH2_KNOWNHOST_CHECK_MISMATCH ? known : rest;
+		snprintf(to + strlen(to), sizeof(known) - strlen(to), "%s%s",
+		    *to ? "," : "", keytypes[i].methods);
 		if (rc == LIBSSH2_KNOWNHOST_CHECK_MISMATCH)
-			snprintf(known + strlen(known), sizeof(known) -
-			    strlen(known), "%s%s", *known ? "," : "",
-			    keytypes[i].name);
-		else
-			snprintf(rest + strlen(rest), sizeof(rest) -
-			    strlen(rest), "%s%s", *rest ? "," : "",
-			    keytypes[i].name);
+			*(keytypes[i].hostkey_type == LIBSSH2_HOSTKEY_TYPE_RSA ?
+			    &rsa : &other) = 1;
 	}
 	if (kh != NULL)
 		libssh2_knownhost_free(kh);
+	hk->rsa_only = rsa && !other;
 	if (*known && *rest)
 		strncat(known, ",", sizeof(known) - strlen(known) - 1);
 	strncat(known, rest, sizeof(known) - strlen(known) - 1);
 	if (libssh2_session_method_pref(s, LIBSSH2_METHOD_HOSTKEY, known) != 0)
 		log_debug("host key preference \"%s\" not accepted", known);
+}
+
+const char *
+hostkeys_kex_hint(const struct hostkeys *hk)
+{
+#if LIBSSH2_VERSION_NUM < 0x010b00
+	if (hk->rsa_only)
+		return "; the only key known for the host is RSA, which "
+		    "libssh2 " LIBSSH2_VERSION " checks only as ssh-rsa (SHA-1), "
+		    "no longer offered by OpenSSH 8.8 and later: add the "
+		    "server's ed25519 or ecdsa key to known hosts";
+#endif
+	return "";
 }
 
 void

@@ -15,6 +15,9 @@ struct hostkeys *hostkeys_load(const char *path, int accept_new, char *err,
  * the server shows a key we can check. */
 void	hostkeys_prefer(struct hostkeys *, LIBSSH2_SESSION *,
 	    const char *host, int port);
+/* After a handshake that found no methods in common: why the known keys
+ * may be the cause ("; ..." to append to the error), or "". */
+const char *hostkeys_kex_hint(const struct hostkeys *);
 /*
  * After the handshake: 0 if the server's key is known (or was unknown and
  * is now recorded, with --accept-new-host-key); -1 with a one-line

@@ -1092,6 +1092,21 @@ class Tunnel:
         return found
 
 
+@functools.cache
+def libssh2_version():
+    """The libssh2 relayd was built with, (1, 10, 0) say, from the second
+    line of relayd --version: it decides which keys and methods a tunnel
+    can use, and so what the tunnel tests expect."""
+    out = run_relayd("--version").stdout
+    m = re.search(r"^libssh2 (\d+)\.(\d+)\.(\d+)", out, re.M)
+    assert m, f"relayd --version names no libssh2: {out!r}"
+    return tuple(map(int, m.groups()))
+
+
+def libssh2_at_least(*version):
+    return libssh2_version() >= version
+
+
 class _SshdLogs:
     """Adds each sshd's log to the report of a failed test, as relayd's are."""
 
@@ -1118,16 +1133,16 @@ def privsep_dir():
 
 @pytest.fixture
 def make_sshd(request, tmp_path, privsep_dir):
-    """Factory: make_sshd(ipv6=False) starts a private sshd on a free port
-    (127.0.0.1, and ::1 with ipv6). Teardown kills each one and what it
+    """Factory: make_sshd(ipv6=False, **Sshd options) starts a private sshd
+    on a free port (127.0.0.1, and ::1 with ipv6). Teardown kills each one and what it
     forked, by PID; their logs are shown if the test failed."""
     if not os.access("/usr/sbin/sshd", os.X_OK):
         pytest.skip("no /usr/sbin/sshd (apt-get install openssh-server)")
     made = []
     request.node.sshds = made
 
-    def start(ipv6=False):
-        d = Sshd(tmp_path / f"sshd-{len(made) + 1}", free_port(), ipv6=ipv6)
+    def start(ipv6=False, **kw):
+        d = Sshd(tmp_path / f"sshd-{len(made) + 1}", free_port(), ipv6=ipv6, **kw)
         made.append(d)
         return d.start()
 

@@ -85,9 +85,12 @@ def ensure_privsep_dir():
 class Sshd:
     """One sshd listener, started by start(). Client keys that it accepts are
     in self.keys ("ed25519", "ecdsa", "passphrase" (with PASSPHRASE, also in
-    self.passphrase_file)); self.stranger is a key it does not know."""
+    self.passphrase_file)), and any that authorize() adds; self.stranger is
+    a key it does not know. Its one host key is host_key_type (ed25519 or
+    rsa); config lines come first in its sshd_config, so they win."""
 
-    def __init__(self, workdir, port, ipv6=False, address="127.0.0.1", prefix=()):
+    def __init__(self, workdir, port, ipv6=False, address="127.0.0.1", prefix=(),
+                 host_key_type="ed25519", config=()):
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = port
@@ -95,7 +98,8 @@ class Sshd:
         self.address = address          # IPv4 to listen on
         self.prefix = list(prefix)      # e.g. ip netns exec NS: runs it there
         self.name = f"{address}:{port}"
-        self.host_key = keygen(self.dir / "host_ed25519")
+        self.host_key = keygen(self.dir / f"host_{host_key_type}", host_key_type)
+        self.extra_config = list(config)
         self.keys = {
             "ed25519": keygen(self.dir / "id_ed25519"),
             "ecdsa": keygen(self.dir / "id_ecdsa", "ecdsa"),
@@ -119,7 +123,9 @@ class Sshd:
 
     def _config_lines(self):
         listen = [f"ListenAddress {self.address}"] + (["ListenAddress ::1"] if self.ipv6 else [])
+        # The extra lines first: for most keywords sshd keeps the first value.
         return [
+            *self.extra_config,
             f"Port {self.port}", *listen,
             f"HostKey {self.host_key}",
             f"PidFile {self.dir / 'sshd.pid'}",
@@ -151,6 +157,15 @@ class Sshd:
         done = self._check(base + _accepted_optional)
         if done.returncode != 0:
             raise RuntimeError(f"sshd -t refuses {self.config}: {done.stderr.strip()}")
+
+    def authorize(self, kind):
+        """A new client key of kind (rsa, say) that this sshd accepts, made
+        on demand (RSA keys are slow to make); returns its path."""
+        if kind not in self.keys:
+            self.keys[kind] = keygen(self.dir / f"id_{kind}", kind)
+            with open(self.authorized_keys, "a") as f:
+                f.write(Path(f"{self.keys[kind]}.pub").read_text())
+        return self.keys[kind]
 
     # ------------------------------------------------------------ life
 

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from conftest import free_port, fwd, run_relayd, sink_roundtrip
+from conftest import free_port, fwd, libssh2_at_least, run_relayd, sink_roundtrip
 
 EX_USAGE, EX_DATAERR, EX_NOINPUT, EX_NOPERM = 64, 65, 66, 77
 
@@ -56,3 +56,25 @@ def test_malformed_remote_spec(sshd, spec):
     assert p.returncode == EX_USAGE, f"exit {p.returncode}, stderr {p.stderr!r}"
     assert any(spec in ln for ln in p.stderr.splitlines()), p.stderr
     assert "Connection from" not in sshd.log(), "relayd connected despite the bad spec"
+
+
+def test_rsa_key(tunnel, sshd, sink):
+    """OpenSSH 8.8 and later take RSA signatures only with SHA-2 (rsa-sha2-*).
+    libssh2 1.11 makes them, asked for through server-sig-algs; 1.10 signs
+    with ssh-rsa (SHA-1) alone, so the server refuses the key, and the one
+    line saying so names the key as RSA and what to use instead."""
+    rsa = sshd.authorize("rsa")
+    rport = free_port()
+    if libssh2_at_least(1, 11):
+        tunnel("-R", f"{rport}:{sink.spec}", identity=rsa)
+        sink_roundtrip(fwd(rport))
+        assert re.search(r"Accepted publickey for root .* RSA ", sshd.log())
+        return
+    t = tunnel("-R", f"{rport}:{sink.spec}", identity=rsa, up=False, ready=False)
+    assert t.relayd.wait_exit(10) == EX_NOPERM
+    said = t.lines(rf"server refused every key of user root; key {re.escape(str(rsa))} is "
+                   r"RSA, which libssh2 1\.10\.\d+ signs only with ssh-rsa \(SHA-1\), refused "
+                   r"by default since OpenSSH 8\.8 \(the server is OpenSSH_[\w.]+\): use an "
+                   r"ed25519 or ecdsa key$")
+    assert len(said) == 1, "no single line saying why the RSA key was refused"
+    assert "Accepted publickey" not in sshd.log()

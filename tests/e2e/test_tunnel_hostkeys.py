@@ -5,7 +5,7 @@ changed one."""
 
 import subprocess
 
-from conftest import free_port, fwd, listening, sink_roundtrip, tcp4
+from conftest import free_port, fwd, libssh2_at_least, listening, sink_roundtrip, tcp4
 
 EX_NOPERM = 77
 
@@ -86,3 +86,25 @@ def test_malformed_hashed_line_ignored(tunnel, sshd, sink):
     t = tunnel("-R", f"{rport}:{sink.spec}", known_hosts=known)
     sink_roundtrip(fwd(rport))
     assert f"relayd: {known}:1: malformed hashed host name, line ignored" in t.relayd.log()
+
+
+def test_rsa_host_key(tunnel, make_sshd, sink):
+    """A server whose only host key is RSA shows it, from OpenSSH 8.8 on, with
+    SHA-2 signatures alone. libssh2 1.11 checks those (rsa-sha2-512 first);
+    1.10 knows only ssh-rsa, so the handshake finds no host key algorithm in
+    common, and relayd says why and keeps retrying as after any failed
+    handshake."""
+    server = make_sshd(host_key_type="rsa")
+    rport = free_port()
+    if libssh2_at_least(1, 11):
+        t = tunnel("-v", "-R", f"{rport}:{sink.spec}", server=server)
+        sink_roundtrip(fwd(rport))
+        assert t.lines(r"kex \S+, host key rsa-sha2-512, "), "host key not checked as rsa-sha2-512"
+        return
+    t = tunnel("-R", f"{rport}:{sink.spec}", server=server, up=False, ready=False)
+    t.wait(r"handshake failed: .*; the only key known for the host is RSA, which libssh2 "
+           r"1\.10\.\d+ checks only as ssh-rsa \(SHA-1\), no longer offered by OpenSSH 8\.8 "
+           r"and later: add the server's ed25519 or ecdsa key to known hosts$")
+    t.wait(r"next attempt in ")
+    assert t.relayd.alive(), "relayd gave up instead of retrying"
+    assert "Accepted publickey" not in server.log()
