@@ -180,10 +180,24 @@ uninstall:
 	    rm -f $(DESTDIR)/etc/relayd/relayd.conf; \
 	    rmdir $(DESTDIR)/etc/relayd 2>/dev/null || true; fi
 
+# A Debian package for this machine's release (12 or 13), built by Debian's
+# own tools from debian/, then checked by lintian. The build runs no test
+# (`make check` does) and cleans the tree (`make clean`) before and after.
+# dpkg-buildpackage writes beside the tree; its results move here:
+# relayd_VERSION_ARCH.deb, its -dbgsym, .buildinfo and .changes.
+deb:
+	scripts/install-deps deb
+	dpkg-buildpackage -b -tc --no-sign
+	v=$$(dpkg-parsechangelog -SVersion) a=$$(dpkg-architecture -qDEB_HOST_ARCH); \
+	    mv ../relayd_$${v}_$$a.deb ../relayd-dbgsym_$${v}_$$a.deb \
+	        ../relayd_$${v}_$$a.buildinfo ../relayd_$${v}_$$a.changes . && \
+	    lintian relayd_$${v}_$$a.changes
+
 clean:
 	rm -f relayd $(UNIT_BINS) $(REPLAY_BINS) .build-flavour
+	rm -f relayd_*.deb relayd-dbgsym_*.deb relayd_*.buildinfo relayd_*.changes
 	rm -rf $(FUZZ_BUILD)
 	find . -type f \( -name '*.o' -o -name '*.d' \) -delete
 
-.PHONY: all unit e2e fuzz fuzz-replay fuzz-merge check run install uninstall clean clean-objs-if-flavour-changed
+.PHONY: all unit e2e fuzz fuzz-replay fuzz-merge check run install uninstall deb clean clean-objs-if-flavour-changed
 -include $(shell find . -type f -name '*.d' 2>/dev/null)
