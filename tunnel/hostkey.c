@@ -206,7 +206,7 @@ hostkeys_prefer(struct hostkeys *hk, LIBSSH2_SESSION *s, const char *host,
 	const char		 probe[] = "not a key";
 	char			 known[256] = "", rest[256] = "";
 	char			*to;
-	size_t			 i;
+	size_t			 i, len;
 	int			 rc, rsa = 0, other = 0;
 
 	/* Probing with a bogus key: MISMATCH means an entry of that type
@@ -227,9 +227,9 @@ hostkeys_prefer(struct hostkeys *hk, LIBSSH2_SESSION *s, const char *host,
 	if (kh != NULL)
 		libssh2_knownhost_free(kh);
 	hk->rsa_only = rsa && !other;
-	if (*known && *rest)
-		strncat(known, ",", sizeof(known) - strlen(known) - 1);
-	strncat(known, rest, sizeof(known) - strlen(known) - 1);
+	len = strlen(known);
+	snprintf(known + len, sizeof(known) - len, "%s%s",
+	    *known && *rest ? "," : "", rest);
 	if (libssh2_session_method_pref(s, LIBSSH2_METHOD_HOSTKEY, known) != 0)
 		log_debug("host key preference \"%s\" not accepted", known);
 }
