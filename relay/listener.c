@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sysexits.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -130,12 +131,12 @@ listener_exit_code(int error)
 	switch (error) {
 	case EACCES:
 	case EPERM:
-		return 77;	/* EX_NOPERM */
+		return EX_NOPERM;
 	case EADDRINUSE:
 	case EADDRNOTAVAIL:
-		return 69;	/* EX_UNAVAILABLE */
+		return EX_UNAVAILABLE;
 	default:
-		return 71;	/* EX_OSERR */
+		return EX_OSERR;
 	}
 }
 
@@ -266,7 +267,7 @@ bind_host(struct listener *l, struct event_base *base, char *err,
 	if ((rc = getaddrinfo(l->spec.host, port, &hints, &res)) != 0) {
 		snprintf(err, errlen, "cannot listen on %s: %s", l->spec.host,
 		    gai_strerror(rc));
-		*exitcode = 68;	/* EX_NOHOST */
+		*exitcode = EX_NOHOST;
 		return -1;
 	}
 	rc = 0;
@@ -292,7 +293,7 @@ bind_listener(struct event_base *base, const struct addr_spec *spec,
 
 	if ((l = calloc(1, sizeof(*l))) == NULL) {
 		snprintf(err, errlen, "out of memory");
-		*exitcode = 71;
+		*exitcode = EX_OSERR;
 		return NULL;
 	}
 	l->spec = *spec;
@@ -353,7 +354,7 @@ rebind_one(struct listener *l, struct event_base *base,
 	int			v6only = 0;
 
 	if (getsockname(src->fd, (struct sockaddr *)&ss, &len) == -1) {
-		*exitcode = 71;
+		*exitcode = EX_OSERR;
 		snprintf(err, errlen, "%s: getsockname: %s", src->name,
 		    strerror(errno));
 		return -1;
@@ -373,7 +374,7 @@ listener_clone(struct event_base *base, const struct listener *src,
 
 	if ((l = calloc(1, sizeof(*l))) == NULL) {
 		snprintf(err, errlen, "out of memory");
-		*exitcode = 71;
+		*exitcode = EX_OSERR;
 		return NULL;
 	}
 	l->spec = src->spec;

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sysexits.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -281,7 +282,7 @@ bind_host(struct udp_relay *r, const struct addr_spec *spec, char *err,
 	if ((rc = getaddrinfo(spec->host, port, &hints, &res)) != 0) {
 		snprintf(err, errlen, "cannot listen on udp:%s: %s",
 		    spec->host, gai_strerror(rc));
-		*exitcode = 68;	/* EX_NOHOST */
+		*exitcode = EX_NOHOST;
 		return -1;
 	}
 	rc = 0;
@@ -307,7 +308,7 @@ udp_relay_new(struct event_base *base, const struct relay_conf *conf,
 	    -1) {
 		free(r);
 		snprintf(err, errlen, "out of memory");
-		*exitcode = 71;
+		*exitcode = EX_OSERR;
 		return NULL;
 	}
 	r->base = base;
