@@ -251,9 +251,10 @@ bind_any(struct listener *l, struct event_base *base, char *err,
 	    0, err, errlen, exitcode);
 }
 
-static int
-bind_host(struct listener *l, struct event_base *base, char *err,
-    size_t errlen, int *exitcode)
+int
+listener_bind_host(const struct addr_spec *spec, int socktype,
+    listener_bind_addr *bind_addr, void *arg, char *err, size_t errlen,
+    int *exitcode)
 {
 	struct addrinfo	 hints, *res, *ai;
 	char		 port[8];
@@ -261,24 +262,40 @@ bind_host(struct listener *l, struct event_base *base, char *err,
 
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_PASSIVE | (l->spec.numeric ? AI_NUMERICHOST : 0);
-	snprintf(port, sizeof(port), "%u", l->spec.port);
-	if ((rc = getaddrinfo(l->spec.host, port, &hints, &res)) != 0) {
-		snprintf(err, errlen, "cannot listen on %s: %s", l->spec.host,
+	hints.ai_socktype = socktype;
+	hints.ai_flags = AI_PASSIVE | (spec->numeric ? AI_NUMERICHOST : 0);
+	snprintf(port, sizeof(port), "%u", spec->port);
+	if ((rc = getaddrinfo(spec->host, port, &hints, &res)) != 0) {
+		snprintf(err, errlen, "cannot listen on %s%s: %s",
+		    socktype == SOCK_DGRAM ? "udp:" : "", spec->host,
 		    gai_strerror(rc));
 		*exitcode = EX_NOHOST;
 		return -1;
 	}
 	rc = 0;
-	for (ai = res; ai != NULL && rc == 0; ai = ai->ai_next) {
-		if (l->nsocks == MAX_SOCKETS)
-			break;
-		rc = bind_one(l, base, ai->ai_family, ai->ai_addr,
-		    ai->ai_addrlen, 1, err, errlen, exitcode);
-	}
+	for (ai = res; ai != NULL && rc == 0; ai = ai->ai_next)
+		rc = bind_addr(ai->ai_family, ai->ai_addr, ai->ai_addrlen, arg,
+		    err, errlen, exitcode);
 	freeaddrinfo(res);
-	return rc;
+	return rc == -1 ? -1 : 0;
+}
+
+struct bind_job {
+	struct listener		*l;
+	struct event_base	*base;
+};
+
+/* listener_bind_host's step for a TCP listener. */
+static int
+bind_tcp(int family, const struct sockaddr *sa, socklen_t salen, void *arg,
+    char *err, size_t errlen, int *exitcode)
+{
+	struct bind_job	*job = arg;
+
+	if (job->l->nsocks == MAX_SOCKETS)
+		return 1;
+	return bind_one(job->l, job->base, family, sa, salen, 1, err, errlen,
+	    exitcode);
 }
 
 static struct listener *
@@ -308,7 +325,8 @@ bind_listener(struct event_base *base, const struct addr_spec *spec,
 	} else if (spec->host[0] == '\0')
 		rc = bind_any(l, base, err, errlen, exitcode);
 	else
-		rc = bind_host(l, base, err, errlen, exitcode);
+		rc = listener_bind_host(spec, SOCK_STREAM, bind_tcp,
+		    &(struct bind_job){ l, base }, err, errlen, exitcode);
 	if (rc == -1) {
 		listener_free_in_child(l);
 		return NULL;
