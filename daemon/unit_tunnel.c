@@ -33,7 +33,7 @@ t_new(struct event_base *base, const void *conf, char *err, size_t errlen,
 {
 	if (tunnel_global_init() == -1) {
 		snprintf(err, errlen, "libssh2 cannot be initialised");
-		*exitcode = EX_SOFTWARE;
+		*exitcode = EX_OSERR;
 		return NULL;
 	}
 	return tunnel_new(base, conf, err, errlen, exitcode);
