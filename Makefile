@@ -23,9 +23,9 @@ ifeq ($(WERROR),1)
 WARN     += -Werror
 endif
 
-# Everything but main.c also links into the unit tests.
-LIB_SRCS := $(wildcard relay/*.c caps/*.c tunnel/*.c)
-LIB_SRCS := $(filter-out relay/main.c,$(LIB_SRCS))
+# Everything but daemon/main.c also links into the unit tests.
+LIB_SRCS := $(wildcard relay/*.c caps/*.c tunnel/*.c daemon/*.c)
+LIB_SRCS := $(filter-out daemon/main.c,$(LIB_SRCS))
 LIB_OBJS := $(LIB_SRCS:.c=.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:.c=)
@@ -47,7 +47,7 @@ REPLAY_BINS  := $(FUZZ_TARGETS:%=tests/fuzz/replay_%)
 
 all: relayd
 
-relayd: relay/main.o $(LIB_OBJS)
+relayd: daemon/main.o $(LIB_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 %.o: %.c
@@ -135,7 +135,7 @@ FLAVOUR := sanitize=$(SANITIZE)
 clean-objs-if-flavour-changed:
 	@if [ "$$(cat .build-flavour 2>/dev/null)" != "$(FLAVOUR)" ]; then \
 	    rm -f relayd $(UNIT_BINS) $(REPLAY_BINS) relay/*.o caps/*.o \
-	        tunnel/*.o; \
+	        tunnel/*.o daemon/*.o; \
 	    echo "$(FLAVOUR)" > .build-flavour; fi
 
 # Installs what building needs first: on a fresh machine nothing is there.

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sysexits.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -131,12 +132,12 @@ listener_exit_code(int error)
 	switch (error) {
 	case EACCES:
 	case EPERM:
-		return 77;	/* EX_NOPERM */
+		return EX_NOPERM;
 	case EADDRINUSE:
 	case EADDRNOTAVAIL:
-		return 69;	/* EX_UNAVAILABLE */
+		return EX_UNAVAILABLE;
 	default:
-		return 71;	/* EX_OSERR */
+		return EX_OSERR;
 	}
 }
 
@@ -251,9 +252,10 @@ bind_any(struct listener *l, struct event_base *base, char *err,
 	    0, err, errlen, exitcode);
 }
 
-static int
-bind_host(struct listener *l, struct event_base *base, char *err,
-    size_t errlen, int *exitcode)
+int
+listener_bind_host(const struct addr_spec *spec, int socktype,
+    listener_bind_addr *bind_addr, void *arg, char *err, size_t errlen,
+    int *exitcode)
 {
 	struct addrinfo	 hints, *res, *ai;
 	char		 port[8];
@@ -261,24 +263,40 @@ bind_host(struct listener *l, struct event_base *base, char *err,
 
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_PASSIVE | (l->spec.numeric ? AI_NUMERICHOST : 0);
-	snprintf(port, sizeof(port), "%u", l->spec.port);
-	if ((rc = getaddrinfo(l->spec.host, port, &hints, &res)) != 0) {
-		snprintf(err, errlen, "cannot listen on %s: %s", l->spec.host,
+	hints.ai_socktype = socktype;
+	hints.ai_flags = AI_PASSIVE | (spec->numeric ? AI_NUMERICHOST : 0);
+	snprintf(port, sizeof(port), "%u", spec->port);
+	if ((rc = getaddrinfo(spec->host, port, &hints, &res)) != 0) {
+		snprintf(err, errlen, "cannot listen on %s%s: %s",
+		    socktype == SOCK_DGRAM ? "udp:" : "", spec->host,
 		    gai_strerror(rc));
-		*exitcode = 68;	/* EX_NOHOST */
+		*exitcode = EX_NOHOST;
 		return -1;
 	}
 	rc = 0;
-	for (ai = res; ai != NULL && rc == 0; ai = ai->ai_next) {
-		if (l->nsocks == MAX_SOCKETS)
-			break;
-		rc = bind_one(l, base, ai->ai_family, ai->ai_addr,
-		    ai->ai_addrlen, 1, err, errlen, exitcode);
-	}
+	for (ai = res; ai != NULL && rc == 0; ai = ai->ai_next)
+		rc = bind_addr(ai->ai_family, ai->ai_addr, ai->ai_addrlen, arg,
+		    err, errlen, exitcode);
 	freeaddrinfo(res);
-	return rc;
+	return rc == -1 ? -1 : 0;
+}
+
+struct bind_job {
+	struct listener		*l;
+	struct event_base	*base;
+};
+
+/* listener_bind_host's step for a TCP listener. */
+static int
+bind_tcp(int family, const struct sockaddr *sa, socklen_t salen, void *arg,
+    char *err, size_t errlen, int *exitcode)
+{
+	struct bind_job	*job = arg;
+
+	if (job->l->nsocks == MAX_SOCKETS)
+		return 1;
+	return bind_one(job->l, job->base, family, sa, salen, 1, err, errlen,
+	    exitcode);
 }
 
 static struct listener *
@@ -293,7 +311,7 @@ bind_listener(struct event_base *base, const struct addr_spec *spec,
 
 	if ((l = calloc(1, sizeof(*l))) == NULL) {
 		snprintf(err, errlen, "out of memory");
-		*exitcode = 71;
+		*exitcode = EX_OSERR;
 		return NULL;
 	}
 	l->spec = *spec;
@@ -308,7 +326,8 @@ bind_listener(struct event_base *base, const struct addr_spec *spec,
 	} else if (spec->host[0] == '\0')
 		rc = bind_any(l, base, err, errlen, exitcode);
 	else
-		rc = bind_host(l, base, err, errlen, exitcode);
+		rc = listener_bind_host(spec, SOCK_STREAM, bind_tcp,
+		    &(struct bind_job){ l, base }, err, errlen, exitcode);
 	if (rc == -1) {
 		listener_free_in_child(l);
 		return NULL;
@@ -354,7 +373,7 @@ rebind_one(struct listener *l, struct event_base *base,
 	int			v6only = 0;
 
 	if (getsockname(src->fd, (struct sockaddr *)&ss, &len) == -1) {
-		*exitcode = 71;
+		*exitcode = EX_OSERR;
 		snprintf(err, errlen, "%s: getsockname: %s", src->name,
 		    strerror(errno));
 		return -1;
@@ -374,7 +393,7 @@ listener_clone(struct event_base *base, const struct listener *src,
 
 	if ((l = calloc(1, sizeof(*l))) == NULL) {
 		snprintf(err, errlen, "out of memory");
-		*exitcode = 71;
+		*exitcode = EX_OSERR;
 		return NULL;
 	}
 	l->spec = src->spec;

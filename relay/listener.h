@@ -51,6 +51,20 @@ void	listener_free_in_child(struct listener *);
 /* Stops the sockets listening in every process that has a copy of them, so
  * that their ports can be bound again; call before listener_free. */
 void	listener_unlisten(struct listener *);
+/* Binds one address for listener_bind_host: 0 to go on, 1 when there is
+ * no room for another socket (the other addresses are left unbound), -1
+ * with a one-line message and a sysexits.h code. */
+typedef int listener_bind_addr(int family, const struct sockaddr *sa,
+	    socklen_t salen, void *arg, char *err, size_t errlen,
+	    int *exitcode);
+/*
+ * Resolves spec's host for passive sockets of socktype (SOCK_STREAM or
+ * SOCK_DGRAM) and gives each address to bind_addr, with arg, in turn.
+ * Returns 0, or -1 with a one-line message and a sysexits.h code.
+ */
+int	listener_bind_host(const struct addr_spec *spec, int socktype,
+	    listener_bind_addr *bind_addr, void *arg, char *err, size_t errlen,
+	    int *exitcode);
 /* How many sockets the spec gave, and the address each is bound to. */
 size_t	listener_nsockets(const struct listener *);
 const char *listener_name(const struct listener *, size_t i);

@@ -404,7 +404,7 @@ shard_open(void *arg)
 			l = listener_clone(base, first->listeners[i], cb, sh,
 			    job->err, job->errlen, job->exitcode);
 		else if (nfds > 0) {
-			*job->exitcode = 71;
+			*job->exitcode = EX_OSERR;
 			l = listener_adopt(base, fds, nfds, cb, sh, job->err,
 			    job->errlen);
 		} else
@@ -431,14 +431,14 @@ relay_new(struct event_base *base, const struct relay_conf *conf, char *err,
 	    (r->conf = relay_conf_dup(conf)) == NULL) {
 		free(r);
 		snprintf(err, errlen, "out of memory");
-		*exitcode = 71;
+		*exitcode = EX_OSERR;
 		return NULL;
 	}
 	conf = r->conf;
 	r->nshards = spreads(conf) ? workers_count() : 1;
 	TAILQ_INSERT_TAIL(&relays, r, entry);
 	if (load_tls(conf, &r->tls, &r->tls_to, err, errlen) == -1) {
-		*exitcode = 66;		/* EX_NOINPUT */
+		*exitcode = EX_NOINPUT;
 		relay_free(r);
 		return NULL;
 	}
@@ -446,7 +446,7 @@ relay_new(struct event_base *base, const struct relay_conf *conf, char *err,
 		r->nshards = 0;
 		relay_free(r);
 		snprintf(err, errlen, "out of memory");
-		*exitcode = 71;
+		*exitcode = EX_OSERR;
 		return NULL;
 	}
 	for (i = 0; i < r->nshards; i++) {
@@ -468,7 +468,7 @@ relay_new(struct event_base *base, const struct relay_conf *conf, char *err,
 		    1, sizeof(*sh->listeners))) == NULL) {
 			relay_free(r);
 			snprintf(err, errlen, "out of memory");
-			*exitcode = 71;
+			*exitcode = EX_OSERR;
 			return NULL;
 		}
 		if (i == 0 && conf->to.udp) {
@@ -484,7 +484,7 @@ relay_new(struct event_base *base, const struct relay_conf *conf, char *err,
 		    conf->rate, IPLIMIT_ENTRIES)) == NULL) {
 			relay_free(r);
 			snprintf(err, errlen, "out of memory");
-			*exitcode = 71;
+			*exitcode = EX_OSERR;
 			return NULL;
 		}
 		sh->svc.iplimit = r->iplimit;

@@ -13,6 +13,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sysexits.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -134,12 +135,12 @@ keeper_wait(pid_t pid, const sigset_t *set)
 	sigprocmask(SIG_UNBLOCK, set, NULL);
 	while (waitid(P_PID, (id_t)pid, &info, WEXITED | WNOWAIT) == -1)
 		if (errno != EINTR)
-			_exit(71);
+			_exit(EX_OSERR);
 	sigprocmask(SIG_BLOCK, set, NULL);
 	keeper_worker = 0;
 	while (waitpid(pid, &status, 0) == -1)
 		if (errno != EINTR)
-			_exit(71);
+			_exit(EX_OSERR);
 	return status;
 }
 
@@ -352,7 +353,7 @@ tunproc_reaped(struct tunproc *tp, pid_t pid, int status, int *code)
 	}
 	log_warnx("tunnel keeper %ld killed by signal %d: stopping", (long)pid,
 	    WTERMSIG(status));
-	*code = 70;	/* EX_SOFTWARE */
+	*code = EX_SOFTWARE;
 	return 1;
 }
 

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sysexits.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -265,32 +266,16 @@ bind_any(struct udp_relay *r, const struct addr_spec *spec, char *err,
 	return rc;
 }
 
+/* listener_bind_host's step for a UDP relay. */
 static int
-bind_host(struct udp_relay *r, const struct addr_spec *spec, char *err,
-    size_t errlen, int *exitcode)
+bind_udp(int family, const struct sockaddr *sa, socklen_t salen, void *arg,
+    char *err, size_t errlen, int *exitcode)
 {
-	struct addrinfo	 hints, *res, *ai;
-	char		 port[8];
-	int		 rc;
+	struct udp_relay	*r = arg;
 
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_DGRAM;
-	hints.ai_flags = AI_PASSIVE | (spec->numeric ? AI_NUMERICHOST : 0);
-	snprintf(port, sizeof(port), "%u", spec->port);
-	if ((rc = getaddrinfo(spec->host, port, &hints, &res)) != 0) {
-		snprintf(err, errlen, "cannot listen on udp:%s: %s",
-		    spec->host, gai_strerror(rc));
-		*exitcode = 68;	/* EX_NOHOST */
-		return -1;
-	}
-	rc = 0;
-	for (ai = res; ai != NULL && rc == 0 && r->nsocks < UDP_MAX_SOCKS;
-	    ai = ai->ai_next)
-		rc = bind_one(r, ai->ai_family, ai->ai_addr, ai->ai_addrlen, 1,
-		    err, errlen, exitcode);
-	freeaddrinfo(res);
-	return rc;
+	if (r->nsocks == UDP_MAX_SOCKS)
+		return 1;
+	return bind_one(r, family, sa, salen, 1, err, errlen, exitcode);
 }
 
 /* ---------------------------------------------------------- the relay */
@@ -307,7 +292,7 @@ udp_relay_new(struct event_base *base, const struct relay_conf *conf,
 	    -1) {
 		free(r);
 		snprintf(err, errlen, "out of memory");
-		*exitcode = 71;
+		*exitcode = EX_OSERR;
 		return NULL;
 	}
 	r->base = base;
@@ -326,8 +311,8 @@ udp_relay_new(struct event_base *base, const struct relay_conf *conf,
 			rc = bind_any(r, &conf->listen[i], err, errlen,
 			    exitcode);
 		else
-			rc = bind_host(r, &conf->listen[i], err, errlen,
-			    exitcode);
+			rc = listener_bind_host(&conf->listen[i], SOCK_DGRAM,
+			    bind_udp, r, err, errlen, exitcode);
 	}
 	if (rc == -1) {
 		udp_relay_forget(r);
