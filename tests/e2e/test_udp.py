@@ -486,7 +486,12 @@ def test_fork_child_of_a_tcp_relay_holds_no_udp_socket(tmp_path, relayd, udp_ech
             time.sleep(0.02)
         inode = udp_socket_inode(uport)
         assert inode in socket_inodes(r.pid)
-        assert inode not in socket_inodes(kids[0]), "the child kept the UDP socket"
+        # The child closes what it inherited right after the fork: give a
+        # loaded machine time to schedule it.
+        held = time.monotonic() + 5
+        while inode in socket_inodes(kids[0]):
+            assert time.monotonic() < held, "the child kept the UDP socket"
+            time.sleep(0.02)
         exchange(u, b"after the fork")
     while r.children():     # reaped: the drain then has nothing to wait for
         assert time.monotonic() < deadline + 10, "the child never exited"
