@@ -432,22 +432,28 @@ step_handshake(struct tunnel *t)
 	pass(t, 0);
 }
 
-/* A lost session is retried at once; sessions that keep dying right after
- * login are the server saying no, and back off. One that lived proved the
- * server willing: earlier refusals are forgotten. */
+/*
+ * A lost session is retried at once. One that logged in and brought every
+ * forward up, or lived, proved the server willing: earlier refusals are
+ * forgotten, and if such sessions keep dying soon after login they are
+ * retried within a second, not backed off. Sessions that keep dying
+ * before their forwards are up are the server saying no, and back off.
+ */
 static enum backoff_reason
 lost_reason(struct tunnel *t)
 {
 	struct timespec	now;
+	int		young;
 
 	if (t->state != T_UP)
 		return BACKOFF_REFUSED;
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	if (now.tv_sec - t->up_since.tv_sec >= YOUNG_SESSION_SEC) {
-		t->young_losses = 0;
+	young = now.tv_sec - t->up_since.tv_sec < YOUNG_SESSION_SEC;
+	t->young_losses = young ? t->young_losses + 1 : 0;
+	if (!young || tunnel_ready(t)) {
 		backoff_reset(&t->backoff);
-	} else
-		t->young_losses++;
+		return t->young_losses >= 2 ? BACKOFF_LOST_AGAIN : BACKOFF_LOST;
+	}
 	return t->young_losses >= 2 ? BACKOFF_REFUSED : BACKOFF_LOST;
 }
 
