@@ -174,3 +174,29 @@ def test_sshd_restarted_right_after_each_reconnect(tunnel, sshd, sink, figures):
     longer = [m.group(1) for m in t.lines(r"next attempt in (\S+) s$") if float(m.group(1)) > 1]
     assert not longer, f"waits over 1 s between attempts: {longer}"
 
+
+def test_sshd_frozen_with_a_channel_open_pending(tunnel, sshd, echo):
+    """A server that stops answering while a -L client's channel open is
+    pending (libssh2's one open slot taken, so no probe can be sent) is
+    still noticed within (count + 1) x keepalive: silence counts in every
+    state."""
+    keepalive, count = 2, 2
+    bound = (count + 1) * keepalive + 2.0      # a tick's phase, then a loaded machine
+    lport = free_port()
+    t = tunnel("-L", f"{lport}:{echo.spec}", "--keepalive", keepalive,
+               "--keepalive-count", count)
+    with fwd(lport).connect() as s:            # a working session first
+        s.sendall(b"ping")
+        assert s.recv(4) == b"ping"
+    try:
+        frozen = sshd.pause()
+        assert len(frozen) >= 2, f"no sshd session process under {sshd.pid}: {frozen}"
+        t0 = time.monotonic()
+        with fwd(lport).connect(timeout=bound + 5):
+            t.wait(LOST, timeout=bound + 5)
+            took = time.monotonic() - t0
+    finally:
+        sshd.resume()
+    assert t.lines(rf"lost: no answer to {count} keepalives$"), t.lines(LOST)
+    assert took <= bound, f"frozen server noticed after {took:.2f} s, bound {bound} s"
+    t.wait(r"authenticated as root\b", n=2, timeout=BACK_WITHIN)
