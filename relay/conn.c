@@ -655,7 +655,7 @@ service_count(const struct service *svc, struct service_counts *sum)
 	sum->refused.rate += svc->refused.rate;
 	sum->refused.handshake += svc->refused.handshake;
 	sum->refuses |= svc->nacl > 0 || svc->iplimit != NULL ||
-	    svc->step != NULL;
+	    svc->step != NULL || svc->screens;
 }
 
 void

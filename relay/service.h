@@ -42,7 +42,8 @@ struct refusals {
 	uint64_t	denied;		/* --allow/--deny */
 	uint64_t	per_ip;		/* --max-conns-per-ip, table full */
 	uint64_t	rate;		/* --rate */
-	uint64_t	handshake;	/* failed or too slow step */
+	uint64_t	handshake;	/* failed or too slow step, or no
+					 * room for one */
 	/* The log says at most a few lines a second about them. */
 	int64_t		log_sec;
 	unsigned	logged;
@@ -92,6 +93,8 @@ struct service {
 	 * services share it (a relay's loops); NULL: in refused. */
 	struct refusals		*refusal_log;
 	struct event		*refusal_flush;	/* says a second's count */
+	int			 screens;	/* refuses in a handshake of
+						 * its own (SOCKS) */
 };
 
 struct service_counts {

@@ -429,6 +429,7 @@ setup_one(struct tunnel *t, struct fwd *f, const struct forward_spec *spec,
 	    spec->kind == FWD_DYNAMIC ? &socks_ops : &direct_ops);
 	f->svc.tag = f->name;
 	f->svc.to = &spec->to;
+	f->svc.screens = spec->kind == FWD_DYNAMIC;
 	if (t->conf->strip_proxy && spec->kind != FWD_DYNAMIC) {
 		f->svc.step = &proxy_step;
 		f->svc.handshake_timeout = STRIP_TIMEOUT;
