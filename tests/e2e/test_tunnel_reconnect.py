@@ -171,8 +171,10 @@ def test_sshd_restarted_right_after_each_reconnect(tunnel, sshd, sink, figures):
             + ", ".join(f"{w:.2f}" for w in waits) + " s")
     slow = [(i + 1, round(w, 2)) for i, w in enumerate(waits) if w > BACK_AFTER_LISTENING]
     assert not slow, f"restarts whose forward took over {BACK_AFTER_LISTENING} s: {slow}"
-    longer = [m.group(1) for m in t.lines(r"next attempt in (\S+) s$") if float(m.group(1)) > 1]
-    assert not longer, f"waits over 1 s between attempts: {longer}"
+    # A connect that the dying sshd still accepted fails before the banner,
+    # a refusal: its first wait is 1 s +- 20%, but it never doubles.
+    longer = [m.group(1) for m in t.lines(r"next attempt in (\S+) s$") if float(m.group(1)) > 1.2]
+    assert not longer, f"waits over 1.2 s between attempts: {longer}"
 
 
 def test_sshd_frozen_with_a_channel_open_pending(tunnel, sshd, echo):
