@@ -62,10 +62,13 @@ service_check(struct service *svc, const struct sockaddr *sa, int limits)
 	return "too many client addresses to track";
 }
 
-/* Starts r's next second if sec is a new one; returns the refusals of
- * the last that went without a line. Called under the lock. */
+/*
+ * Takes the count of refusals that went without a line: those of the
+ * last second if sec starts a new one (which resets the count of lines),
+ * or with all, those of this second so far. Called under the lock.
+ */
 static uint64_t
-refusals_roll(struct refusals *r, int64_t sec)
+refusals_take(struct refusals *r, int64_t sec, int all)
 {
 	uint64_t	quiet = 0;
 
@@ -73,6 +76,9 @@ refusals_roll(struct refusals *r, int64_t sec)
 		quiet = r->quiet;
 		r->log_sec = sec;
 		r->logged = 0;
+		r->quiet = 0;
+	} else if (all) {
+		quiet = r->quiet;
 		r->quiet = 0;
 	}
 	return quiet;
@@ -87,19 +93,31 @@ say_quiet(struct service *svc, uint64_t quiet)
 		    svc->tag ? ": " : "", quiet);
 }
 
-/* The second's count, said once it is over even if no refusal follows. */
+static void	refusals_arm(struct service *);
+
+/* The second's count, said once it is over even if no refusal follows
+ * (all: at once, the service is going away). */
 static void
-refusals_flush(evutil_socket_t fd, short what, void *arg)
+refusals_say(struct service *svc, int all)
 {
-	struct service	*svc = arg;
 	struct refusals	*r = svc->refusal_log != NULL ? svc->refusal_log :
 			    &svc->refused;
 	uint64_t	 quiet;
+	int		 early;
 
 	pthread_mutex_lock(&refusals_lock);
-	quiet = refusals_roll(r, (int64_t)(service_now_ms() / 1000));
+	quiet = refusals_take(r, (int64_t)(service_now_ms() / 1000), all);
+	early = r->quiet > 0;	/* the timer ran ahead of the clock */
 	pthread_mutex_unlock(&refusals_lock);
 	say_quiet(svc, quiet);
+	if (early && !all)
+		refusals_arm(svc);
+}
+
+static void
+refusals_flush(evutil_socket_t fd, short what, void *arg)
+{
+	refusals_say(arg, 0);
 }
 
 /* Arms the flush for just after the current second of service_now_ms. */
@@ -129,7 +147,7 @@ service_log_refusal(struct service *svc, const char *client,
 
 	/* Loops of one relay (--workers) share the count of lines. */
 	pthread_mutex_lock(&refusals_lock);
-	quiet = refusals_roll(r, sec);
+	quiet = refusals_take(r, sec, 0);
 	if (!(say = r->logged++ < REFUSALS_PER_SEC))
 		arm = r->quiet++ == 0;
 	pthread_mutex_unlock(&refusals_lock);
@@ -147,7 +165,7 @@ service_log_refusals_end(struct service *svc)
 	if (svc->refusal_flush == NULL)
 		return;
 	if (evtimer_pending(svc->refusal_flush, NULL))
-		refusals_flush(-1, EV_TIMEOUT, svc);
+		refusals_say(svc, 1);
 	event_free(svc->refusal_flush);
 	svc->refusal_flush = NULL;
 }

@@ -207,8 +207,10 @@ on_timeout(evutil_socket_t fd, short what, void *arg)
 static int
 same_host(const struct sockaddr *a, const struct sockaddr *b)
 {
-	const struct sockaddr_in	*a4 = (const void *)a, *b4 = (const void *)b;
-	const struct sockaddr_in6	*a6 = (const void *)a, *b6 = (const void *)b;
+	const struct sockaddr_in	*a4 = (const void *)a;
+	const struct sockaddr_in	*b4 = (const void *)b;
+	const struct sockaddr_in6	*a6 = (const void *)a;
+	const struct sockaddr_in6	*b6 = (const void *)b;
 
 	if (a->sa_family != b->sa_family)
 		return 0;
