@@ -177,7 +177,7 @@ def test_sshd_restarted_right_after_each_reconnect(tunnel, sshd, sink, figures):
     assert not longer, f"waits over 1.2 s between attempts: {longer}"
 
 
-def test_sshd_frozen_with_a_channel_open_pending(tunnel, sshd, echo):
+def test_sshd_frozen_with_a_channel_open_pending(tunnel, sshd, echo, figures):
     """A server that stops answering while a -L client's channel open is
     pending (libssh2's one open slot taken, so no probe can be sent) is
     still noticed within (count + 1) x keepalive: silence counts in every
@@ -200,5 +200,6 @@ def test_sshd_frozen_with_a_channel_open_pending(tunnel, sshd, echo):
     finally:
         sshd.resume()
     assert t.lines(rf"lost: no answer to {count} keepalives$"), t.lines(LOST)
+    figures(f"server frozen with an open pending: lost after {took:.2f} s (bound {bound} s)")
     assert took <= bound, f"frozen server noticed after {took:.2f} s, bound {bound} s"
     t.wait(r"authenticated as root\b", n=2, timeout=BACK_WITHIN)
