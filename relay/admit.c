@@ -9,12 +9,16 @@
 #include <string.h>
 #include <time.h>
 
+#include <event2/event.h>
+
 #include "relay/acl.h"
 #include "relay/iplimit.h"
 #include "relay/log.h"
 #include "relay/service.h"
 
 #define REFUSALS_PER_SEC	5	/* lines; the rest are counted */
+
+static pthread_mutex_t	refusals_lock = PTHREAD_MUTEX_INITIALIZER;
 
 uint64_t
 service_now_ms(void)
@@ -58,35 +62,112 @@ service_check(struct service *svc, const struct sockaddr *sa, int limits)
 	return "too many client addresses to track";
 }
 
-void
-service_log_refusal(struct service *svc, const char *client,
-    const char *why)
+/*
+ * Takes the count of refusals that went without a line: those of the
+ * last second if sec starts a new one (which resets the count of lines),
+ * or with all, those of this second so far. Called under the lock.
+ */
+static uint64_t
+refusals_take(struct refusals *r, int64_t sec, int all)
 {
-	/* Loops of one relay (--workers) share the count of lines. */
-	static pthread_mutex_t	 lock = PTHREAD_MUTEX_INITIALIZER;
-	struct refusals		*r = svc->refusal_log != NULL ?
-				    svc->refusal_log : &svc->refused;
-	int64_t			 sec = (int64_t)(service_now_ms() / 1000);
-	uint64_t		 quiet = 0;
-	int			 say;
+	uint64_t	quiet = 0;
 
-	pthread_mutex_lock(&lock);
 	if (sec != r->log_sec) {
 		quiet = r->quiet;
 		r->log_sec = sec;
 		r->logged = 0;
 		r->quiet = 0;
+	} else if (all) {
+		quiet = r->quiet;
+		r->quiet = 0;
 	}
-	if (!(say = r->logged++ < REFUSALS_PER_SEC))
-		r->quiet++;
-	pthread_mutex_unlock(&lock);
+	return quiet;
+}
+
+static void
+say_quiet(struct service *svc, uint64_t quiet)
+{
 	if (quiet > 0)
 		log_warnx("%s%s%" PRIu64 " more connections refused "
 		    "without a log line", svc->tag ? svc->tag : "",
 		    svc->tag ? ": " : "", quiet);
+}
+
+static void	refusals_arm(struct service *);
+
+/* The second's count, said once it is over even if no refusal follows
+ * (all: at once, the service is going away). */
+static void
+refusals_say(struct service *svc, int all)
+{
+	struct refusals	*r = svc->refusal_log != NULL ? svc->refusal_log :
+			    &svc->refused;
+	uint64_t	 quiet;
+	int		 early;
+
+	pthread_mutex_lock(&refusals_lock);
+	quiet = refusals_take(r, (int64_t)(service_now_ms() / 1000), all);
+	early = r->quiet > 0;	/* the timer ran ahead of the clock */
+	pthread_mutex_unlock(&refusals_lock);
+	say_quiet(svc, quiet);
+	if (early && !all)
+		refusals_arm(svc);
+}
+
+static void
+refusals_flush(evutil_socket_t fd, short what, void *arg)
+{
+	refusals_say(arg, 0);
+}
+
+/* Arms the flush for just after the current second of service_now_ms. */
+static void
+refusals_arm(struct service *svc)
+{
+	struct timeval	tv;
+	uint64_t	ms = 1000 - service_now_ms() % 1000 + 20;
+
+	if (svc->refusal_flush == NULL && (svc->refusal_flush = evtimer_new(
+	    svc->base, refusals_flush, svc)) == NULL)
+		return;		/* said with the next refusal instead */
+	tv.tv_sec = (time_t)(ms / 1000);
+	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
+	evtimer_add(svc->refusal_flush, &tv);
+}
+
+void
+service_log_refusal(struct service *svc, const char *client,
+    const char *why)
+{
+	struct refusals		*r = svc->refusal_log != NULL ?
+				    svc->refusal_log : &svc->refused;
+	int64_t			 sec = (int64_t)(service_now_ms() / 1000);
+	uint64_t		 quiet;
+	int			 say, arm = 0;
+
+	/* Loops of one relay (--workers) share the count of lines. */
+	pthread_mutex_lock(&refusals_lock);
+	quiet = refusals_take(r, sec, 0);
+	if (!(say = r->logged++ < REFUSALS_PER_SEC))
+		arm = r->quiet++ == 0;
+	pthread_mutex_unlock(&refusals_lock);
+	say_quiet(svc, quiet);
 	if (say)
 		log_warnx("%s%srefused %s: %s", svc->tag ? svc->tag : "",
 		    svc->tag ? ": " : "", client, why);
+	if (arm)
+		refusals_arm(svc);
+}
+
+void
+service_log_refusals_end(struct service *svc)
+{
+	if (svc->refusal_flush == NULL)
+		return;
+	if (evtimer_pending(svc->refusal_flush, NULL))
+		refusals_say(svc, 1);
+	event_free(svc->refusal_flush);
+	svc->refusal_flush = NULL;
 }
 
 void

@@ -619,18 +619,15 @@ service_admit(struct service *svc, const struct sockaddr *sa,
     socklen_t salen)
 {
 	const char	*why;
-	char		 name[ADDR_STR_MAX];
+	char		 name[ADDR_STR_MAX], full[64];
 
 	if (svc->max_conns > 0 && svc->active >= svc->max_conns) {
-		svc->rejected++;
-		addr_sa_format(sa, salen, name, sizeof(name));
-		log_warnx("rejected %s: max-conns %u reached (%" PRIu64
-		    " rejected)", name, svc->max_conns, svc->rejected);
-		return 0;
-	}
-	/* With a step, the limits wait for the address it will tell. */
-	if ((why = service_check(svc, sa, svc->step == NULL)) == NULL)
-		return 1;
+		snprintf(full, sizeof(full), "--max-conns %u reached",
+		    svc->max_conns);
+		why = full;
+	} else if ((why = service_check(svc, sa, svc->step == NULL)) == NULL)
+		return 1;	/* with a step, the limits wait for the
+				 * address it will tell */
 	svc->rejected++;
 	addr_sa_format(sa, salen, name, sizeof(name));
 	service_log_refusal(svc, name, why);
@@ -658,7 +655,7 @@ service_count(const struct service *svc, struct service_counts *sum)
 	sum->refused.rate += svc->refused.rate;
 	sum->refused.handshake += svc->refused.handshake;
 	sum->refuses |= svc->nacl > 0 || svc->iplimit != NULL ||
-	    svc->step != NULL;
+	    svc->step != NULL || svc->screens;
 }
 
 void
@@ -695,4 +692,5 @@ service_close_all(struct service *svc, const char *why)
 
 	while ((c = TAILQ_FIRST(&svc->conns)) != NULL)
 		conn_close(c, why);
+	service_log_refusals_end(svc);
 }

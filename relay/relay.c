@@ -51,7 +51,6 @@ struct relay {
 	struct refusals		 refusal_log;	/* shared by the shards' logs */
 	/* Over every loop: what --max-conns limits and a drain waits for. */
 	_Atomic unsigned	 active;
-	_Atomic uint64_t	 rejected;
 };
 
 struct child {
@@ -203,17 +202,15 @@ admit(struct shard *sh, const struct sockaddr *sa, socklen_t salen)
 {
 	struct relay	*r = sh->relay;
 	unsigned	 max = r->conf->max_conns;
-	uint64_t	 n;
-	char		 name[ADDR_STR_MAX];
+	char		 name[ADDR_STR_MAX], why[64];
 
 	if (atomic_fetch_add(&r->active, 1) < max || max == 0)
 		return 1;
 	atomic_fetch_sub(&r->active, 1);
 	sh->svc.rejected++;
-	n = atomic_fetch_add(&r->rejected, 1) + 1;
 	addr_sa_format(sa, salen, name, sizeof(name));
-	log_warnx("rejected %s: max-conns %u reached (%" PRIu64 " rejected)",
-	    name, max, n);
+	snprintf(why, sizeof(why), "--max-conns %u reached", max);
+	service_log_refusal(&sh->svc, name, why);
 	return 0;
 }
 

@@ -17,6 +17,7 @@ struct acl_rule;
 struct conn;
 struct iplimit;
 struct service;
+struct event;
 struct event_base;
 struct tls_client;
 
@@ -41,7 +42,8 @@ struct refusals {
 	uint64_t	denied;		/* --allow/--deny */
 	uint64_t	per_ip;		/* --max-conns-per-ip, table full */
 	uint64_t	rate;		/* --rate */
-	uint64_t	handshake;	/* failed or too slow step */
+	uint64_t	handshake;	/* failed or too slow step, or no
+					 * room for one */
 	/* The log says at most a few lines a second about them. */
 	int64_t		log_sec;
 	unsigned	logged;
@@ -90,6 +92,9 @@ struct service {
 	/* Where the log's few-lines-a-second state lives when several
 	 * services share it (a relay's loops); NULL: in refused. */
 	struct refusals		*refusal_log;
+	struct event		*refusal_flush;	/* says a second's count */
+	int			 screens;	/* refuses in a handshake of
+						 * its own (SOCKS) */
 };
 
 struct service_counts {
@@ -120,9 +125,13 @@ int	service_admit(struct service *, const struct sockaddr *, socklen_t);
  */
 const char *service_check(struct service *, const struct sockaddr *,
 	    int limits);
-/* Logs a refusal of client, a few lines a second at most. */
+/* Logs a refusal of client, a few lines a second at most; the others
+ * are counted in a line said once their second is over. */
 void	service_log_refusal(struct service *, const char *client,
 	    const char *why);
+/* Says the count still owed and stops the log's timer (the service is
+ * going away). */
+void	service_log_refusals_end(struct service *);
 /* Appends "; refused: denied=N ..." when the service refuses anyone. */
 void	service_describe_refusals(const struct service *, char *buf,
 	    size_t len);

@@ -188,8 +188,6 @@ open_service(struct tunnel *t)
 		rc = ch != NULL ? 0 : libssh2_session_last_errno(t->s);
 		tunnel_called(t, r, OP_OPEN, rc);
 		if (ch == NULL && rc == LIBSSH2_ERROR_EAGAIN) {
-			if (!r->in_progress)
-				clock_gettime(CLOCK_MONOTONIC, &r->since);
 			r->in_progress = 1;
 			return 0;
 		}
@@ -431,6 +429,7 @@ setup_one(struct tunnel *t, struct fwd *f, const struct forward_spec *spec,
 	    spec->kind == FWD_DYNAMIC ? &socks_ops : &direct_ops);
 	f->svc.tag = f->name;
 	f->svc.to = &spec->to;
+	f->svc.screens = spec->kind == FWD_DYNAMIC;
 	if (t->conf->strip_proxy && spec->kind != FWD_DYNAMIC) {
 		f->svc.step = &proxy_step;
 		f->svc.handshake_timeout = STRIP_TIMEOUT;

@@ -5,7 +5,10 @@
  * right after its request stays in the socket for the pump.
  */
 #include <sys/socket.h>
+#include <netinet/in.h>
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -19,6 +22,9 @@
 
 #define SOCKS_HANDSHAKE_SEC	10
 #define SOCKS_MAX_HANDSHAKES	256
+/* One client address's share of them: its stalled clients cannot keep
+ * the others out. */
+#define SOCKS_SHARE		(SOCKS_MAX_HANDSHAKES / 4)
 
 struct socks {
 	TAILQ_ENTRY(socks)	 entry;
@@ -29,6 +35,7 @@ struct socks {
 	size_t			 have;
 	struct event		 ev;
 	struct event		 timer;
+	struct sockaddr_storage	 from;
 	char			 name[ADDR_STR_MAX];
 };
 
@@ -85,6 +92,22 @@ socks_free(struct socks *s, int close_fd)
 	free(s);
 }
 
+/* Counts and logs (a few lines a second) a client refused before its
+ * target was opened. */
+static void __attribute__((format(printf, 3, 4)))
+refuse(struct fwd *f, const char *client, const char *fmt, ...)
+{
+	va_list	ap;
+	char	why[200];
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	f->svc.rejected++;
+	f->svc.refused.handshake++;
+	service_log_refusal(&f->svc, client, why);
+}
+
 static void
 socks_fail(struct socks *s, const char *why, uint8_t rep, int reply)
 {
@@ -94,8 +117,7 @@ socks_fail(struct socks *s, const char *why, uint8_t rep, int reply)
 		socks_reply(out, rep);
 		(void)send(s->fd, out, sizeof(out), MSG_NOSIGNAL);
 	}
-	log_info("conn [%s] %s: SOCKS handshake failed: %s", s->f->name,
-	    s->name, why);
+	refuse(s->f, s->name, "SOCKS handshake failed: %s", why);
 	socks_free(s, 1);
 }
 
@@ -181,20 +203,60 @@ on_timeout(evutil_socket_t fd, short what, void *arg)
 	socks_fail(arg, "too slow", SOCKS_REP_FAILURE, 0);
 }
 
+/* Whether a and b are the same host (ports aside). */
+static int
+same_host(const struct sockaddr *a, const struct sockaddr *b)
+{
+	const struct sockaddr_in	*a4 = (const void *)a;
+	const struct sockaddr_in	*b4 = (const void *)b;
+	const struct sockaddr_in6	*a6 = (const void *)a;
+	const struct sockaddr_in6	*b6 = (const void *)b;
+
+	if (a->sa_family != b->sa_family)
+		return 0;
+	if (a->sa_family == AF_INET)
+		return a4->sin_addr.s_addr == b4->sin_addr.s_addr;
+	if (a->sa_family == AF_INET6)
+		return memcmp(&a6->sin6_addr, &b6->sin6_addr, 16) == 0;
+	return 1;	/* unix sockets: one host */
+}
+
+/* Why a new client from sa gets no handshake slot, or NULL. */
+static const char *
+no_room(struct fwd *f, const struct sockaddr *sa)
+{
+	struct socks	*s;
+	unsigned	 mine = 0;
+
+	TAILQ_FOREACH(s, &f->handshakes, entry)
+		if (same_host((struct sockaddr *)&s->from, sa) &&
+		    ++mine >= SOCKS_SHARE)
+			return "too many SOCKS handshakes from this address";
+	if (f->nhandshakes >= SOCKS_MAX_HANDSHAKES)
+		return "too many SOCKS handshakes";
+	return NULL;
+}
+
 void
 socks_accept(struct fwd *f, int fd, const struct sockaddr *sa,
     socklen_t salen)
 {
 	struct timeval	 tv = { SOCKS_HANDSHAKE_SEC, 0 };
 	struct socks	*s;
+	const char	*why;
+	char		 name[ADDR_STR_MAX];
 
-	if (f->nhandshakes >= SOCKS_MAX_HANDSHAKES ||
+	if ((why = no_room(f, sa)) != NULL ||
 	    (s = calloc(1, sizeof(*s))) == NULL) {
+		addr_sa_format(sa, salen, name, sizeof(name));
+		refuse(f, name, "%s", why != NULL ? why : "out of memory");
 		close(fd);
 		return;
 	}
 	s->f = f;
 	s->fd = fd;
+	if (salen <= sizeof(s->from))
+		memcpy(&s->from, sa, salen);
 	addr_sa_format(sa, salen, s->name, sizeof(s->name));
 	TAILQ_INSERT_TAIL(&f->handshakes, s, entry);
 	f->nhandshakes++;

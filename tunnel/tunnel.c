@@ -33,7 +33,6 @@
  * after it heals instead of after the kernel's doubling SYN retries. */
 #define CONNECT_PATIENCE_SEC	10
 #define YOUNG_SESSION_SEC	10
-#define OPEN_PATIENCE_SEC	150	/* above Linux's SYN retry time */
 #define SWEEP_ROUNDS	8
 
 /*
@@ -493,37 +492,38 @@ step_handshake(struct tunnel *t)
 	pass(t, 0);
 }
 
-/* A lost session is retried at once; sessions that keep dying right after
- * login are the server saying no, and back off. One that lived proved the
- * server willing: earlier refusals are forgotten. */
+/*
+ * A lost session is retried at once. One that logged in and brought every
+ * forward up, or lived, proved the server willing: earlier refusals are
+ * forgotten, and if such sessions keep dying soon after login they are
+ * retried within a second, not backed off. Sessions that keep dying
+ * before their forwards are up are the server saying no, and back off.
+ */
 static enum backoff_reason
 lost_reason(struct tunnel *t)
 {
 	struct timespec	now;
+	int		young;
 
 	if (t->state != T_UP)
 		return BACKOFF_REFUSED;
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	if (now.tv_sec - t->up_since.tv_sec >= YOUNG_SESSION_SEC) {
-		t->young_losses = 0;
+	young = now.tv_sec - t->up_since.tv_sec < YOUNG_SESSION_SEC;
+	t->young_losses = young ? t->young_losses + 1 : 0;
+	if (!young || tunnel_ready(t)) {
 		backoff_reset(&t->backoff);
-	} else
-		t->young_losses++;
+		return t->young_losses >= 2 ? BACKOFF_LOST_AGAIN : BACKOFF_LOST;
+	}
 	return t->young_losses >= 2 ? BACKOFF_REFUSED : BACKOFF_LOST;
 }
 
-static int
-open_busy(struct tunnel *t)
-{
-	struct open_req	*r = TAILQ_FIRST(&t->opens);
-	struct timespec	 now;
-
-	if (r == NULL || r->ping || !r->in_progress)
-		return 0;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return now.tv_sec - r->since.tv_sec < OPEN_PATIENCE_SEC;
-}
-
+/*
+ * Silence is counted in every state: from the connection's first byte on,
+ * each tick without a byte from the server is a miss, whether or not a
+ * probe could ask for one. None can before login, nor while a channel open
+ * holds libssh2's one open slot (the probe waits behind it): the server
+ * owes an answer then anyway.
+ */
 static void
 keepalive_tick(evutil_socket_t fd, short what, void *arg)
 {
@@ -531,19 +531,19 @@ keepalive_tick(evutil_socket_t fd, short what, void *arg)
 	char		 why[128];
 
 	if (t->missed >= t->conf->keepalive_count) {
-		snprintf(why, sizeof(why), "no answer to %d keepalives",
-		    t->missed);
+		if (t->state == T_UP)
+			snprintf(why, sizeof(why), "no answer to %d keepalives",
+			    t->missed);
+		else
+			snprintf(why, sizeof(why), "server silent for %d s "
+			    "during login", t->missed * t->conf->keepalive);
 		retry_later(t, lost_reason(t), "lost", why);
 		return;
 	}
-	/* A server still connecting a channel (to a host that drops SYNs,
-	 * say) holds libssh2's one open slot and our probe with it: give it
-	 * the time a kernel takes to give up on a connect. */
-	if (open_busy(t))
-		return;
 	/* Cleared by any byte from the server; a probe asks for one. */
 	t->missed++;
-	if (!t->pinging && open_request(t, NULL, 0, NULL, NULL) != NULL)
+	if (t->state == T_UP && !t->pinging &&
+	    open_request(t, NULL, 0, NULL, NULL) != NULL)
 		t->pinging = 1;
 	tunnel_kick(t);
 }
@@ -551,16 +551,12 @@ keepalive_tick(evutil_socket_t fd, short what, void *arg)
 static void
 became_up(struct tunnel *t)
 {
-	struct timeval	tv = { t->conf->keepalive, 0 };
-
 	log_info("tunnel %s: authenticated as %s with %s", t->name, t->user,
 	    auth_method(t->auth));
 	t->state = T_UP;
 	t->ever_up = 1;
 	clock_gettime(CLOCK_MONOTONIC, &t->up_since);
-	t->missed = 0;
 	event_del(&t->ev_retry);
-	event_add(&t->ev_keepalive, &tv);
 	fwd_session_up(t);
 	tunnel_kick(t);
 }
@@ -813,6 +809,7 @@ on_dialled(int fd, const struct sockaddr *sa, socklen_t salen,
 {
 	struct tunnel	*t = arg;
 	struct timeval	 tv = { LOGIN_GRACE_SEC, 0 };
+	struct timeval	 tick = { t->conf->keepalive, 0 };
 
 	t->dial = NULL;
 	if (fd == -1) {
@@ -823,6 +820,8 @@ on_dialled(int fd, const struct sockaddr *sa, socklen_t salen,
 	tune_socket(t, fd);
 	evtimer_assign(&t->ev_retry, t->base, on_login_deadline, t);
 	evtimer_add(&t->ev_retry, &tv);
+	t->missed = 0;
+	event_add(&t->ev_keepalive, &tick);
 	if (new_session(t) == -1) {
 		close(fd);
 		t->fd = -1;
@@ -838,15 +837,20 @@ on_dialled(int fd, const struct sockaddr *sa, socklen_t salen,
 	pass(t, 0);
 }
 
-/* The connect has its own deadline: unanswered, it is "cannot connect"
- * and retried within a second; the login deadline starts once connected. */
+/* The connect has its own deadline, no longer than a silent server is
+ * given: unanswered, it is "cannot connect" and retried within a second;
+ * the login deadline and the count of silence start once connected. */
 static void
 attempt(struct tunnel *t)
 {
+	int	patience = (t->conf->keepalive_count + 1) * t->conf->keepalive;
+
+	if (patience > CONNECT_PATIENCE_SEC)
+		patience = CONNECT_PATIENCE_SEC;
 	(t->backoff.unreachable > 0 ? log_debug : log_info)("tunnel %s: "
 	    "connecting", t->name);
 	t->state = T_CONNECTING;
-	if ((t->dial = dial_start(t->base, &t->server, CONNECT_PATIENCE_SEC,
+	if ((t->dial = dial_start(t->base, &t->server, patience,
 	    on_dialled, t)) == NULL)
 		retry_later(t, BACKOFF_UNREACHABLE, "cannot connect",
 		    "out of memory");

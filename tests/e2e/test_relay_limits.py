@@ -1,7 +1,9 @@
 """Limits: idle timeout, --max-conns, bounded buffering against a slow
 reader, and running out of descriptors without dying or spinning."""
 
+import os
 import re
+import signal
 import socket
 import time
 
@@ -44,7 +46,7 @@ def test_max_conns_rejects_the_excess(relayd, echo):
         with tcp4(port).connect() as c:
             me = local_spec(c)
             wait_closed(c, 1.0)
-        r.wait_log(rf"^relayd: rejected {re.escape(me)}: max-conns 2 reached \(1 rejected\)$")
+        r.wait_log(rf"^relayd: refused {re.escape(me)}: --max-conns 2 reached$")
         echo_roundtrip(a, seed=3)
         echo_roundtrip(b, seed=4)
 
@@ -60,6 +62,37 @@ def test_max_conns_slot_freed(relayd, echo):
     with tcp4(port).connect() as b:
         echo_stream(b, seed=5, nbytes=1 * MiB)
     assert "rejected" not in r.log()
+
+
+def test_max_conns_flood_logged_a_few_lines_a_second(relayd, echo, figures):
+    """3000 connections over --max-conns 1 while one is held: a few lines a
+    second, then one that counts the rest, and every refusal is in them
+    and in the status."""
+    n = 3000
+    port = free_port()
+    r = relayd("--listen", f"127.0.0.1:{port}", "--to", echo.spec, "--max-conns", "1")
+    with tcp4(port).connect() as held:
+        echo_roundtrip(held)
+        t0 = time.monotonic()
+        for _ in range(n):
+            with socket.create_connection(("127.0.0.1", port)) as s:
+                s.settimeout(5)
+                assert s.recv(1) == b"", "a connection over --max-conns was served"
+        took = time.monotonic() - t0
+        time.sleep(1.2)             # the last second's count is said once it is over
+        log = r.log()
+        echo_roundtrip(held)
+    lines = re.findall(r"^relayd: refused 127\.0\.0\.1:\d+: --max-conns 1 reached$", log, re.M)
+    quiet = [int(q) for q in re.findall(
+        r"^relayd: (\d+) more connections refused without a log line$", log, re.M)]
+    said = re.findall(r"^relayd: .*max-conns.*$", log, re.M)
+    assert len(said) <= 5 * (took + 2), f"{len(said)} lines about --max-conns in {took:.1f} s"
+    figures(f"{n} refused in {took:.2f} s: {len(said)} lines about them, "
+            f"{len(lines)} naming a client, counts {quiet}")
+    assert len(lines) + sum(quiet) == n, (len(lines), quiet)
+    os.kill(r.pid, signal.SIGUSR1)
+    status = r.wait_log(r"^relayd: status: relay .*$").group(0)
+    assert f" {n} rejected," in status, status
 
 
 def socket_buffers_allowance():

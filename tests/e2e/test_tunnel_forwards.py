@@ -242,3 +242,67 @@ def test_remote_burst_of_connections_all_served(tunnel, sink):
         for s in socks:
             s.close()
     assert len(t.wait_conns(n)) == n
+
+
+def test_dynamic_stalled_handshakes_from_one_address_leave_room(tunnel, http_backend,
+                                                                   tmp_path, figures):
+    """300 clients from 127.0.0.2 that never finish their SOCKS5 greeting
+    hold at most a quarter of the handshake slots: a client from 127.0.0.1
+    is served meanwhile, and every one turned away is counted in the
+    status and logged a few lines a second."""
+    n, share = 300, 64
+    dport = free_port()
+    control = tmp_path / "control.sock"
+    t = tunnel("-D", str(dport), "--control", control)
+    stalled = []
+
+    def stall():
+        s = socket.create_connection(("127.0.0.1", dport), timeout=5,
+                                     source_address=("127.0.0.2", 0))
+        stalled.append(s)
+        try:
+            s.sendall(b"\x05")      # half a greeting, then nothing
+        except OSError:
+            pass                    # turned away already
+        return s
+
+    try:
+        for _ in range(n):
+            stall()
+        # One listening socket accepts in order: once this one is turned
+        # away, every one before it has been looked at.
+        wait_closed(stall(), 5)
+        t0 = time.monotonic()
+        got = curl_digest(f"http://localhost:{http_backend.port}/blob",
+                          "--socks5-hostname", f"127.0.0.1:{dport}")
+        assert got == http_backend.digest
+        took = time.monotonic() - t0
+        open_ = 0
+        for s in stalled:
+            s.setblocking(False)
+            try:
+                open_ += s.recv(1) != b""
+            except BlockingIOError:
+                open_ += 1
+            except ConnectionResetError:
+                pass
+        assert open_ == share, f"{open_} stalled handshakes kept, wanted {share}"
+        time.sleep(1.2)             # the last second's count is said once it is over
+        p = run_relayd("--status", "--control", control)
+        log = t.relayd.log()
+    finally:
+        for s in stalled:
+            s.close()
+    refused = n + 1 - share
+    assert p.returncode == 0, p
+    assert re.search(rf"forward -D (?:127\.0\.0\.1:)?{dport}: listening; \d+ active, \d+ total, {refused} rejected,"
+                     rf".*; refused: denied=0 per-ip=0 rate=0 handshake={refused}$",
+                     p.stdout, re.M), p.stdout
+    lines = re.findall(r"^relayd: -D \S+: refused 127\.0\.0\.2:\d+: "
+                       r"too many SOCKS handshakes from this address$", log, re.M)
+    quiet = [int(q) for q in re.findall(
+        r"^relayd: -D \S+: (\d+) more connections refused without a log line$", log, re.M)]
+    figures(f"{n + 1} stalled clients from 127.0.0.2: {share} kept, {len(lines)} refusal "
+            f"lines, counts {quiet}; curl from 127.0.0.1 served in {took:.2f} s")
+    assert len(lines) <= 15, f"{len(lines)} refusal lines"
+    assert len(lines) + sum(quiet) == refused, (len(lines), quiet)

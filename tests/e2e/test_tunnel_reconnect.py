@@ -6,6 +6,8 @@ import re
 import socket
 import time
 
+import pytest
+
 from conftest import free_port, fwd, sink_roundtrip
 
 LOST = r"lost: \S.*$"
@@ -143,3 +145,61 @@ def test_refusals_forgotten_after_a_session_that_lived(tunnel, sshd, sink):
     after = t.relayd.log().split("refused: ")[4]
     delay = float(re.search(r"next attempt in (\S+) s", after).group(1))
     assert delay <= 1.2, f"first refusal after a healthy session waits {delay} s"
+
+
+RESTARTS = 10
+BACK_AFTER_LISTENING = 2.0  # seconds: a retry at most 1 s apart, then a login
+
+
+@pytest.mark.time_limit(180)
+def test_sshd_restarted_right_after_each_reconnect(tunnel, sshd, sink, figures):
+    """A session that logged in and brought its forwards up is a success,
+    however short it lived: sshd killed and started again right after each
+    reconnection never pushes the tunnel into the refusal backoff."""
+    rport = free_port()
+    spec = f"{rport}:{sink.spec}"
+    t = tunnel("-R", spec)
+    waits = []
+    for cycle in range(1, RESTARTS + 1):
+        sshd.kill()
+        sshd.start()
+        listening_at = time.monotonic()
+        t.wait_up("R", spec, n=cycle + 1, timeout=30)
+        waits.append(time.monotonic() - listening_at)
+    sink_roundtrip(fwd(rport))
+    figures("forward back after sshd listened again: "
+            + ", ".join(f"{w:.2f}" for w in waits) + " s")
+    slow = [(i + 1, round(w, 2)) for i, w in enumerate(waits) if w > BACK_AFTER_LISTENING]
+    assert not slow, f"restarts whose forward took over {BACK_AFTER_LISTENING} s: {slow}"
+    # A connect that the dying sshd still accepted fails before the banner,
+    # a refusal: its first wait is 1 s +- 20%, but it never doubles.
+    longer = [m.group(1) for m in t.lines(r"next attempt in (\S+) s$") if float(m.group(1)) > 1.2]
+    assert not longer, f"waits over 1.2 s between attempts: {longer}"
+
+
+def test_sshd_frozen_with_a_channel_open_pending(tunnel, sshd, echo, figures):
+    """A server that stops answering while a -L client's channel open is
+    pending (libssh2's one open slot taken, so no probe can be sent) is
+    still noticed within (count + 1) x keepalive: silence counts in every
+    state."""
+    keepalive, count = 2, 2
+    bound = (count + 1) * keepalive + 2.0      # a tick's phase, then a loaded machine
+    lport = free_port()
+    t = tunnel("-L", f"{lport}:{echo.spec}", "--keepalive", keepalive,
+               "--keepalive-count", count)
+    with fwd(lport).connect() as s:            # a working session first
+        s.sendall(b"ping")
+        assert s.recv(4) == b"ping"
+    try:
+        frozen = sshd.pause()
+        assert len(frozen) >= 2, f"no sshd session process under {sshd.pid}: {frozen}"
+        t0 = time.monotonic()
+        with fwd(lport).connect(timeout=bound + 5):
+            t.wait(LOST, timeout=bound + 5)
+            took = time.monotonic() - t0
+    finally:
+        sshd.resume()
+    assert t.lines(rf"lost: no answer to {count} keepalives$"), t.lines(LOST)
+    figures(f"server frozen with an open pending: lost after {took:.2f} s (bound {bound} s)")
+    assert took <= bound, f"frozen server noticed after {took:.2f} s, bound {bound} s"
+    t.wait(r"authenticated as root\b", n=2, timeout=BACK_WITHIN)

@@ -58,6 +58,31 @@ lost_session_reconnects_at_once_and_reset_forgets(void **state)
 	assert_float_equal(backoff_next(&b, BACKOFF_REFUSED, 0.5), 1.0, 1e-9);
 }
 
+static void
+lost_again_is_retried_at_most_a_second_apart(void **state)
+{
+	struct backoff	b = { 0 };
+	const double	want[] = { 0.25, 0.5, 1, 1 };
+	size_t		i;
+
+	backoff_next(&b, BACKOFF_UNREACHABLE, 0.5);
+	for (i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+		assert_float_equal(backoff_next(&b, BACKOFF_LOST_AGAIN, 0.5),
+		    want[i], 1e-9);
+	/* The attempt after it is unreachable afresh, and a session that
+	 * lived starts the quick retries over. */
+	assert_int_equal(b.unreachable, 0);
+	assert_float_equal(backoff_next(&b, BACKOFF_LOST, 0.5), 0.0, 1e-9);
+	assert_float_equal(backoff_next(&b, BACKOFF_LOST_AGAIN, 0.5), 0.25,
+	    1e-9);
+	/* A success forgets refusals but not the run of quick losses. */
+	backoff_next(&b, BACKOFF_REFUSED, 0.5);
+	backoff_reset(&b);
+	assert_float_equal(backoff_next(&b, BACKOFF_REFUSED, 0.5), 1.0, 1e-9);
+	assert_float_equal(backoff_next(&b, BACKOFF_LOST_AGAIN, 0.5), 0.5,
+	    1e-9);
+}
+
 int
 main(void)
 {
@@ -66,6 +91,7 @@ main(void)
 		cmocka_unit_test(jitter_stays_within_twenty_percent),
 		cmocka_unit_test(unreachable_is_retried_at_most_a_second_apart),
 		cmocka_unit_test(lost_session_reconnects_at_once_and_reset_forgets),
+		cmocka_unit_test(lost_again_is_retried_at_most_a_second_apart),
 	};
 
 	return cmocka_run_group_tests_name("backoff", tests, NULL, NULL);
