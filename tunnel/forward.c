@@ -188,6 +188,8 @@ open_service(struct tunnel *t)
 		rc = ch != NULL ? 0 : libssh2_session_last_errno(t->s);
 		tunnel_called(t, r, OP_OPEN, rc);
 		if (ch == NULL && rc == LIBSSH2_ERROR_EAGAIN) {
+			if (!r->in_progress)
+				clock_gettime(CLOCK_MONOTONIC, &r->since);
 			r->in_progress = 1;
 			return 0;
 		}

@@ -33,6 +33,7 @@
  * after it heals instead of after the kernel's doubling SYN retries. */
 #define CONNECT_PATIENCE_SEC	10
 #define YOUNG_SESSION_SEC	10
+#define OPEN_PATIENCE_SEC	150	/* above Linux's SYN retry time */
 #define SWEEP_ROUNDS	8
 
 /*
@@ -518,11 +519,28 @@ lost_reason(struct tunnel *t)
 }
 
 /*
- * Silence is counted in every state: from the connection's first byte on,
- * each tick without a byte from the server is a miss, whether or not a
- * probe could ask for one. None can before login, nor while a channel open
- * holds libssh2's one open slot (the probe waits behind it): the server
- * owes an answer then anyway.
+ * Whether a channel open of ours holds libssh2's one open slot, and with
+ * it the probe, for less than a kernel takes to give up on a connect: the
+ * server may be connecting to a target that drops SYNs, and owes no byte
+ * until then. A silence then is no sign of a dead server.
+ */
+static int
+open_pending(struct tunnel *t)
+{
+	struct open_req	*r = TAILQ_FIRST(&t->opens);
+	struct timespec	 now;
+
+	if (r == NULL || r->ping || !r->in_progress)
+		return 0;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return now.tv_sec - r->since.tv_sec < OPEN_PATIENCE_SEC;
+}
+
+/*
+ * Silence is counted from the connection's first byte on: each tick
+ * without a byte from the server is a miss, whether or not a probe could
+ * ask for one (none can before login), but while a channel open of ours
+ * is pending, for up to OPEN_PATIENCE_SEC.
  */
 static void
 keepalive_tick(evutil_socket_t fd, short what, void *arg)
@@ -540,6 +558,8 @@ keepalive_tick(evutil_socket_t fd, short what, void *arg)
 		retry_later(t, lost_reason(t), "lost", why);
 		return;
 	}
+	if (open_pending(t))
+		return;
 	/* Cleared by any byte from the server; a probe asks for one. */
 	t->missed++;
 	if (t->state == T_UP && !t->pinging &&

@@ -46,6 +46,7 @@ struct open_req {
 	struct addr_spec	 to;
 	int			 ping;		/* a keepalive probe, no channel */
 	int			 in_progress;	/* libssh2 holds its open state */
+	struct timespec		 since;		/* when it was first sent */
 	int			 abandoned;	/* nobody waits for it any more */
 	struct event		 timer;
 	/* Reports the channel (an endpoint) or why it failed. */

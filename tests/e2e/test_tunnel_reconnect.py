@@ -9,6 +9,7 @@ import time
 import pytest
 
 from conftest import free_port, fwd, sink_roundtrip
+from test_relay_errors import blackhole  # noqa: F401 (a fixture)
 
 LOST = r"lost: \S.*$"
 NEXT_ATTEMPT = r"next attempt in \d+(?:\.\d+)? s\b"
@@ -177,29 +178,39 @@ def test_sshd_restarted_right_after_each_reconnect(tunnel, sshd, sink, figures):
     assert not longer, f"waits over 1.2 s between attempts: {longer}"
 
 
-def test_sshd_frozen_with_a_channel_open_pending(tunnel, sshd, echo, figures):
-    """A server that stops answering while a -L client's channel open is
-    pending (libssh2's one open slot taken, so no probe can be sent) is
-    still noticed within (count + 1) x keepalive: silence counts in every
-    state."""
+def test_sshd_frozen_with_forwards_up(tunnel, sshd, sink, figures):
+    """A server that stops answering while the forwards are up and idle is
+    noticed within (count + 1) x keepalive."""
     keepalive, count = 2, 2
     bound = (count + 1) * keepalive + 2.0      # a tick's phase, then a loaded machine
-    lport = free_port()
-    t = tunnel("-L", f"{lport}:{echo.spec}", "--keepalive", keepalive,
+    rport = free_port()
+    t = tunnel("-R", f"{rport}:{sink.spec}", "--keepalive", keepalive,
                "--keepalive-count", count)
-    with fwd(lport).connect() as s:            # a working session first
-        s.sendall(b"ping")
-        assert s.recv(4) == b"ping"
+    sink_roundtrip(fwd(rport))
     try:
         frozen = sshd.pause()
         assert len(frozen) >= 2, f"no sshd session process under {sshd.pid}: {frozen}"
         t0 = time.monotonic()
-        with fwd(lport).connect(timeout=bound + 5):
-            t.wait(LOST, timeout=bound + 5)
-            took = time.monotonic() - t0
+        t.wait(LOST, timeout=bound + 5)
+        took = time.monotonic() - t0
     finally:
         sshd.resume()
     assert t.lines(rf"lost: no answer to {count} keepalives$"), t.lines(LOST)
-    figures(f"server frozen with an open pending: lost after {took:.2f} s (bound {bound} s)")
+    figures(f"server frozen with forwards up: lost after {took:.2f} s (bound {bound} s)")
     assert took <= bound, f"frozen server noticed after {took:.2f} s, bound {bound} s"
-    t.wait(r"authenticated as root\b", n=2, timeout=BACK_WITHIN)
+
+
+def test_open_to_a_target_that_drops_syns_keeps_the_session(tunnel, sink, blackhole):
+    """While the server connects a -L client to a target that never
+    answers, it owes no byte and libssh2 can send no probe: that silence
+    does not end the session, whose -R forward goes on serving."""
+    keepalive, count = 1, 2
+    rport, lport = free_port(), free_port()
+    t = tunnel("-R", f"{rport}:{sink.spec}", "-L", f"{lport}:{blackhole.spec}",
+               "--keepalive", keepalive, "--keepalive-count", count)
+    with fwd(lport).connect():
+        time.sleep((count + 1) * keepalive + 3)
+        assert not t.lines(LOST), t.lines(LOST)
+    sink_roundtrip(fwd(rport))
+    assert not t.lines(LOST), t.lines(LOST)
+
