@@ -30,6 +30,7 @@ relay_conf_free(struct relay_conf *r)
 		return;
 	free(r->listen);
 	free(r->acl);
+	free(r->routes);
 	free_strv(r->certs, r->ncerts);
 	free_strv(r->keys, r->nkeys);
 	free(r->ca);
@@ -100,12 +101,14 @@ relay_conf_dup(const struct relay_conf *r)
 		return NULL;
 	c->listen = memdup(r->listen, r->nlisten * sizeof(*r->listen));
 	c->acl = memdup(r->acl, r->nacl * sizeof(*r->acl));
+	c->routes = memdup(r->routes, r->nroutes * sizeof(*r->routes));
 	c->certs = dup_strv(r->certs, r->ncerts, &failed);
 	c->keys = dup_strv(r->keys, r->nkeys, &failed);
 	c->ca = dupstr(r->ca, &failed);
 	c->verify_name = dupstr(r->verify_name, &failed);
 	if (failed || (r->nlisten > 0 && c->listen == NULL) ||
-	    (r->nacl > 0 && c->acl == NULL)) {
+	    (r->nacl > 0 && c->acl == NULL) ||
+	    (r->nroutes > 0 && c->routes == NULL)) {
 		relay_conf_free(c);
 		return NULL;
 	}
@@ -174,7 +177,8 @@ relay_conf_equal(const struct relay_conf *a, const struct relay_conf *b)
 	    a->nacl == b->nacl &&
 	    samemem(a->acl, b->acl, a->nacl * sizeof(*a->acl)) &&
 	    a->max_conns_per_ip == b->max_conns_per_ip && a->rate == b->rate &&
-	    a->udp_timeout == b->udp_timeout &&
+	    a->udp_timeout == b->udp_timeout && a->nroutes == b->nroutes &&
+	    samemem(a->routes, b->routes, a->nroutes * sizeof(*a->routes)) &&
 	    same_strv(a->certs, a->ncerts, b->certs, b->ncerts) &&
 	    same_strv(a->keys, a->nkeys, b->keys, b->nkeys) &&
 	    samestr(a->ca, b->ca) && samestr(a->verify_name, b->verify_name);
@@ -307,6 +311,31 @@ check_relay_tls(const struct relay_conf *r, char *err, size_t errlen)
 	return 0;
 }
 
+/* Routes read the first bytes of plain TCP connections. */
+static int
+check_routes(const struct relay_conf *r, char *err, size_t errlen)
+{
+	const char	*opt = r->line ? "route" : "--route", *what = NULL;
+	size_t		 i;
+
+	if (r->nroutes == 0)
+		return 0;
+	for (i = 0; i < r->nlisten; i++)
+		if (r->listen[i].udp || r->listen[i].tls)
+			what = r->listen[i].udp ? "a udp: listener" :
+			    "a tls: listener yet";
+	if (r->has_to && r->to.udp)
+		what = "a udp: target";
+	if (r->accept_proxy)
+		what = r->line ? "accept-proxy yet" : "--accept-proxy yet";
+	if (r->fork_mode)
+		what = r->line ? "fork yet" : "--fork yet";
+	if (what == NULL)
+		return 0;
+	snprintf(err, errlen, "%s cannot be combined with %s", opt, what);
+	return -1;
+}
+
 /* UDP goes only to UDP, and every flow lives in the one event loop. */
 static int
 check_udp(const struct relay_conf *r, char *err, size_t errlen)
@@ -350,11 +379,13 @@ config_check_relay(const struct relay_conf *r, char *err, size_t errlen)
 		    "accept connections?", r->line ? "listen" : "--listen");
 		return -1;
 	}
-	if (!r->has_to) {
+	if (!r->has_to && r->nroutes == 0) {
 		snprintf(err, errlen, "missing %s HOST:PORT: where should "
 		    "connections go?", r->line ? "to" : "--to");
 		return -1;
 	}
+	if (check_routes(r, err, errlen) == -1)
+		return -1;
 	/* Each --fork child would count only its own connection. */
 	if (r->fork_mode && (r->max_conns_per_ip > 0 || r->rate > 0)) {
 		snprintf(err, errlen, "%s cannot be combined with "

@@ -12,6 +12,12 @@
 #define CONF_USER_MAX	64
 #define CONF_NAME_MAX	64
 
+/* A route: connections that name NAME (TLS SNI, HTTP Host) go to TO. */
+struct route_conf {
+	char			 name[256];	/* lowercase; "*.rest" wildcard */
+	struct addr_spec	 to;
+};
+
 struct relay_conf {
 	char			 name[CONF_NAME_MAX];	/* "" = command line */
 	int			 line;		/* its section's line, or 0 */
@@ -37,6 +43,8 @@ struct relay_conf {
 	char			*ca;		/* owned; NULL = system store */
 	char			*verify_name;	/* owned; NULL = to's host */
 	int			 udp_timeout;	/* seconds a silent flow lives */
+	struct route_conf	*routes;	/* nroutes, owned; to is then */
+	size_t			 nroutes;	/* the default, if has_to */
 };
 
 struct tunnel_conf {

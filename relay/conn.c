@@ -33,6 +33,8 @@ struct conn {
 	struct endpoint		*target;
 	const struct addr_spec	*to;
 	struct addr_spec	*own_to;	/* when not the service's */
+	struct tls_client	*tls_to;	/* NULL, or TLS to the target */
+	const char		*route;		/* the route's name, or NULL */
 	void			*opening;	/* open in progress */
 	struct pump		 pump;
 	struct event		 idle;
@@ -105,11 +107,12 @@ conn_close(struct conn *c, const char *why)
 	if (c->pump.splice)
 		snprintf(spliced, sizeof(spliced), " spliced=%" PRIu64,
 		    nspliced);
-	snprintf(line, sizeof(line), "conn %" PRIu64 "%s%s%s %s -> %s in=%"
+	snprintf(line, sizeof(line), "conn %" PRIu64 "%s%s%s %s -> %s%s%s in=%"
 	    PRIu64 " out=%" PRIu64 "%s time=%.3f end=%s", c->id,
 	    svc->tag ? " [" : "", svc->tag ? svc->tag : "", svc->tag ? "]" : "",
-	    c->client_name, to, c->early + c->pump.ab.bytes, c->pump.ba.bytes,
-	    spliced, elapsed(&c->start), why);
+	    c->client_name, to, c->route ? " route=" : "",
+	    c->route ? c->route : "", c->early + c->pump.ab.bytes,
+	    c->pump.ba.bytes, spliced, elapsed(&c->start), why);
 	svc->bytes_in += c->early + c->pump.ab.bytes;
 	svc->bytes_out += c->pump.ba.bytes;
 	svc->bytes_spliced += nspliced;
@@ -206,6 +209,21 @@ pre_add(struct conn *c, const void *data, size_t len, int front)
 	c->pre = grown;
 	c->pre_len += len;
 	return 0;
+}
+
+struct service *
+conn_service(struct conn *c)
+{
+	return c->svc;
+}
+
+void
+conn_set_target(struct conn *c, const struct addr_spec *to,
+    struct tls_client *tls, const char *route)
+{
+	c->to = to;
+	c->tls_to = tls;
+	c->route = route;
 }
 
 int
@@ -371,8 +389,8 @@ on_dialled(int fd, const struct sockaddr *sa, socklen_t salen,
 		conn_target_failed(c, why);
 		return;
 	}
-	if (c->svc->tls_to != NULL)
-		ep = tls_endpoint_connect(c->svc->base, fd, c->svc->tls_to);
+	if (c->tls_to != NULL)
+		ep = tls_endpoint_connect(c->svc->base, fd, c->tls_to);
 	else
 		ep = endpoint_fd_new(c->svc->base, fd, sa, NULL, NULL);
 	if (ep == NULL) {
@@ -538,6 +556,7 @@ conn_new(struct service *svc, struct endpoint *client,
 	if (to != NULL)
 		*c->own_to = *to;
 	c->to = to != NULL ? c->own_to : svc->to;
+	c->tls_to = svc->tls_to;
 	clock_gettime(CLOCK_MONOTONIC, &c->start);
 	c->last = c->start;
 	snprintf(c->client_name, sizeof(c->client_name), "%s", client_name);

@@ -4,6 +4,7 @@
  * are generated from it, and the config file applies the same entries by
  * name, in the section their scope names.
  */
+#include <ctype.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -253,6 +254,64 @@ set_to(void *o, const char *v, char *err, size_t errlen)
 		return -1;
 	}
 	r->has_to = 1;
+	return 0;
+}
+
+/* A route's name: a DNS name, or "*." and one, lowercased into out. */
+static int
+route_name(const char *s, size_t n, char *out, size_t outlen)
+{
+	size_t	i = s[0] == '*' && n > 2 && s[1] == '.' ? 2 : 0;
+
+	if (n == 0 || n >= outlen || n > 253)
+		return -1;
+	for (; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && s[i] != '-' &&
+		    s[i] != '.' && s[i] != '_')
+			return -1;
+	for (i = 0; i < n; i++)
+		out[i] = (char)tolower((unsigned char)s[i]);
+	out[n] = '\0';
+	return 0;
+}
+
+/* NAME=TARGET on the command line, NAME TARGET in the file. */
+static int
+set_route(void *o, const char *v, char *err, size_t errlen)
+{
+	struct relay_conf	*r = o;
+	struct route_conf	 route, *n;
+	size_t			 len = strcspn(v, "= \t"), i;
+	const char		*to = v + len;
+	char			 why[256];
+
+	memset(&route, 0, sizeof(route));
+	to += strspn(to, "= \t");
+	if (v[len] == '\0' || *to == '\0' ||
+	    route_name(v, len, route.name, sizeof(route.name)) == -1) {
+		snprintf(err, errlen, "--route %s: give NAME=HOST:PORT, NAME a "
+		    "host name or *.domain", v);
+		return -1;
+	}
+	if (addr_parse_target(to, &route.to, why, sizeof(why)) == -1 ||
+	    route.to.udp) {
+		snprintf(err, errlen, "--route %s: %s", v, route.to.udp ?
+		    "a route goes to a stream target, not udp:" : why);
+		return -1;
+	}
+	for (i = 0; i < r->nroutes; i++)
+		if (strcmp(r->routes[i].name, route.name) == 0) {
+			snprintf(err, errlen, "--route %s: %s is routed "
+			    "already", v, route.name);
+			return -1;
+		}
+	if ((n = reallocarray(r->routes, r->nroutes + 1, sizeof(*n))) ==
+	    NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	r->routes = n;
+	r->routes[r->nroutes++] = route;
 	return 0;
 }
 
@@ -568,6 +627,9 @@ static const struct opt_def opts[] = {
 	{ "to", 0, R, "HOST:PORT", "relay to HOST:PORT, [IPv6]:PORT or "
 	  "unix:PATH; a name is resolved per connection; udp:HOST:PORT for "
 	  "datagrams; tls:HOST:PORT speaks TLS to it", set_to },
+	{ "route", 0, R, "NAME=HOST:PORT", "connections naming NAME (TLS "
+	  "SNI, HTTP Host; *.domain for one more label) go to HOST:PORT, "
+	  "--to is the default; repeatable", set_route },
 	{ "cert", 0, R, "FILE", "certificate chain (PEM) for tls: listeners; "
 	  "repeatable, SNI picks, the first is the default", set_cert },
 	{ "key", 0, R, "FILE", "private key (PEM) of the --cert given in the "

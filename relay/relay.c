@@ -23,6 +23,7 @@
 #include "relay/pipepool.h"
 #include "relay/proxy_step.h"
 #include "relay/relay.h"
+#include "relay/route_step.h"
 #include "relay/service.h"
 #include "relay/systemd.h"
 #include "relay/tls.h"
@@ -46,6 +47,7 @@ struct relay {
 	unsigned		 nshards;
 	struct tls_server	*tls;		/* for tls: listeners */
 	struct tls_client	*tls_to;	/* for a tls: target */
+	struct route_table	*routes;	/* --route, or NULL */
 	struct udp_relay	*udp;	/* UDP: in place of listeners */
 	struct iplimit		*iplimit;	/* shared by the shards, or NULL */
 	struct refusals		 refusal_log;	/* shared by the shards' logs */
@@ -313,6 +315,9 @@ spreads(const struct relay_conf *conf)
 	if (conf->fork_mode || conf->to.udp || conf->to.tls ||
 	    conf->ncerts > 0)
 		return 0;
+	for (i = 0; i < conf->nroutes; i++)
+		if (conf->routes[i].to.tls)
+			return 0;
 	for (i = 0; i < conf->nlisten; i++)
 		if (conf->listen[i].tls)
 			return 0;
@@ -362,6 +367,7 @@ struct shard_job {
 	int		*exitcode;
 	int		 rc;
 	struct service_counts counts;
+	uint64_t	*routed;	/* summed over the loops */
 };
 
 /* Shard 0 binds (or takes systemd's sockets); later ones clone them. */
@@ -419,7 +425,7 @@ struct relay *
 relay_new(struct event_base *base, const struct relay_conf *conf, char *err,
     size_t errlen, int *exitcode)
 {
-	struct shard_job	 job = { NULL, err, errlen, exitcode, 0, { 0 } };
+	struct shard_job	 job = { NULL, err, errlen, exitcode, 0, { 0 }, NULL };
 	struct relay		*r;
 	struct shard		*sh;
 	unsigned		 i;
@@ -434,7 +440,9 @@ relay_new(struct event_base *base, const struct relay_conf *conf, char *err,
 	conf = r->conf;
 	r->nshards = spreads(conf) ? workers_count() : 1;
 	TAILQ_INSERT_TAIL(&relays, r, entry);
-	if (load_tls(conf, &r->tls, &r->tls_to, err, errlen) == -1) {
+	if (load_tls(conf, &r->tls, &r->tls_to, err, errlen) == -1 ||
+	    (conf->nroutes > 0 && (r->routes = route_table_new(conf->routes,
+	    conf->nroutes, conf->has_to, conf->ca, err, errlen)) == NULL)) {
 		*exitcode = EX_NOINPUT;
 		relay_free(r);
 		return NULL;
@@ -455,14 +463,18 @@ relay_new(struct event_base *base, const struct relay_conf *conf, char *err,
 		sh->svc.idle_timeout = conf->idle_timeout;
 		sh->svc.acl = conf->acl;
 		sh->svc.nacl = conf->nacl;
-		sh->svc.step = conf->accept_proxy ? &proxy_step : NULL;
+		sh->svc.step = conf->accept_proxy ? &proxy_step :
+		    r->routes != NULL ? &route_step : NULL;
+		sh->svc.routes = r->routes;
 		sh->svc.handshake_timeout = conf->handshake_timeout;
 		sh->svc.send_proxy = conf->send_proxy;
 		sh->svc.tls_to = r->tls_to;
 		sh->relay = r;
 		sh->loop = i;
 		if ((sh->listeners = calloc(conf->nlisten > 0 ? conf->nlisten :
-		    1, sizeof(*sh->listeners))) == NULL) {
+		    1, sizeof(*sh->listeners))) == NULL || (r->routes != NULL &&
+		    (sh->svc.routed = calloc(conf->nroutes + 1,
+		    sizeof(*sh->svc.routed))) == NULL)) {
 			relay_free(r);
 			snprintf(err, errlen, "out of memory");
 			*exitcode = EX_OSERR;
@@ -582,14 +594,33 @@ static void
 shard_count(void *arg)
 {
 	struct shard_job	*job = arg;
+	const struct service	*svc = &job->sh->svc;
+	size_t			 i;
 
-	service_count(&job->sh->svc, &job->counts);
+	service_count(svc, &job->counts);
+	for (i = 0; svc->routes != NULL && i <= svc->routes->n; i++)
+		job->routed[i] += svc->routed[i];
+}
+
+/* "routes for relay web: blog.example.org=3 *.example.org=1 default=0" */
+static void
+write_routes(const struct relay *r, const uint64_t *routed, FILE *fp)
+{
+	size_t	i;
+
+	fprintf(fp, "routes for relay %s:", r->conf->name[0] ?
+	    r->conf->name : "-");
+	for (i = 0; i < r->conf->nroutes; i++)
+		fprintf(fp, " %s=%" PRIu64, r->conf->routes[i].name, routed[i]);
+	fprintf(fp, " %s=%" PRIu64 "\n", r->conf->has_to ? "default" :
+	    "unrouted", routed[i]);
 }
 
 void
 relay_write_status(const struct relay *r, FILE *fp)
 {
 	struct shard_job	 job = { 0 };
+	uint64_t		*routed = NULL;
 	const struct shard	*first = &r->shards[0];
 	uint64_t		 before;
 	const char		*name = r->conf->name[0] ? r->conf->name : "-";
@@ -602,6 +633,12 @@ relay_write_status(const struct relay *r, FILE *fp)
 			off += (size_t)snprintf(addrs + off, sizeof(addrs) - off,
 			    "%s%s", off ? " " : "",
 			    listener_name(first->listeners[i], j));
+	if (r->routes != NULL &&
+	    (routed = calloc(r->conf->nroutes + 1, sizeof(*routed))) == NULL) {
+		fprintf(fp, "relay %s: out of memory\n", name);
+		return;
+	}
+	job.routed = routed;
 	for (i = 0; i < r->nshards; i++) {
 		before = job.counts.total;
 		job.sh = &r->shards[i];
@@ -620,6 +657,9 @@ relay_write_status(const struct relay *r, FILE *fp)
 	    "nothing", conns);
 	if (r->nshards > 1)
 		fprintf(fp, "accepted per loop for relay %s:%s\n", name, loops);
+	if (r->routes != NULL)
+		write_routes(r, routed, fp);
+	free(routed);
 }
 
 const struct relay_conf *
@@ -670,11 +710,13 @@ free_relay(struct relay *r, void (*free_shard)(void *))
 			continue;	/* relay_new failed before it */
 		workers_call(i, free_shard, &r->shards[i]);
 		free(r->shards[i].listeners);
+		free(r->shards[i].svc.routed);
 	}
 	TAILQ_REMOVE(&relays, r, entry);
 	iplimit_free(r->iplimit);
 	tls_server_free(r->tls);
 	tls_client_free(r->tls_to);
+	route_table_free(r->routes);
 	free(r->shards);
 	relay_conf_free(r->conf);
 	free(r);

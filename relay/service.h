@@ -20,6 +20,7 @@ struct service;
 struct event;
 struct event_base;
 struct tls_client;
+struct route_table;
 
 /*
  * A step between accept and dial, run on the client before anything is
@@ -95,6 +96,10 @@ struct service {
 	struct event		*refusal_flush;	/* says a second's count */
 	int			 screens;	/* refuses in a handshake of
 						 * its own (SOCKS) */
+	/* The routes its step picks a target from (relay/route_step.h),
+	 * and this loop's count of connections each took. */
+	const struct route_table *routes;
+	uint64_t		*routed;	/* per route, then "default" */
 };
 
 struct service_counts {
@@ -166,6 +171,8 @@ struct conn *conn_start_fd(struct service *, int fd, const struct sockaddr *,
 /* The opener's reports: the target endpoint is taken over. */
 void	conn_target_ready(struct conn *, struct endpoint *target);
 void	conn_target_failed(struct conn *, const char *why);
+/* The service c belongs to. */
+struct service *conn_service(struct conn *);
 /* The client side, for openers that answer it first (SOCKS). */
 struct endpoint *conn_client(struct conn *);
 /* Calls hook after every connection closed (one hook per process; it
@@ -185,6 +192,10 @@ void	conn_step_done(struct conn *);
  * logs, checks and the PROXY header sent on. */
 void	conn_set_origin(struct conn *, const struct sockaddr *src,
 	    socklen_t srclen, const struct sockaddr *dst, socklen_t dstlen);
+/* The step picked c's target: to (and tls, or NULL) must outlive c; route
+ * (or NULL) is named in its summary line. */
+void	conn_set_target(struct conn *, const struct addr_spec *to,
+	    struct tls_client *tls, const char *route);
 /* Bytes the target gets before any from the pump (copied); 0 or -1 when
  * out of memory. */
 int	conn_push_target(struct conn *, const void *, size_t);

@@ -38,7 +38,7 @@ SETPRIV_NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-group
 # end=<reason>; spliced only for connections that took the splicing path.
 CONN_RE = re.compile(
     r"^relayd: conn (?P<id>\S+) (?P<client>.*?) -> (?P<target>\S+) "
-    r"in=(?P<inb>\d+) out=(?P<outb>\d+)(?: spliced=(?P<spliced>\d+))? "
+    r"(?:route=(?P<route>\S+) )?in=(?P<inb>\d+) out=(?P<outb>\d+)(?: spliced=(?P<spliced>\d+))? "
     r"time=(?P<time>\d+\.\d{3}) end=(?P<end>.+)$", re.M)
 
 

@@ -1,0 +1,179 @@
+/*
+ * --route: a connection's first bytes are read (as far as a ClientHello or
+ * a request head goes, at most PEEK_MAX, within --handshake-timeout),
+ * the name they carry picks the target, and the bytes read go to that
+ * target ahead of the pump, untouched: TLS is not terminated, HTTP not
+ * rewritten, and the route stays for the whole connection.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "relay/config.h"
+#include "relay/endpoint.h"
+#include "relay/peek.h"
+#include "relay/route.h"
+#include "relay/route_step.h"
+#include "relay/tls.h"
+
+#define FIRST_READ	4096	/* a ClientHello or request head's usual size */
+
+/* What was read so far, in a buffer that grows to PEEK_MAX as needed. */
+struct route_read {
+	size_t	 have;
+	size_t	 cap;
+	uint8_t	*buf;
+};
+
+static void *
+step_start(struct conn *c)
+{
+	struct route_read	*r;
+
+	if ((r = calloc(1, sizeof(*r))) == NULL ||
+	    (r->buf = malloc(FIRST_READ)) == NULL) {
+		free(r);
+		return NULL;
+	}
+	r->cap = FIRST_READ;
+	return r;
+}
+
+static void
+step_free(void *state)
+{
+	struct route_read	*r = state;
+
+	free(r->buf);
+	free(r);
+}
+
+/* Room for the next read: 0, or -1 when full or out of memory. */
+static int
+grow(struct route_read *r)
+{
+	uint8_t	*b;
+	size_t	 cap = r->cap * 2 < PEEK_MAX ? r->cap * 2 : PEEK_MAX;
+
+	if (r->have < r->cap)
+		return 0;
+	if (cap == r->cap || (b = realloc(r->buf, cap)) == NULL)
+		return -1;
+	r->buf = b;
+	r->cap = cap;
+	return 0;
+}
+
+/* The name picks a route, or the default; none is a refusal. */
+static void
+step_finish(struct conn *c, struct route_read *r, const char *name)
+{
+	struct service			*svc = conn_service(c);
+	const struct route_table	*t = svc->routes;
+	int				 i;
+	char				 why[PEEK_NAME_MAX + 32];
+
+	i = route_match(t->names, t->n, name);
+	if (i == -1 && !t->has_default) {
+		snprintf(why, sizeof(why), "no route for %s", *name ? name :
+		    "a connection without a name");
+		conn_refuse(c, why);
+		return;
+	}
+	if (i >= 0)
+		conn_set_target(c, &t->routes[i].to, t->tls[i],
+		    t->routes[i].name);
+	else
+		conn_set_target(c, svc->to, svc->tls_to, "default");
+	svc->routed[i >= 0 ? (size_t)i : t->n]++;
+	if (conn_push_target(c, r->buf, r->have) == -1) {
+		conn_close(c, "out of memory");
+		return;
+	}
+	conn_step_done(c);
+}
+
+static void
+step_ready(struct conn *c, void *state, int what)
+{
+	struct route_read	*r = state;
+	struct endpoint		*client = conn_client(c);
+	enum peek_status	 st;
+	char			 name[PEEK_NAME_MAX], err[128], why[160];
+	ssize_t			 n;
+
+	if (grow(r) == -1) {
+		conn_refuse(c, "routing: out of memory");
+		return;
+	}
+	n = client->ops->read(client, r->buf + r->have, r->cap - r->have);
+	if (n == -1 && errno == EAGAIN)
+		return;
+	if (n <= 0) {
+		snprintf(why, sizeof(why), "routing: %s", n == 0 ?
+		    "connection closed before a name came" : strerror(errno));
+		conn_refuse(c, why);
+		return;
+	}
+	r->have += (size_t)n;
+	st = (peek_is_tls(r->buf[0]) ? peek_tls_sni : peek_http_host)(r->buf,
+	    r->have, name, sizeof(name), err, sizeof(err));
+	switch (st) {
+	case PEEK_NEED_MORE:
+		return;
+	case PEEK_DONE:
+		step_finish(c, r, name);
+		return;
+	case PEEK_ERROR:
+		snprintf(why, sizeof(why), "routing: %s", err);
+		conn_refuse(c, why);
+		return;
+	}
+}
+
+const struct conn_step route_step = {
+	"routing", step_start, step_ready, step_free
+};
+
+struct route_table *
+route_table_new(const struct route_conf *routes, size_t n, int has_default,
+    const char *ca, char *err, size_t errlen)
+{
+	struct route_table	*t;
+	size_t			 i;
+
+	if ((t = calloc(1, sizeof(*t))) == NULL ||
+	    (t->names = calloc(n, sizeof(*t->names))) == NULL ||
+	    (t->tls = calloc(n, sizeof(*t->tls))) == NULL) {
+		route_table_free(t);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	t->routes = routes;
+	t->n = n;
+	t->has_default = has_default;
+	for (i = 0; i < n; i++) {
+		t->names[i] = routes[i].name;
+		if (routes[i].to.tls && (t->tls[i] = tls_client_new(ca,
+		    routes[i].to.host, err, errlen)) == NULL) {
+			route_table_free(t);
+			return NULL;
+		}
+	}
+	return t;
+}
+
+void
+route_table_free(struct route_table *t)
+{
+	size_t	i;
+
+	if (t == NULL)
+		return;
+	for (i = 0; t->tls != NULL && i < t->n; i++)
+		tls_client_free(t->tls[i]);
+	free(t->tls);
+	free(t->names);
+	free(t);
+}

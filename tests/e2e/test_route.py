@@ -1,0 +1,260 @@
+"""Routing by name: one plain listener, several backends. A TLS client's
+SNI (TLS not terminated: each backend keeps its own certificate) or an HTTP
+request's Host picks the backend; every byte reaches it untouched, checked
+by length and SHA-256 at the backend."""
+
+import os
+import shutil
+import signal
+import socket
+import ssl
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import (Backend, HeaderSink, digest_of, free_port, payload,
+                      recv_exact, run_relayd, sink_reply, tcp4, wait_closed)
+from test_tls import pki  # noqa: F401 (a fixture)
+
+EX_USAGE, EX_CONFIG = 64, 78
+HEAD_CAP = 65536        # relay/peek.h PEEK_MAX
+
+
+class TlsCountBackend(Backend):
+    """A TLS server with its own certificate: reads exactly n bytes, answers
+    their length and SHA-256 (as a sink does) and closes."""
+
+    def __init__(self, addr, cert, key, n):
+        self.n = n
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(str(cert), str(key))
+        super().__init__(addr)
+
+    def handle(self, conn, record):
+        with self.ctx.wrap_socket(conn, server_side=True) as tconn:
+            record["received"] = digest_of(recv_exact(tconn, self.n))
+            tconn.sendall(sink_reply(record["received"]))
+
+
+def tls_exchange(port, name, ca, data):
+    """data over TLS with SNI name through relayd; returns the answer line."""
+    ctx = ssl.create_default_context(cafile=str(ca))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
+            ctx.wrap_socket(raw, server_hostname=name) as s:
+        s.sendall(data)
+        line = bytearray()
+        while not line.endswith(b"\n"):
+            line += s.recv(1)
+        return bytes(line)
+
+
+@pytest.fixture
+def sinks(backends):
+    """Three plain sinks: the routes' backends and the default."""
+    return [backends.sink() for _ in range(3)]
+
+
+def http_exchange(port, host, body=b"", seed=5, nbytes=50_000):
+    """A request head naming host, then nbytes; returns (sent, answer)."""
+    data = (f"GET / HTTP/1.1\r\nHost: {host}\r\nUser-Agent: t\r\n\r\n".encode() +
+            body + payload(seed, nbytes))
+    with tcp4(port).connect() as s:
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        return digest_of(data), recv_all_bytes(s)
+
+
+def recv_all_bytes(s):
+    out = bytearray()
+    while chunk := s.recv(65536):
+        out += chunk
+    return bytes(out)
+
+
+def served_by(sinks, sent):
+    """Index of the sink that received exactly sent, waiting briefly."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        for i, b in enumerate(sinks):
+            if any(r.get("received") == sent for r in b.records):
+                return i
+        time.sleep(0.02)
+    return None
+
+
+def routes(sinks, default=True):
+    args = ["--route", f"blog.example.org={sinks[0].spec}",
+            "--route", f"*.example.org={sinks[1].spec}"]
+    return args + (["--to", sinks[2].spec] if default else [])
+
+
+def test_host_picks_the_backend_and_bytes_pass_untouched(relayd, sinks):
+    port = free_port()
+    r = relayd("--listen", f"127.0.0.1:{port}", *routes(sinks))
+    cases = [("blog.example.org", 0), ("BLOG.Example.org:8080", 0),
+             ("git.example.org", 1), ("a.b.example.org", 2),
+             ("example.org", 2), ("other.net", 2)]
+    for seed, (host, want) in enumerate(cases):
+        sent, answer = http_exchange(port, host, seed=seed)
+        assert answer == sink_reply(sent), (host, answer)
+        assert served_by(sinks, sent) == want, host
+    lines = [c["line"] for c in r.conns()]
+    assert sum("route=blog.example.org" in ln for ln in lines) == 2, lines
+    assert sum("route=*.example.org" in ln for ln in lines) == 1, lines
+    assert sum("route=default" in ln for ln in lines) == 3, lines
+
+
+def test_sni_picks_the_backend_without_terminating(relayd, pki):
+    """Each backend serves its own certificate through relayd: the client
+    verifies the one its SNI routed it to."""
+    data = payload(9, 200_000)
+    two = TlsCountBackend(tcp4(), *pki.two, len(data))
+    other = TlsCountBackend(tcp4(), *pki.other, len(data))
+    try:
+        port = free_port()
+        relayd("--listen", f"127.0.0.1:{port}", "--route", f"two.test={two.spec}",
+               "--route", f"other.test={other.spec}")
+        for name, backend in (("two.test", two), ("other.test", other)):
+            answer = tls_exchange(port, name, pki.ca, data)
+            assert answer == sink_reply(digest_of(data)), (name, answer)
+            assert backend.wait_done(1)[0]["received"] == digest_of(data)
+    finally:
+        two.stop()
+        other.stop()
+
+
+def test_no_match_without_default_is_refused_and_nothing_dialled(relayd, sinks):
+    port = free_port()
+    r = relayd("--listen", f"127.0.0.1:{port}", *routes(sinks, default=False))
+    with tcp4(port).connect() as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: other.net\r\n\r\n")
+        wait_closed(s, 5)
+    r.wait_log(r"refused 127\.0\.0\.1:\d+: no route for other\.net$")
+    with tcp4(port).connect() as s:
+        s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        wait_closed(s, 5)
+    r.wait_log(r"no route for a connection without a name$")
+    assert all(not b.records for b in sinks)
+
+
+def test_client_hello_in_one_byte_segments(relayd, pki):
+    """A ClientHello that trickles in byte by byte is gathered whole."""
+    two = TlsCountBackend(tcp4(), *pki.two, 1)
+    try:
+        port = free_port()
+        relayd("--listen", f"127.0.0.1:{port}", "--route", f"two.test={two.spec}")
+        ctx = ssl.create_default_context(cafile=str(pki.ca))
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = ctx.wrap_bio(incoming, outgoing, server_hostname="two.test")
+        with pytest.raises(ssl.SSLWantReadError):
+            tls.do_handshake()
+        hello = outgoing.read()
+        with tcp4(port).connect() as s:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            for i in range(len(hello)):
+                s.sendall(hello[i:i + 1])
+                time.sleep(0.001)
+            # The backend answers with its ServerHello: the route held.
+            s.settimeout(10)
+            assert s.recv(5)[:1] == b"\x16"
+    finally:
+        two.stop()
+
+
+def test_slow_and_oversized_heads_are_refused(relayd, sinks):
+    port = free_port()
+    r = relayd("--listen", f"127.0.0.1:{port}", *routes(sinks),
+               "--handshake-timeout", "1")
+    with tcp4(port).connect() as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: blog.exa")
+        took = wait_closed(s, 5)
+    assert took < 4
+    r.wait_log(r"refused 127\.0\.0\.1:\d+: routing timeout$")
+    with tcp4(port).connect() as s:
+        head = b"GET / HTTP/1.1\r\n" + b"X-Pad: yyyyyyyy\r\n" * (HEAD_CAP // 16)
+        try:
+            s.sendall(head)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        wait_closed(s, 5)
+    r.wait_log(r"routing: request head larger than 64 KiB$")
+    assert all(not b.records for b in sinks)
+
+
+def test_proxy_header_carries_the_real_client(relayd, backends):
+    hs = backends._make(HeaderSink, tcp4())
+    port = free_port()
+    relayd("--listen", f"127.0.0.1:{port}", "--route", f"blog.example.org={hs.spec}",
+           "--proxy-protocol", "v1")
+    with tcp4(port).connect() as s:
+        me = s.getsockname()
+        s.sendall(b"GET / HTTP/1.1\r\nHost: blog.example.org\r\n\r\n")
+        s.shutdown(socket.SHUT_WR)
+        recv_all_bytes(s)
+    rec = hs.wait_done(1)[0]
+    assert rec["header"].startswith(f"PROXY TCP4 127.0.0.1 127.0.0.1 {me[1]} {port}".encode()), rec
+
+
+def test_reload_changes_routes_and_keeps_live_connections(relayd, sinks):
+    port = free_port()
+    d = Path(tempfile.mkdtemp(prefix="relayd-route-"))
+    d.chmod(0o755)              # relayd reads the file again as nobody
+    conf = d / "relayd.conf"
+    conf.write_text(f"[relay web]\nlisten = 127.0.0.1:{port}\nto = {sinks[2].spec}\n"
+                    f"route = blog.example.org {sinks[0].spec}\n")
+    conf.chmod(0o644)
+    r = relayd("-c", conf)
+    live = tcp4(port).connect()
+    head = b"GET / HTTP/1.1\r\nHost: blog.example.org\r\n\r\n"
+    live.sendall(head)
+    conf.write_text(f"[relay web]\nlisten = 127.0.0.1:{port}\nto = {sinks[2].spec}\n"
+                    f"route = blog.example.org {sinks[1].spec}\n")
+    os.kill(r.pid, signal.SIGHUP)
+    r.wait_log(r"reloaded: 1 relays")
+    sent, answer = http_exchange(port, "blog.example.org", seed=3)
+    assert served_by(sinks, sent) == 1
+    body = payload(4, 10_000)
+    live.sendall(body)
+    live.shutdown(socket.SHUT_WR)
+    assert recv_all_bytes(live) == sink_reply(digest_of(head + body))
+    live.close()
+    assert served_by(sinks, digest_of(head + body)) == 0
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_status_counts_per_route(relayd, sinks, tmp_path):
+    port, ctl = free_port(), tmp_path / "ctl"
+    relayd("--listen", f"127.0.0.1:{port}", *routes(sinks), "--control", ctl)
+    for i, host in enumerate(["blog.example.org", "blog.example.org", "x.example.org",
+                              "other.net"]):
+        http_exchange(port, host, seed=i, nbytes=100)
+    time.sleep(0.2)
+    out = run_relayd("--status", "--control", ctl).stdout
+    assert "routes for relay -: blog.example.org=2 *.example.org=1 default=1" in out, out
+
+
+@pytest.mark.parametrize("args, why", [
+    (["--route", "blog.example.org"], "give NAME=HOST:PORT"),
+    (["--route", "b@d=127.0.0.1:1"], "give NAME=HOST:PORT"),
+    (["--route", "a.example=udp:127.0.0.1:1"], "not udp:"),
+    (["--route", "a.example=127.0.0.1:1", "--route", "A.example=127.0.0.1:2"],
+     "routed already"),
+    (["--route", "a.example=127.0.0.1:1", "--accept-proxy"],
+     "cannot be combined with --accept-proxy"),
+])
+def test_bad_routes_are_refused_with_one_line(args, why):
+    done = run_relayd("--listen", "127.0.0.1:1", *args, "--check")
+    assert done.returncode in (EX_USAGE, EX_CONFIG), done
+    assert why in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_config_file_route_key(tmp_path):
+    conf = tmp_path / "relayd.conf"
+    conf.write_text("[relay web]\nlisten = 127.0.0.1:1\n"
+                    "route = blog.example.org 127.0.0.1:10080\n"
+                    "route = *.example.org unix:/run/site.sock\n")
+    conf.chmod(0o600)
+    done = run_relayd("-c", conf, "--check")
+    assert done.returncode == 0 and "configuration OK" in done.stdout, done
