@@ -45,6 +45,7 @@ open_privileged(struct daemon *d, unsigned nloops)
 		fatalx(EX_OSERR, "%s", err);
 	open_units(d);
 	open_control(d);
+	open_metrics(d);
 	sysd_close_unused_sockets();
 	if (d->cfg.daemonize && (daemonize(), workers_reinit() == -1))
 		fatalx(EX_OSERR, "event_reinit failed");
