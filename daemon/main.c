@@ -26,6 +26,8 @@ configure(struct daemon *d, int argc, char **argv)
 	d->argc = argc;
 	d->argv = argv;
 	load_config(&d->cfg, argc, argv);
+	if (d->cfg.json && !d->cfg.status)
+		fatalx(EX_USAGE, "--json goes with --status");
 	if (d->cfg.status)
 		print_status(&d->cfg);
 	if (d->cfg.check)
