@@ -211,6 +211,7 @@ config_free(struct config *cfg)
 	free(cfg->file);
 	free(cfg->pidfile);
 	free(cfg->control);
+	free(cfg->metrics);
 	config_init(cfg);
 }
 

@@ -62,6 +62,8 @@ struct config {
 	int			 check;		/* --check: validate, exit */
 	int			 status;	/* --status: ask, print, exit */
 	char			*control;	/* status socket path, owned */
+	char			*metrics;	/* --metrics as given, owned */
+	int			 json;		/* --status --json */
 	char			 user[CONF_USER_MAX];	/* "" = default */
 	enum log_level		 log_level;
 	int			 use_syslog;

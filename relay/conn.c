@@ -67,6 +67,20 @@ conn_skip_id(void)
 	next_id++;
 }
 
+/* Counts a closed connection's lifetime in its service's histogram. */
+static void
+count_duration(struct service *svc, double sec)
+{
+	static const double	bounds[] = CONN_DURATION_BOUNDS;
+	size_t			i;
+
+	for (i = 0; i < sizeof(bounds) / sizeof(bounds[0]); i++)
+		if (sec <= bounds[i])
+			break;
+	svc->duration[i]++;
+	svc->duration_sum += sec;
+}
+
 static double
 elapsed(const struct timespec *since)
 {
@@ -97,6 +111,7 @@ conn_close(struct conn *c, const char *why)
 	int		 failed = c->target == NULL || c->handshaking != NULL;
 	int		 quiet = c->quiet;
 	uint64_t	 nspliced = c->pump.ab.spliced + c->pump.ba.spliced;
+	double		 lived = elapsed(&c->start);
 
 	cancel_open(c);
 	pump_stop(&c->pump);
@@ -109,10 +124,13 @@ conn_close(struct conn *c, const char *why)
 	    PRIu64 " out=%" PRIu64 "%s time=%.3f end=%s", c->id,
 	    svc->tag ? " [" : "", svc->tag ? svc->tag : "", svc->tag ? "]" : "",
 	    c->client_name, to, c->early + c->pump.ab.bytes, c->pump.ba.bytes,
-	    spliced, elapsed(&c->start), why);
+	    spliced, lived, why);
 	svc->bytes_in += c->early + c->pump.ab.bytes;
 	svc->bytes_out += c->pump.ba.bytes;
 	svc->bytes_spliced += nspliced;
+	if (failed && !quiet)
+		svc->connect_failed++;
+	count_duration(svc, lived);
 	event_del(&c->idle);
 	event_del(&c->deadline);
 	if (c->step != NULL)
@@ -622,6 +640,7 @@ service_admit(struct service *svc, const struct sockaddr *sa,
 	char		 name[ADDR_STR_MAX], full[64];
 
 	if (svc->max_conns > 0 && svc->active >= svc->max_conns) {
+		svc->refused.max_conns++;
 		snprintf(full, sizeof(full), "--max-conns %u reached",
 		    svc->max_conns);
 		why = full;
@@ -638,6 +657,7 @@ void
 service_count(const struct service *svc, struct service_counts *sum)
 {
 	const struct conn	*c;
+	size_t			 i;
 
 	sum->active += svc->active;
 	sum->total += svc->total;
@@ -645,6 +665,10 @@ service_count(const struct service *svc, struct service_counts *sum)
 	sum->bytes_in += svc->bytes_in;
 	sum->bytes_out += svc->bytes_out;
 	sum->bytes_spliced += svc->bytes_spliced;
+	sum->connect_failed += svc->connect_failed;
+	for (i = 0; i < CONN_DURATION_NBUCKETS; i++)
+		sum->duration[i] += svc->duration[i];
+	sum->duration_sum += svc->duration_sum;
 	TAILQ_FOREACH(c, &svc->conns, entry) {
 		sum->bytes_in += c->pump.ab.bytes;
 		sum->bytes_out += c->pump.ba.bytes;
@@ -654,6 +678,7 @@ service_count(const struct service *svc, struct service_counts *sum)
 	sum->refused.per_ip += svc->refused.per_ip;
 	sum->refused.rate += svc->refused.rate;
 	sum->refused.handshake += svc->refused.handshake;
+	sum->refused.max_conns += svc->refused.max_conns;
 	sum->refuses |= svc->nacl > 0 || svc->iplimit != NULL ||
 	    svc->step != NULL || svc->screens;
 }

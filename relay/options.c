@@ -209,6 +209,30 @@ set_control(void *o, const char *v, char *err, size_t errlen)
 	    errlen);
 }
 
+/* [ADDR:]PORT or unix:PATH, checked here and bound by daemon/metrics.c. */
+static int
+set_metrics(void *o, const char *v, char *err, size_t errlen)
+{
+	struct addr_spec	a;
+	char			why[256];
+
+	if (addr_parse_listen(v, &a, why, sizeof(why)) == -1 || a.udp ||
+	    a.tls) {
+		snprintf(err, errlen, "--metrics %s: %s", v, a.udp || a.tls ?
+		    "plain TCP or unix:PATH only" : why);
+		return -1;
+	}
+	return set_path(&((struct config *)o)->metrics, "--metrics", v, err,
+	    errlen);
+}
+
+static int
+set_json(void *o, const char *v, char *err, size_t errlen)
+{
+	((struct config *)o)->json = *v == '1';
+	return 0;
+}
+
 static int
 set_config(void *o, const char *v, char *err, size_t errlen)
 {
@@ -636,6 +660,11 @@ static const struct opt_def opts[] = {
 	  set_control },
 	{ "status", 0, G, NULL, "print the running relayd's status (from "
 	  "--control) and exit", set_status },
+	{ "json", 0, G, NULL, "with --status: print one JSON document",
+	  set_json },
+	{ "metrics", 0, G, "[ADDR:]PORT", "serve /metrics (Prometheus) and "
+	  "/healthz over HTTP (ADDR default 127.0.0.1; or unix:PATH)",
+	  set_metrics },
 	{ "user", 0, G, "NAME", "user to become after binding "
 	  "(default when root: nobody)", set_user },
 	{ "drain-timeout", 0, G, "SEC", "on SIGTERM, let connections finish "

@@ -208,6 +208,7 @@ admit(struct shard *sh, const struct sockaddr *sa, socklen_t salen)
 		return 1;
 	atomic_fetch_sub(&r->active, 1);
 	sh->svc.rejected++;
+	sh->svc.refused.max_conns++;
 	addr_sa_format(sa, salen, name, sizeof(name));
 	snprintf(why, sizeof(why), "--max-conns %u reached", max);
 	service_log_refusal(&sh->svc, name, why);
@@ -586,22 +587,55 @@ shard_count(void *arg)
 	service_count(&job->sh->svc, &job->counts);
 }
 
+size_t
+relay_addrs(const struct relay *r, char *buf, size_t len)
+{
+	const struct shard	*first = &r->shards[0];
+	size_t			 i, j, n = 0, off = 0;
+
+	buf[0] = '\0';
+	if (r->udp != NULL) {
+		udp_relay_addrs(r->udp, buf, len);
+		return buf[0] != '\0';
+	}
+	for (i = 0; i < first->nlisteners; i++)
+		for (j = 0; j < listener_nsockets(first->listeners[i]) &&
+		    off < len; j++, n++)
+			off += (size_t)snprintf(buf + off, len - off, "%s%s",
+			    off ? " " : "", listener_name(first->listeners[i],
+			    j));
+	return n;
+}
+
+void
+relay_get_stats(const struct relay *r, struct relay_stats *st)
+{
+	struct shard_job	job = { 0 };
+	char			addrs[512];
+	unsigned		i;
+
+	memset(st, 0, sizeof(*st));
+	for (i = 0; i < r->nshards; i++) {
+		job.sh = &r->shards[i];
+		workers_call(i, shard_count, &job);
+	}
+	st->counts = job.counts;
+	st->udp = r->conf->to.udp;
+	if (r->udp != NULL)
+		udp_relay_count(r->udp, &st->udp_counts);
+	st->nsockets = relay_addrs(r, addrs, sizeof(addrs));
+}
+
 void
 relay_write_status(const struct relay *r, FILE *fp)
 {
 	struct shard_job	 job = { 0 };
-	const struct shard	*first = &r->shards[0];
 	uint64_t		 before;
 	const char		*name = r->conf->name[0] ? r->conf->name : "-";
-	char			 addrs[512] = "", conns[256], loops[1024] = "";
-	size_t			 i, j, off = 0, loff = 0;
+	char			 addrs[512], conns[256], loops[1024] = "";
+	size_t			 i, n, loff = 0;
 
-	for (i = 0; i < first->nlisteners; i++)
-		for (j = 0; j < listener_nsockets(first->listeners[i]) &&
-		    off < sizeof(addrs); j++)
-			off += (size_t)snprintf(addrs + off, sizeof(addrs) - off,
-			    "%s%s", off ? " " : "",
-			    listener_name(first->listeners[i], j));
+	n = relay_addrs(r, addrs, sizeof(addrs));
 	for (i = 0; i < r->nshards; i++) {
 		before = job.counts.total;
 		job.sh = &r->shards[i];
@@ -611,12 +645,9 @@ relay_write_status(const struct relay *r, FILE *fp)
 			    loff, " %" PRIu64, job.counts.total - before);
 	}
 	service_counts_describe(&job.counts, conns, sizeof(conns));
-	if (r->udp != NULL) {
-		udp_relay_addrs(r->udp, addrs, sizeof(addrs));
-		off = strlen(addrs);
+	if (r->udp != NULL)
 		udp_relay_describe(r->udp, conns, sizeof(conns));
-	}
-	fprintf(fp, "relay %s: listening on %s; %s\n", name, off ? addrs :
+	fprintf(fp, "relay %s: listening on %s; %s\n", name, n ? addrs :
 	    "nothing", conns);
 	if (r->nshards > 1)
 		fprintf(fp, "accepted per loop for relay %s:%s\n", name, loops);

@@ -37,6 +37,11 @@ struct conn_step {
 	void	 (*free)(void *state);
 };
 
+/* Closed connections by how long they lived (seconds, upper bounds;
+ * one bucket more for longer ones), for --metrics. */
+#define CONN_DURATION_BOUNDS	{ 0.01, 0.1, 1, 10, 60, 600, 3600 }
+#define CONN_DURATION_NBUCKETS	8
+
 /* Connections refused before a target was opened, by reason. */
 struct refusals {
 	uint64_t	denied;		/* --allow/--deny */
@@ -44,6 +49,7 @@ struct refusals {
 	uint64_t	rate;		/* --rate */
 	uint64_t	handshake;	/* failed or too slow step, or no
 					 * room for one */
+	uint64_t	max_conns;	/* --max-conns reached */
 	/* The log says at most a few lines a second about them. */
 	int64_t		log_sec;
 	unsigned	logged;
@@ -81,6 +87,9 @@ struct service {
 	uint64_t		 bytes_in;	/* of closed connections */
 	uint64_t		 bytes_out;
 	uint64_t		 bytes_spliced;	/* of in + out */
+	uint64_t		 connect_failed;	/* closed, target never up */
+	uint64_t		 duration[CONN_DURATION_NBUCKETS];
+	double			 duration_sum;	/* seconds */
 	/* Before the target is opened: who may connect, and a step. */
 	const struct acl_rule	*acl;		/* nacl rules, not owned */
 	size_t			 nacl;
@@ -104,6 +113,9 @@ struct service_counts {
 	uint64_t		 bytes_in;	/* closed and live connections */
 	uint64_t		 bytes_out;
 	uint64_t		 bytes_spliced;	/* of in + out */
+	uint64_t		 connect_failed;
+	uint64_t		 duration[CONN_DURATION_NBUCKETS];
+	double			 duration_sum;
 	struct refusals		 refused;	/* the counts only */
 	int			 refuses;	/* some service has a reason to */
 };
