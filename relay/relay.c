@@ -52,6 +52,7 @@ struct relay {
 	/* Over every loop: what --max-conns limits and a drain waits for. */
 	_Atomic unsigned	 active;
 	_Atomic uint64_t	 rejected;
+	_Atomic unsigned	 held;		/* what --max-held limits */
 };
 
 struct child {
@@ -462,6 +463,9 @@ relay_new(struct event_base *base, const struct relay_conf *conf, char *err,
 		sh->svc.handshake_timeout = conf->handshake_timeout;
 		sh->svc.send_proxy = conf->send_proxy;
 		sh->svc.tls_to = r->tls_to;
+		sh->svc.connect_retry = conf->connect_retry;
+		sh->svc.max_held = conf->max_held;
+		sh->svc.held_slots = &r->held;
 		sh->relay = r;
 		sh->loop = i;
 		if ((sh->listeners = calloc(conf->nlisten > 0 ? conf->nlisten :
@@ -596,7 +600,7 @@ relay_write_status(const struct relay *r, FILE *fp)
 	const struct shard	*first = &r->shards[0];
 	uint64_t		 before;
 	const char		*name = r->conf->name[0] ? r->conf->name : "-";
-	char			 addrs[512] = "", conns[256], loops[1024] = "";
+	char			 addrs[512] = "", conns[512], loops[1024] = "";
 	size_t			 i, j, off = 0, loff = 0;
 
 	for (i = 0; i < first->nlisteners; i++)

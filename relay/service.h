@@ -48,6 +48,14 @@ struct refusals {
 	uint64_t	quiet;		/* refused without a line */
 };
 
+/* Connections held by --connect-retry (counts of this service). */
+struct holds {
+	unsigned	now;		/* held at this moment */
+	uint64_t	total;		/* ever held */
+	uint64_t	expired;	/* gave up: "connect retry expired" */
+	uint64_t	over;		/* not held: --max-held reached */
+};
+
 struct service_ops {
 	/*
 	 * Starts opening the target side of c towards to, and reports later
@@ -90,6 +98,15 @@ struct service {
 	/* Where the log's few-lines-a-second state lives when several
 	 * services share it (a relay's loops); NULL: in refused. */
 	struct refusals		*refusal_log;
+	/* --connect-retry: a client whose target refuses is held and the
+	 * dial repeated for up to connect_retry seconds (0: never), with at
+	 * most max_held held at once over every service sharing *held_slots
+	 * (a relay's loops; service_init points it at held_own). */
+	int			 connect_retry;
+	unsigned		 max_held;
+	_Atomic unsigned	*held_slots;
+	_Atomic unsigned	 held_own;
+	struct holds		 holds;
 };
 
 struct service_counts {
@@ -101,6 +118,8 @@ struct service_counts {
 	uint64_t		 bytes_spliced;	/* of in + out */
 	struct refusals		 refused;	/* the counts only */
 	int			 refuses;	/* some service has a reason to */
+	struct holds		 holds;
+	int			 retries;	/* some service has connect_retry */
 };
 
 /* Prepares an empty service; the caller then sets to and the limits. */
