@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from test_tls import pki, tls_connect, tls_relay  # noqa: F401 (pki: a fixture)
 from conftest import (SANITIZE, Background, HeaderSink, SinkBackend, free_port, fwd,
                       local_spec, recv_until_eof, run_relayd, send_stream, sink_reply,
                       tcp4, wait_closed)
@@ -254,6 +255,24 @@ def test_proxy_protocol_header_reaches_a_late_target_once(relayd, backends):
     assert rec["header"] == f"PROXY TCP4 {host} 127.0.0.1 {cport} {port}\r\n".encode()
     assert rec["received"] == sent and answer == sink_reply(sent)
     assert r.wait_conn(me)["held"] is not None
+
+
+def test_tls_listener_client_held_after_its_handshake(relayd, pki, backends):
+    tport = free_port()
+    r, port = tls_relay(relayd, pki, f"127.0.0.1:{tport}", "--connect-retry", "5")
+    with tls_connect(port, pki.ca) as s:
+        sent = send_stream(s, 11, 50_000)
+        s.shutdown_write()
+        cpu0, t0 = r.cpu_seconds(), time.monotonic()
+        time.sleep(1.0)
+        busy = (r.cpu_seconds() - cpu0) / (time.monotonic() - t0)
+        backends.sink(tcp4(tport))
+        answer = recv_until_eof(s)
+    assert answer == sink_reply(sent)
+    [c] = r.wait_conns(1)
+    assert c["held"] is not None and float(c["held"]) >= 0.8, c["line"]
+    # Held, the client is not read: no spinning on its pending bytes.
+    assert busy < 0.3, f"relayd used {busy:.0%} of a CPU holding one client"
 
 
 # ---------------------------------------------------------------- tunnel -R
