@@ -7,6 +7,7 @@ how many are held, over every loop, and what they cost."""
 import os
 import re
 import resource
+import signal
 import socket
 import time
 
@@ -138,6 +139,7 @@ def test_retry_expires_and_nothing_leaks(relayd):
     while fd_count(r.pid) != base and time.monotonic() < deadline:
         time.sleep(0.05)
     assert fd_count(r.pid) == base, f"{fd_count(r.pid)} descriptors, {base} before"
+    r.stop()
 
 
 def test_a_client_that_leaves_while_held_frees_its_slot(relayd):
@@ -214,6 +216,25 @@ def test_max_held_bounds_held_clients_and_their_cost(relayd, tmp_path, figures):
     assert growth < (64 if SANITIZE else 16) << 20, f"VmRSS grew {growth >> 20} MiB"
     figures(f"{n} clients, --max-held {limit}: at most {peak_held} held, {over} closed "
             f"at once; fds {base_fds} -> {peak_fds}, VmRSS +{growth >> 10} KiB")
+    r.stop(signal.SIGINT, within=5)
+
+
+def test_stopped_while_clients_are_held(relayd, tmp_path):
+    # Their timers and slots go with them (under SANITIZE=1, LeakSanitizer
+    # checks the exit).
+    port, tport = free_port(), free_port()
+    control = tmp_path / "control.sock"
+    r = relayd("--listen", f"127.0.0.1:{port}", "--to", f"127.0.0.1:{tport}",
+               "--connect-retry", "30", "--control", control)
+    with tcp4(port).connect() as s:
+        me = local_spec(s)
+        deadline = time.monotonic() + 5
+        while status_line(control)[0] != 1:
+            assert time.monotonic() < deadline, "never held"
+            time.sleep(0.05)
+        r.stop(signal.SIGINT, within=5)
+        wait_closed(s, 2)
+    assert r.wait_conn(me)["end"] == "shutdown"
 
 
 def test_accept_proxy_and_proxy_protocol_header_sent_once(relayd, backends):
