@@ -51,6 +51,7 @@ struct relay {
 	struct refusals		 refusal_log;	/* shared by the shards' logs */
 	/* Over every loop: what --max-conns limits and a drain waits for. */
 	_Atomic unsigned	 active;
+	_Atomic unsigned	 held;		/* what --max-held limits */
 };
 
 struct child {
@@ -460,6 +461,9 @@ relay_new(struct event_base *base, const struct relay_conf *conf, char *err,
 		sh->svc.handshake_timeout = conf->handshake_timeout;
 		sh->svc.send_proxy = conf->send_proxy;
 		sh->svc.tls_to = r->tls_to;
+		sh->svc.connect_retry = conf->connect_retry;
+		sh->svc.max_held = conf->max_held;
+		sh->svc.held_slots = &r->held;
 		sh->relay = r;
 		sh->loop = i;
 		if ((sh->listeners = calloc(conf->nlisten > 0 ? conf->nlisten :
@@ -632,7 +636,7 @@ relay_write_status(const struct relay *r, FILE *fp)
 	struct shard_job	 job = { 0 };
 	uint64_t		 before;
 	const char		*name = r->conf->name[0] ? r->conf->name : "-";
-	char			 addrs[512], conns[256], loops[1024] = "";
+	char			 addrs[512], conns[512], loops[1024] = "";
 	size_t			 i, n, loff = 0;
 
 	n = relay_addrs(r, addrs, sizeof(addrs));

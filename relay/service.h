@@ -56,6 +56,14 @@ struct refusals {
 	uint64_t	quiet;		/* refused without a line */
 };
 
+/* Connections held by --connect-retry (counts of this service). */
+struct holds {
+	unsigned	now;		/* held at this moment */
+	uint64_t	total;		/* ever held */
+	uint64_t	expired;	/* gave up: "connect retry expired" */
+	uint64_t	over;		/* not held: --max-held reached */
+};
+
 struct service_ops {
 	/*
 	 * Starts opening the target side of c towards to, and reports later
@@ -104,6 +112,15 @@ struct service {
 	struct event		*refusal_flush;	/* says a second's count */
 	int			 screens;	/* refuses in a handshake of
 						 * its own (SOCKS) */
+	/* --connect-retry: a client whose target refuses is held and the
+	 * dial repeated for up to connect_retry seconds (0: never), with at
+	 * most max_held held at once over every service sharing *held_slots
+	 * (a relay's loops; service_init points it at held_own). */
+	int			 connect_retry;
+	unsigned		 max_held;
+	_Atomic unsigned	*held_slots;
+	_Atomic unsigned	 held_own;
+	struct holds		 holds;
 };
 
 struct service_counts {
@@ -118,6 +135,8 @@ struct service_counts {
 	double			 duration_sum;
 	struct refusals		 refused;	/* the counts only */
 	int			 refuses;	/* some service has a reason to */
+	struct holds		 holds;
+	int			 retries;	/* some service has connect_retry */
 };
 
 /* Prepares an empty service; the caller then sets to and the limits. */
