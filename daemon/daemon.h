@@ -18,6 +18,7 @@
 struct event;
 struct event_base;
 struct listener;
+struct metrics;
 
 struct daemon {
 	struct config		 cfg;
@@ -32,6 +33,7 @@ struct daemon {
 	struct event		*watchdog;
 	struct event		*closed_ev;	/* a worker loop closed one */
 	struct listener		*control;
+	struct metrics		*metrics;	/* --metrics, or NULL */
 	int			 draining;
 	int			 ready_sent;	/* READY=1 told to systemd */
 	/* The tunnels run in processes of their own (tunproc.h): the relay
@@ -111,6 +113,46 @@ void	log_status(const struct daemon *d);
 void	open_control(struct daemon *d);
 /* --status: asks the running relayd for its status, prints it, exits. */
 void	print_status(const struct config *cfg) __attribute__((noreturn));
+
+/* metrics.c */
+/* Listens on --metrics, if given (and notes the start time); exits on
+ * failure. */
+void	open_metrics(struct daemon *d);
+/* Closes the listener and every scrape; in_child: a forked copy, whose
+ * unix socket file is the parent's. */
+void	metrics_close(struct daemon *d, int in_child);
+
+/* expose.c */
+/* The relay process's families (relays, UDP, process), with health the
+ * reason it is not healthy or NULL. Returns a malloc'd text, or NULL. */
+char	*metrics_relays_text(const struct daemon *d, const char *health);
+/* Why the relays are not healthy (malloc'd), or NULL if they are. */
+char	*relays_health(const struct daemon *d);
+/* In the tunnels' process: "ok" or why not, one line. */
+void	tunnels_health(const struct daemon *d, char *buf, size_t len);
+/* In the tunnels' process: its health line, then the tunnel and forward
+ * families. Returns a malloc'd text, or NULL. */
+char	*metrics_tunnels_text(const struct daemon *d);
+
+/* status_json.c */
+/* The --status --json document, around tunnels (the tunnels' JSON array,
+ * or NULL for none); health as for metrics_relays_text. Malloc'd. */
+char	*status_json(const struct daemon *d, const char *tunnels,
+	    const char *health);
+/* In the tunnels' process: its health line, then its JSON array. */
+char	*json_tunnels_text(const struct daemon *d);
+
+/* procstat.c */
+struct procstat {
+	double		cpu_seconds;
+	long long	rss_bytes;	/* -1: unknown */
+	long		open_fds;	/* -1: unknown */
+	long		max_fds;	/* -1: unlimited */
+	double		start_time;	/* seconds since the epoch */
+};
+/* Notes the start time (call early). */
+void	procstat_init(void);
+void	procstat_read(struct procstat *);
 
 /* signals.c */
 /* Watches the signals the daemon acts on and unblocks them. */

@@ -191,6 +191,7 @@ close_everything(struct daemon *d)
 	if (d->tunproc != NULL && (keeper = tunproc_finish(d->tunproc,
 	    d->cfg.drain_timeout + 2)) != 0 && code == 0)
 		code = keeper;
+	metrics_close(d, 0);	/* after the tunnels' last answers */
 	tunnel_global_exit();
 	resolve_shutdown();
 	free_events(d);

@@ -26,6 +26,8 @@ configure(struct daemon *d, int argc, char **argv)
 	d->argc = argc;
 	d->argv = argv;
 	load_config(&d->cfg, argc, argv);
+	if (d->cfg.json && !d->cfg.status)
+		fatalx(EX_USAGE, "--json goes with --status");
 	if (d->cfg.status)
 		print_status(&d->cfg);
 	if (d->cfg.check)
@@ -45,6 +47,7 @@ open_privileged(struct daemon *d, unsigned nloops)
 		fatalx(EX_OSERR, "%s", err);
 	open_units(d);
 	open_control(d);
+	open_metrics(d);
 	sysd_close_unused_sockets();
 	if (d->cfg.daemonize && (daemonize(), workers_reinit() == -1))
 		fatalx(EX_OSERR, "event_reinit failed");

@@ -22,10 +22,12 @@ as_fork_child(void)
 
 	listener_free_in_child(d->control);
 	d->control = NULL;
+	/* First: it lets go of the scrapes waiting for the tunnels. */
 	if (d->tunproc != NULL) {
 		tunproc_forget(d->tunproc);
 		d->tunproc = NULL;
 	}
+	metrics_close(d, 1);
 }
 
 /* In the keeper, once: none of the relays' sockets, no capability at all,
@@ -46,6 +48,7 @@ as_keeper(void *arg)
 	pipepool_drain();
 	listener_free_in_child(d->control);
 	d->control = NULL;
+	metrics_close(d, 1);
 	/* Only the relay process speaks to systemd. */
 	unsetenv("NOTIFY_SOCKET");
 	unsetenv("WATCHDOG_USEC");
@@ -77,9 +80,14 @@ as_worker(void *arg, unsigned number)
 		fatalx(EX_OSERR, "%s", err);
 }
 
+/* What the relay process asks the tunnels' worker (tunproc.h). */
 static char *
-worker_status(void *arg)
+worker_answer(void *arg, char kind)
 {
+	if (kind == 'M')
+		return metrics_tunnels_text(arg);
+	if (kind == 'J')
+		return json_tunnels_text(arg);
 	return status_text(arg);
 }
 
@@ -99,7 +107,7 @@ split_tunnels(struct daemon *d)
 	case -1:
 		fatal(EX_OSERR, "cannot start the tunnels' process");
 	case 1:
-		if ((d->tunchan = tunchan_new(d->base, fd, worker_status, d)) ==
+		if ((d->tunchan = tunchan_new(d->base, fd, worker_answer, d)) ==
 		    NULL)
 			fatalx(EX_OSERR, "out of memory");
 		return;

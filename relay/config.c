@@ -179,6 +179,8 @@ relay_conf_equal(const struct relay_conf *a, const struct relay_conf *b)
 	    a->max_conns_per_ip == b->max_conns_per_ip && a->rate == b->rate &&
 	    a->udp_timeout == b->udp_timeout && a->nroutes == b->nroutes &&
 	    samemem(a->routes, b->routes, a->nroutes * sizeof(*a->routes)) &&
+	    a->connect_retry == b->connect_retry &&
+	    a->max_held == b->max_held &&
 	    same_strv(a->certs, a->ncerts, b->certs, b->ncerts) &&
 	    same_strv(a->keys, a->nkeys, b->keys, b->nkeys) &&
 	    samestr(a->ca, b->ca) && samestr(a->verify_name, b->verify_name);
@@ -198,7 +200,8 @@ tunnel_conf_equal(const struct tunnel_conf *a, const struct tunnel_conf *b)
 	    a->keepalive == b->keepalive &&
 	    a->keepalive_count == b->keepalive_count &&
 	    a->exit_on_forward_failure == b->exit_on_forward_failure &&
-	    a->compress == b->compress && a->strip_proxy == b->strip_proxy;
+	    a->compress == b->compress && a->strip_proxy == b->strip_proxy &&
+	    a->connect_retry == b->connect_retry;
 }
 
 void
@@ -215,6 +218,7 @@ config_free(struct config *cfg)
 	free(cfg->file);
 	free(cfg->pidfile);
 	free(cfg->control);
+	free(cfg->metrics);
 	config_init(cfg);
 }
 
@@ -243,6 +247,7 @@ config_add_relay(struct config *cfg, const char *name, int line)
 	r->connect_timeout = 10;
 	r->handshake_timeout = 5;
 	r->udp_timeout = 60;
+	r->max_held = CONF_MAX_HELD;
 	if (append((void ***)&cfg->relays, &cfg->nrelays, r) == -1) {
 		free(r);
 		return NULL;
@@ -261,6 +266,7 @@ config_add_tunnel(struct config *cfg, const char *name, int line)
 	t->line = line;
 	t->keepalive = 15;
 	t->keepalive_count = 3;
+	t->connect_retry = CONF_TUNNEL_CONNECT_RETRY;
 	if (append((void ***)&cfg->tunnels, &cfg->ntunnels, t) == -1) {
 		free(t);
 		return NULL;
@@ -354,10 +360,10 @@ check_udp(const struct relay_conf *r, char *err, size_t errlen)
 		return -1;
 	}
 	if (r->to.udp && (r->send_proxy || r->accept_proxy || r->nacl > 0 ||
-	    r->max_conns_per_ip > 0 || r->rate > 0)) {
+	    r->max_conns_per_ip > 0 || r->rate > 0 || r->connect_retry > 0)) {
 		snprintf(err, errlen, "proxy-protocol, accept-proxy, allow, deny, "
-		    "max-conns-per-ip and rate apply to TCP relays, not to UDP "
-		    "ones");
+		    "max-conns-per-ip, rate and connect-retry apply to TCP "
+		    "relays, not to UDP ones");
 		return -1;
 	}
 	if (r->to.udp && r->fork_mode) {

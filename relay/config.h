@@ -11,6 +11,10 @@
 
 #define CONF_USER_MAX	64
 #define CONF_NAME_MAX	64
+/* --max-held's default, and the bound of each -R forward's held channels */
+#define CONF_MAX_HELD	256
+/* --connect-retry's default for -R targets, in seconds */
+#define CONF_TUNNEL_CONNECT_RETRY 5
 
 /* A route: connections that name NAME (TLS SNI, HTTP Host) go to TO. */
 struct route_conf {
@@ -43,6 +47,8 @@ struct relay_conf {
 	char			*ca;		/* owned; NULL = system store */
 	char			*verify_name;	/* owned; NULL = to's host */
 	int			 udp_timeout;	/* seconds a silent flow lives */
+	int			 connect_retry;	/* seconds a client is held, 0 = no */
+	unsigned		 max_held;	/* held at once, every loop */
 	struct route_conf	*routes;	/* nroutes, owned; to is then */
 	size_t			 nroutes;	/* the default, if has_to */
 };
@@ -63,6 +69,7 @@ struct tunnel_conf {
 	int			 exit_on_forward_failure;
 	int			 compress;
 	int			 strip_proxy;	/* forwarded clients send PROXY */
+	int			 connect_retry;	/* seconds an -R channel is held */
 };
 
 struct config {
@@ -70,6 +77,8 @@ struct config {
 	int			 check;		/* --check: validate, exit */
 	int			 status;	/* --status: ask, print, exit */
 	char			*control;	/* status socket path, owned */
+	char			*metrics;	/* --metrics as given, owned */
+	int			 json;		/* --status --json */
 	char			 user[CONF_USER_MAX];	/* "" = default */
 	enum log_level		 log_level;
 	int			 use_syslog;

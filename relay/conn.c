@@ -20,6 +20,7 @@
 #include "relay/log.h"
 #include "relay/proxy.h"
 #include "relay/pump.h"
+#include "relay/retry.h"
 #include "relay/service.h"
 #include "relay/tls.h"
 
@@ -52,6 +53,14 @@ struct conn {
 	char			*pre;		/* for the target before the pump */
 	size_t			 pre_len, pre_off;
 	uint64_t		 early;		/* client bytes among them */
+	/* --connect-retry: the client waits (unread) while the dial is
+	 * repeated until hold_until; held_for once the target answered. */
+	int			 holding;	/* takes a --max-held slot */
+	struct event		 hold_timer;
+	uint64_t		 hold_until;	/* service_now_ms() clock */
+	struct timespec		 hold_start;
+	double			 held_for;	/* seconds, -1: never held */
+	uint32_t		 hold_rnd;	/* the retries' jitter */
 };
 
 static _Atomic uint64_t	next_id;	/* every loop (--workers) draws here */
@@ -67,6 +76,20 @@ void
 conn_skip_id(void)
 {
 	next_id++;
+}
+
+/* Counts a closed connection's lifetime in its service's histogram. */
+static void
+count_duration(struct service *svc, double sec)
+{
+	static const double	bounds[] = CONN_DURATION_BOUNDS;
+	size_t			i;
+
+	for (i = 0; i < sizeof(bounds) / sizeof(bounds[0]); i++)
+		if (sec <= bounds[i])
+			break;
+	svc->duration[i]++;
+	svc->duration_sum += sec;
 }
 
 static double
@@ -91,14 +114,27 @@ cancel_open(struct conn *c)
 	c->opening = NULL;
 }
 
+/* Gives back c's --max-held slot. */
+static void
+unhold(struct conn *c)
+{
+	if (!c->holding)
+		return;
+	c->holding = 0;
+	c->svc->holds.now--;
+	atomic_fetch_sub(c->svc->held_slots, 1);
+}
+
 void
 conn_close(struct conn *c, const char *why)
 {
 	struct service	*svc = c->svc;
 	char		 to[ADDR_STR_MAX], line[1024], spliced[32] = "";
+	char		 held[32] = "";
 	int		 failed = c->target == NULL || c->handshaking != NULL;
 	int		 quiet = c->quiet;
 	uint64_t	 nspliced = c->pump.ab.spliced + c->pump.ba.spliced;
+	double		 lived = elapsed(&c->start);
 
 	cancel_open(c);
 	pump_stop(&c->pump);
@@ -107,17 +143,25 @@ conn_close(struct conn *c, const char *why)
 	if (c->pump.splice)
 		snprintf(spliced, sizeof(spliced), " spliced=%" PRIu64,
 		    nspliced);
+	/* Said of connections that reached their target after a hold. */
+	if (c->held_for >= 0)
+		snprintf(held, sizeof(held), " held=%.2f", c->held_for);
 	snprintf(line, sizeof(line), "conn %" PRIu64 "%s%s%s %s -> %s%s%s in=%"
-	    PRIu64 " out=%" PRIu64 "%s time=%.3f end=%s", c->id,
+	    PRIu64 " out=%" PRIu64 "%s%s time=%.3f end=%s", c->id,
 	    svc->tag ? " [" : "", svc->tag ? svc->tag : "", svc->tag ? "]" : "",
 	    c->client_name, to, c->route ? " route=" : "",
 	    c->route ? c->route : "", c->early + c->pump.ab.bytes,
-	    c->pump.ba.bytes, spliced, elapsed(&c->start), why);
+	    c->pump.ba.bytes, spliced, held, lived, why);
 	svc->bytes_in += c->early + c->pump.ab.bytes;
 	svc->bytes_out += c->pump.ba.bytes;
 	svc->bytes_spliced += nspliced;
+	if (failed && !quiet)
+		svc->connect_failed++;
+	count_duration(svc, lived);
 	event_del(&c->idle);
 	event_del(&c->deadline);
+	event_del(&c->hold_timer);
+	unhold(c);
 	if (c->step != NULL)
 		svc->step->free(c->step);
 	if (c->held)
@@ -285,6 +329,8 @@ on_idle(evutil_socket_t fd, short what, void *arg)
 	long		 left_ms, limit_ms = c->svc->idle_timeout * 1000L;
 
 	clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+	if (c->holding)
+		c->last = now;	/* waiting for the target is not idleness */
 	left_ms = limit_ms - ((now.tv_sec - c->last.tv_sec) * 1000L +
 	    (now.tv_nsec - c->last.tv_nsec) / 1000000L);
 	if (left_ms <= 0) {
@@ -376,6 +422,68 @@ conn_client(struct conn *c)
 	return c->client;
 }
 
+/* Takes a --max-held slot for c: 0 if they are all taken (counted). */
+static int
+hold_start(struct conn *c)
+{
+	struct service	*svc = c->svc;
+
+	if (atomic_fetch_add(svc->held_slots, 1) >= svc->max_held) {
+		atomic_fetch_sub(svc->held_slots, 1);
+		svc->holds.over++;
+		return 0;
+	}
+	c->holding = 1;
+	svc->holds.now++;
+	svc->holds.total++;
+	c->hold_until = service_now_ms() + (uint64_t)svc->connect_retry * 1000;
+	clock_gettime(CLOCK_MONOTONIC, &c->hold_start);
+	c->hold_rnd = (uint32_t)c->hold_start.tv_nsec ^ (uint32_t)c->id;
+	log_debug("conn %" PRIu64 " held: target refused or unreachable",
+	    c->id);
+	return 1;
+}
+
+/*
+ * The dial failed with error: with --connect-retry and a slot free, c
+ * stays (its client unread, so what it sends waits in the kernel) and the
+ * dial is repeated soon. Returns 1 if it will be, 0 to close c with *why
+ * (which becomes "connect retry expired" once the time is up).
+ */
+static int
+hold(struct conn *c, int error, const char **why)
+{
+	struct timeval	tv;
+	long		ms;
+
+	if (c->svc->connect_retry <= 0 || !retry_worth(error))
+		return 0;
+	if (!c->holding && !hold_start(c))
+		return 0;
+	ms = retry_delay_ms(service_now_ms(), c->hold_until,
+	    retry_rand(&c->hold_rnd));
+	if (ms < 0) {
+		c->svc->holds.expired++;
+		*why = "connect retry expired";
+		return 0;
+	}
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	evtimer_add(&c->hold_timer, &tv);
+	return 1;
+}
+
+static void *open_target(struct conn *);
+
+static void
+on_hold_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn	*c = arg;
+
+	if ((c->opening = open_target(c)) == NULL)
+		conn_close(c, "connect failed: out of resources");
+}
+
 static void
 on_dialled(int fd, const struct sockaddr *sa, socklen_t salen,
     const char *why, void *arg)
@@ -383,11 +491,17 @@ on_dialled(int fd, const struct sockaddr *sa, socklen_t salen,
 	struct conn	*c = arg;
 	struct endpoint	*ep;
 	char		 name[ADDR_STR_MAX];
+	int		 error = errno;
 
 	c->opening = NULL;
 	if (fd == -1) {
-		conn_target_failed(c, why);
+		if (!hold(c, error, &why))
+			conn_target_failed(c, why);
 		return;
+	}
+	if (c->holding) {
+		c->held_for = elapsed(&c->hold_start);
+		unhold(c);
 	}
 	if (c->tls_to != NULL)
 		ep = tls_endpoint_connect(c->svc->base, fd, c->tls_to);
@@ -565,6 +679,8 @@ conn_new(struct service *svc, struct endpoint *client,
 	svc->total++;
 	evtimer_assign(&c->idle, svc->base, on_idle, c);
 	evtimer_assign(&c->deadline, svc->base, on_deadline, c);
+	evtimer_assign(&c->hold_timer, svc->base, on_hold_timer, c);
+	c->held_for = -1;
 	if (svc->idle_timeout > 0)
 		evtimer_add(&c->idle, &tv);
 	return c;
@@ -630,6 +746,7 @@ service_init(struct service *svc, struct event_base *base,
 	svc->ops = ops;
 	svc->base = base;
 	svc->connect_timeout = 10;
+	svc->held_slots = &svc->held_own;
 	TAILQ_INIT(&svc->conns);
 }
 
@@ -641,6 +758,7 @@ service_admit(struct service *svc, const struct sockaddr *sa,
 	char		 name[ADDR_STR_MAX], full[64];
 
 	if (svc->max_conns > 0 && svc->active >= svc->max_conns) {
+		svc->refused.max_conns++;
 		snprintf(full, sizeof(full), "--max-conns %u reached",
 		    svc->max_conns);
 		why = full;
@@ -657,6 +775,7 @@ void
 service_count(const struct service *svc, struct service_counts *sum)
 {
 	const struct conn	*c;
+	size_t			 i;
 
 	sum->active += svc->active;
 	sum->total += svc->total;
@@ -664,6 +783,10 @@ service_count(const struct service *svc, struct service_counts *sum)
 	sum->bytes_in += svc->bytes_in;
 	sum->bytes_out += svc->bytes_out;
 	sum->bytes_spliced += svc->bytes_spliced;
+	sum->connect_failed += svc->connect_failed;
+	for (i = 0; i < CONN_DURATION_NBUCKETS; i++)
+		sum->duration[i] += svc->duration[i];
+	sum->duration_sum += svc->duration_sum;
 	TAILQ_FOREACH(c, &svc->conns, entry) {
 		sum->bytes_in += c->pump.ab.bytes;
 		sum->bytes_out += c->pump.ba.bytes;
@@ -673,8 +796,14 @@ service_count(const struct service *svc, struct service_counts *sum)
 	sum->refused.per_ip += svc->refused.per_ip;
 	sum->refused.rate += svc->refused.rate;
 	sum->refused.handshake += svc->refused.handshake;
+	sum->refused.max_conns += svc->refused.max_conns;
 	sum->refuses |= svc->nacl > 0 || svc->iplimit != NULL ||
 	    svc->step != NULL || svc->screens;
+	sum->holds.now += svc->holds.now;
+	sum->holds.total += svc->holds.total;
+	sum->holds.expired += svc->holds.expired;
+	sum->holds.over += svc->holds.over;
+	sum->retries |= svc->connect_retry > 0;
 }
 
 void
@@ -688,6 +817,10 @@ service_counts_describe(const struct service_counts *n, char *buf,
 	    " rejected, in=%" PRIu64 " out=%" PRIu64 " spliced=%" PRIu64,
 	    n->active, n->total, n->rejected, n->bytes_in, n->bytes_out,
 	    n->bytes_spliced);
+	if (n->retries && (off = strlen(buf)) < len)
+		snprintf(buf + off, len - off, "; held=%u: %" PRIu64 " total, %"
+		    PRIu64 " expired, %" PRIu64 " over max-held", n->holds.now,
+		    n->holds.total, n->holds.expired, n->holds.over);
 	if (!n->refuses || (off = strlen(buf)) >= len)
 		return;
 	snprintf(buf + off, len - off, "; refused: denied=%" PRIu64 " per-ip=%"

@@ -39,6 +39,7 @@ struct dial {
 	int				 sync;	/* still inside dial_start */
 	/* A result found inside dial_start, delivered from the loop. */
 	int				 result_fd;
+	int				 result_error;
 	socklen_t			 result_salen;
 	char				 result_why[160];
 };
@@ -72,6 +73,7 @@ deliver(evutil_socket_t unused, short what, void *arg)
 
 	memcpy(why, d->result_why, sizeof(why));
 	d->result_fd = -1;
+	errno = d->result_error;
 	cb(fd, (struct sockaddr *)&d->one_sa, d->result_salen,
 	    fd == -1 ? why : NULL, cbarg);
 	dial_free(d);
@@ -79,14 +81,16 @@ deliver(evutil_socket_t unused, short what, void *arg)
 
 /*
  * Reports the outcome once and frees d. Inside dial_start the caller has
- * no handle yet, so the report is deferred to the loop.
+ * no handle yet, so the report is deferred to the loop. A failure comes
+ * with errno set to error.
  */
 static void
 finish(struct dial *d, int fd, const struct sockaddr *sa, socklen_t salen,
-    const char *why)
+    const char *why, int error)
 {
 	if (d->sync) {
 		d->result_fd = fd;
+		d->result_error = error;
 		if (sa != NULL && salen <= sizeof(d->one_sa)) {
 			memmove(&d->one_sa, sa, salen);
 			d->result_salen = salen;
@@ -98,17 +102,18 @@ finish(struct dial *d, int fd, const struct sockaddr *sa, socklen_t salen,
 		event_active(&d->timer, EV_TIMEOUT, 0);
 		return;
 	}
+	errno = error;
 	d->cb(fd, sa, salen, why, d->arg);
 	dial_free(d);
 }
 
 static void
-fail(struct dial *d, const char *what, const char *detail)
+fail(struct dial *d, const char *what, const char *detail, int error)
 {
 	char	why[256];
 
 	snprintf(why, sizeof(why), "%s%s", what, detail);
-	finish(d, -1, NULL, 0, why);
+	finish(d, -1, NULL, 0, why, error);
 }
 
 static void
@@ -116,7 +121,7 @@ on_timeout(evutil_socket_t fd, short what, void *arg)
 {
 	struct dial	*d = arg;
 
-	fail(d, "connect timeout", "");
+	fail(d, "connect timeout", "", ETIMEDOUT);
 }
 
 static void
@@ -138,7 +143,7 @@ on_connected(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	d->fd = -1;	/* handed over */
-	finish(d, (int)fd, ai->ai_addr, ai->ai_addrlen, NULL);
+	finish(d, (int)fd, ai->ai_addr, ai->ai_addrlen, NULL, 0);
 }
 
 static const struct timeval retry_tv = { 0, 100 * 1000 };
@@ -174,7 +179,7 @@ try_next(struct dial *d)
 			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
 			    sizeof(one));
 		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
-			finish(d, fd, ai->ai_addr, ai->ai_addrlen, NULL);
+			finish(d, fd, ai->ai_addr, ai->ai_addrlen, NULL, 0);
 			return;
 		}
 		if (errno == EINPROGRESS) {
@@ -187,7 +192,7 @@ try_next(struct dial *d)
 		d->last_error = errno;
 		close(fd);
 	}
-	fail(d, "connect failed: ", strerror(d->last_error));
+	fail(d, "connect failed: ", strerror(d->last_error), d->last_error);
 }
 
 static void
@@ -197,7 +202,7 @@ on_resolved(int result, struct addrinfo *res, void *arg)
 
 	d->req = NULL;
 	if (result != 0) {
-		fail(d, "resolve failed: ", gai_strerror(result));
+		fail(d, "resolve failed: ", gai_strerror(result), ENOENT);
 		return;
 	}
 	d->res = d->next = res;
@@ -212,7 +217,7 @@ resolve(struct dial *d, const struct addr_spec *spec)
 	snprintf(port, sizeof(port), "%u", spec->port);
 	if ((d->req = resolve_start(d->base, spec->host, port, on_resolved,
 	    d)) == NULL)
-		fail(d, "resolve failed: ", "cannot start a lookup");
+		fail(d, "resolve failed: ", "cannot start a lookup", ENOMEM);
 }
 
 /* Fills d->one with a literal IP or unix address. */

@@ -13,7 +13,9 @@ struct dial;
 /*
  * Called once: with a connected non-blocking fd (the callee owns it) and
  * the address it reached, or with fd -1 and why it failed ("connect failed:
- * Connection refused", "connect timeout", "resolve failed: ...").
+ * Connection refused", "connect timeout", "resolve failed: ...") and errno
+ * set to the last connect's error (ETIMEDOUT for the deadline, ENOENT for
+ * a failed lookup).
  */
 typedef void dial_cb(int fd, const struct sockaddr *sa, socklen_t salen,
 	    const char *why, void *arg);

@@ -210,6 +210,30 @@ set_control(void *o, const char *v, char *err, size_t errlen)
 	    errlen);
 }
 
+/* [ADDR:]PORT or unix:PATH, checked here and bound by daemon/metrics.c. */
+static int
+set_metrics(void *o, const char *v, char *err, size_t errlen)
+{
+	struct addr_spec	a;
+	char			why[256];
+
+	if (addr_parse_listen(v, &a, why, sizeof(why)) == -1 || a.udp ||
+	    a.tls) {
+		snprintf(err, errlen, "--metrics %s: %s", v, a.udp || a.tls ?
+		    "plain TCP or unix:PATH only" : why);
+		return -1;
+	}
+	return set_path(&((struct config *)o)->metrics, "--metrics", v, err,
+	    errlen);
+}
+
+static int
+set_json(void *o, const char *v, char *err, size_t errlen)
+{
+	((struct config *)o)->json = *v == '1';
+	return 0;
+}
+
 static int
 set_config(void *o, const char *v, char *err, size_t errlen)
 {
@@ -493,6 +517,24 @@ set_rate(void *o, const char *v, char *err, size_t errlen)
 }
 
 static int
+set_connect_retry(void *o, const char *v, char *err, size_t errlen)
+{
+	return set_seconds(&((struct relay_conf *)o)->connect_retry,
+	    "--connect-retry", v, 0, 3600, err, errlen);
+}
+
+static int
+set_max_held(void *o, const char *v, char *err, size_t errlen)
+{
+	unsigned long	n;
+
+	if (parse_uint(v, "--max-held", 1000000, &n, err, errlen) == -1)
+		return -1;
+	((struct relay_conf *)o)->max_held = (unsigned)n;
+	return 0;
+}
+
+static int
 set_udp_timeout(void *o, const char *v, char *err, size_t errlen)
 {
 	return set_seconds(&((struct relay_conf *)o)->udp_timeout,
@@ -608,6 +650,13 @@ set_compress(void *o, const char *v, char *err, size_t errlen)
 }
 
 static int
+set_tunnel_connect_retry(void *o, const char *v, char *err, size_t errlen)
+{
+	return set_seconds(&((struct tunnel_conf *)o)->connect_retry,
+	    "--connect-retry", v, 0, 3600, err, errlen);
+}
+
+static int
 set_strip_proxy(void *o, const char *v, char *err, size_t errlen)
 {
 	((struct tunnel_conf *)o)->strip_proxy = *v == '1';
@@ -642,6 +691,12 @@ static const struct opt_def opts[] = {
 	  "event loop", set_fork },
 	{ "connect-timeout", 0, R, "SEC", "give up connecting to the target "
 	  "after SEC (default 10)", set_connect_timeout },
+	{ "connect-retry", 0, R, "SEC", "hold a client whose target refuses "
+	  "or is unreachable, trying again every 100-250 ms for up to SEC "
+	  "(default 0: close it at once)", set_connect_retry },
+	{ "max-held", 0, R, "N", "hold at most N clients at once for "
+	  "--connect-retry; beyond, a failed connect closes the client "
+	  "(default 256)", set_max_held },
 	{ "idle-timeout", 0, R, "SEC", "close a connection idle for SEC "
 	  "(default 0: never)", set_idle_timeout },
 	{ "max-conns", 0, R, "N", "accept and close at once connections "
@@ -688,6 +743,9 @@ static const struct opt_def opts[] = {
 	{ "exit-on-forward-failure", 0, T, NULL, "exit if a forward is "
 	  "refused at first start", set_exit_on_forward_failure },
 	{ "compress", 'C', T, NULL, "ask for zlib compression", set_compress },
+	{ "connect-retry", 0, T, "SEC", "retry a refused or unreachable -R "
+	  "target for up to SEC, the channel kept open (default 5; 0: off)",
+	  set_tunnel_connect_retry },
 	{ "strip-proxy-header", 0, T, NULL, "each forwarded connection starts "
 	  "with a PROXY header: log its address, remove it", set_strip_proxy },
 	{ "config", 'c', G, "FILE", "read relays and tunnels from FILE",
@@ -698,6 +756,11 @@ static const struct opt_def opts[] = {
 	  set_control },
 	{ "status", 0, G, NULL, "print the running relayd's status (from "
 	  "--control) and exit", set_status },
+	{ "json", 0, G, NULL, "with --status: print one JSON document",
+	  set_json },
+	{ "metrics", 0, G, "[ADDR:]PORT", "serve /metrics (Prometheus) and "
+	  "/healthz over HTTP (ADDR default 127.0.0.1; or unix:PATH)",
+	  set_metrics },
 	{ "user", 0, G, "NAME", "user to become after binding "
 	  "(default when root: nobody)", set_user },
 	{ "drain-timeout", 0, G, "SEC", "on SIGTERM, let connections finish "
@@ -726,13 +789,33 @@ static const struct opt_def opts[] = {
 static const char *const scope_names[] = { "global part", "[relay NAME]",
     "[tunnel NAME]" };
 
+/* The entry for name in scope, or else the first of that name. */
 static const struct opt_def *
-find_opt(const char *name)
+find_opt(const char *name, enum opt_scope scope)
+{
+	const struct opt_def	*first = NULL;
+	size_t			 i;
+
+	for (i = 0; i < NOPTS; i++) {
+		if (strcmp(opts[i].name, name) != 0)
+			continue;
+		if (opts[i].scope == scope)
+			return &opts[i];
+		if (first == NULL)
+			first = &opts[i];
+	}
+	return first;
+}
+
+/* The other entry of an option that relays and tunnels both take, or
+ * NULL. */
+static const struct opt_def *
+twin_opt(const struct opt_def *o)
 {
 	size_t	i;
 
 	for (i = 0; i < NOPTS; i++)
-		if (strcmp(opts[i].name, name) == 0)
+		if (&opts[i] != o && strcmp(opts[i].name, o->name) == 0)
 			return &opts[i];
 	return NULL;
 }
@@ -761,7 +844,7 @@ int
 options_set(struct config *cfg, enum opt_scope scope, void *obj,
     const char *name, const char *value, char *err, size_t errlen)
 {
-	const struct opt_def	*o = find_opt(name);
+	const struct opt_def	*o = find_opt(name, scope);
 
 	if (o == NULL || o->set == NULL || o->set == set_config ||
 	    o->set == set_check || o->set == set_status) {
@@ -846,13 +929,46 @@ getopt_error(int c, char **argv, char *err, size_t errlen)
 		snprintf(err, errlen, "option %s needs a value", bad);
 }
 
+/*
+ * An option that relays and tunnels both take (--connect-retry) applies on
+ * the command line to its relay and its tunnel, whichever are given, and
+ * to a relay when neither is.
+ */
+static enum options_result
+apply_shared(struct config *cfg, const struct opt_def *o, const char *v,
+    char *err, size_t errlen)
+{
+	const struct opt_def	*twin = twin_opt(o);
+	const struct opt_def	*mine;
+	enum opt_scope		 scope;
+
+	for (scope = SCOPE_RELAY; scope <= SCOPE_TUNNEL; scope++) {
+		mine = o->scope == scope ? o : twin;
+		if (mine->scope != scope)
+			continue;
+		if (scope == SCOPE_RELAY && cfg->cli_relay == NULL &&
+		    cfg->cli_tunnel != NULL)
+			continue;
+		if (scope == SCOPE_TUNNEL && cfg->cli_tunnel == NULL)
+			continue;
+		if (cli_object(cfg, scope) == NULL) {
+			snprintf(err, errlen, "out of memory");
+			return OPTIONS_ERROR;
+		}
+		if (mine->set(cli_object(cfg, scope), v, err, errlen) == -1)
+			return OPTIONS_ERROR;
+	}
+	return OPTIONS_OK;
+}
+
 enum options_result
 options_parse(struct config *cfg, int argc, char **argv, char *err,
     size_t errlen)
 {
 	struct option		 lo[NOPTS + 1];
 	char			 so[2 * NOPTS + 2];
-	const struct opt_def	*o;
+	const struct opt_def	*o, *shared = NULL;
+	const char		*shared_val = NULL;
 	void			*obj;
 	int			 c, idx;
 
@@ -873,6 +989,12 @@ options_parse(struct config *cfg, int argc, char **argv, char *err,
 			snprintf(err, errlen, "internal: option %d", c);
 			return OPTIONS_ERROR;
 		}
+		/* Known only once every option is read: whose it is. */
+		if (twin_opt(o) != NULL) {
+			shared = o;
+			shared_val = optarg;
+			continue;
+		}
 		if ((obj = cli_object(cfg, o->scope)) == NULL) {
 			snprintf(err, errlen, "out of memory");
 			return OPTIONS_ERROR;
@@ -885,7 +1007,8 @@ options_parse(struct config *cfg, int argc, char **argv, char *err,
 		    argv[optind]);
 		return OPTIONS_ERROR;
 	}
-	return OPTIONS_OK;
+	return shared == NULL ? OPTIONS_OK : apply_shared(cfg, shared,
+	    shared_val, err, errlen);
 }
 
 const char *

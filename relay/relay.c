@@ -53,6 +53,7 @@ struct relay {
 	struct refusals		 refusal_log;	/* shared by the shards' logs */
 	/* Over every loop: what --max-conns limits and a drain waits for. */
 	_Atomic unsigned	 active;
+	_Atomic unsigned	 held;		/* what --max-held limits */
 };
 
 struct child {
@@ -210,6 +211,7 @@ admit(struct shard *sh, const struct sockaddr *sa, socklen_t salen)
 		return 1;
 	atomic_fetch_sub(&r->active, 1);
 	sh->svc.rejected++;
+	sh->svc.refused.max_conns++;
 	addr_sa_format(sa, salen, name, sizeof(name));
 	snprintf(why, sizeof(why), "--max-conns %u reached", max);
 	service_log_refusal(&sh->svc, name, why);
@@ -469,6 +471,9 @@ relay_new(struct event_base *base, const struct relay_conf *conf, char *err,
 		sh->svc.handshake_timeout = conf->handshake_timeout;
 		sh->svc.send_proxy = conf->send_proxy;
 		sh->svc.tls_to = r->tls_to;
+		sh->svc.connect_retry = conf->connect_retry;
+		sh->svc.max_held = conf->max_held;
+		sh->svc.held_slots = &r->held;
 		sh->relay = r;
 		sh->loop = i;
 		if ((sh->listeners = calloc(conf->nlisten > 0 ? conf->nlisten :
@@ -598,7 +603,8 @@ shard_count(void *arg)
 	size_t			 i;
 
 	service_count(svc, &job->counts);
-	for (i = 0; svc->routes != NULL && i <= svc->routes->n; i++)
+	for (i = 0; job->routed != NULL && svc->routes != NULL &&
+	    i <= svc->routes->n; i++)
 		job->routed[i] += svc->routed[i];
 }
 
@@ -616,23 +622,56 @@ write_routes(const struct relay *r, const uint64_t *routed, FILE *fp)
 	    "unrouted", routed[i]);
 }
 
+size_t
+relay_addrs(const struct relay *r, char *buf, size_t len)
+{
+	const struct shard	*first = &r->shards[0];
+	size_t			 i, j, n = 0, off = 0;
+
+	buf[0] = '\0';
+	if (r->udp != NULL) {
+		udp_relay_addrs(r->udp, buf, len);
+		return buf[0] != '\0';
+	}
+	for (i = 0; i < first->nlisteners; i++)
+		for (j = 0; j < listener_nsockets(first->listeners[i]) &&
+		    off < len; j++, n++)
+			off += (size_t)snprintf(buf + off, len - off, "%s%s",
+			    off ? " " : "", listener_name(first->listeners[i],
+			    j));
+	return n;
+}
+
+void
+relay_get_stats(const struct relay *r, struct relay_stats *st)
+{
+	struct shard_job	job = { 0 };
+	char			addrs[512];
+	unsigned		i;
+
+	memset(st, 0, sizeof(*st));
+	for (i = 0; i < r->nshards; i++) {
+		job.sh = &r->shards[i];
+		workers_call(i, shard_count, &job);
+	}
+	st->counts = job.counts;
+	st->udp = r->conf->to.udp;
+	if (r->udp != NULL)
+		udp_relay_count(r->udp, &st->udp_counts);
+	st->nsockets = relay_addrs(r, addrs, sizeof(addrs));
+}
+
 void
 relay_write_status(const struct relay *r, FILE *fp)
 {
 	struct shard_job	 job = { 0 };
 	uint64_t		*routed = NULL;
-	const struct shard	*first = &r->shards[0];
 	uint64_t		 before;
 	const char		*name = r->conf->name[0] ? r->conf->name : "-";
-	char			 addrs[512] = "", conns[256], loops[1024] = "";
-	size_t			 i, j, off = 0, loff = 0;
+	char			 addrs[512], conns[512], loops[1024] = "";
+	size_t			 i, n, loff = 0;
 
-	for (i = 0; i < first->nlisteners; i++)
-		for (j = 0; j < listener_nsockets(first->listeners[i]) &&
-		    off < sizeof(addrs); j++)
-			off += (size_t)snprintf(addrs + off, sizeof(addrs) - off,
-			    "%s%s", off ? " " : "",
-			    listener_name(first->listeners[i], j));
+	n = relay_addrs(r, addrs, sizeof(addrs));
 	if (r->routes != NULL &&
 	    (routed = calloc(r->conf->nroutes + 1, sizeof(*routed))) == NULL) {
 		fprintf(fp, "relay %s: out of memory\n", name);
@@ -648,12 +687,9 @@ relay_write_status(const struct relay *r, FILE *fp)
 			    loff, " %" PRIu64, job.counts.total - before);
 	}
 	service_counts_describe(&job.counts, conns, sizeof(conns));
-	if (r->udp != NULL) {
-		udp_relay_addrs(r->udp, addrs, sizeof(addrs));
-		off = strlen(addrs);
+	if (r->udp != NULL)
 		udp_relay_describe(r->udp, conns, sizeof(conns));
-	}
-	fprintf(fp, "relay %s: listening on %s; %s\n", name, off ? addrs :
+	fprintf(fp, "relay %s: listening on %s; %s\n", name, n ? addrs :
 	    "nothing", conns);
 	if (r->nshards > 1)
 		fprintf(fp, "accepted per loop for relay %s:%s\n", name, loops);

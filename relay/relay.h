@@ -7,6 +7,8 @@
 #include <sys/types.h>
 
 #include "relay/config.h"
+#include "relay/service.h"
+#include "relay/udp.h"
 
 struct event_base;
 struct relay;
@@ -32,6 +34,17 @@ int	relay_check_tls(const struct relay_conf *conf, char *err, size_t errlen);
 void	relay_reload_tls(struct relay *);
 /* Writes one status line: listeners, connections, bytes. */
 void	relay_write_status(const struct relay *, FILE *);
+/* What --metrics and --status --json tell of a relay. */
+struct relay_stats {
+	struct service_counts	 counts;	/* over every loop */
+	int			 udp;		/* then udp, not counts */
+	struct udp_counts	 udp_counts;
+	size_t			 nsockets;	/* listening */
+};
+/* Sums the relay's counters (from the main thread, loop by loop). */
+void	relay_get_stats(const struct relay *, struct relay_stats *);
+/* Writes the listening addresses, space-separated; returns how many. */
+size_t	relay_addrs(const struct relay *, char *buf, size_t len);
 /* Live connections (or --fork children). */
 unsigned relay_active(const struct relay *);
 /* Frees a relay, closing what it still has. */

@@ -38,6 +38,11 @@ struct conn_step {
 	void	 (*free)(void *state);
 };
 
+/* Closed connections by how long they lived (seconds, upper bounds;
+ * one bucket more for longer ones), for --metrics. */
+#define CONN_DURATION_BOUNDS	{ 0.01, 0.1, 1, 10, 60, 600, 3600 }
+#define CONN_DURATION_NBUCKETS	8
+
 /* Connections refused before a target was opened, by reason. */
 struct refusals {
 	uint64_t	denied;		/* --allow/--deny */
@@ -45,10 +50,19 @@ struct refusals {
 	uint64_t	rate;		/* --rate */
 	uint64_t	handshake;	/* failed or too slow step, or no
 					 * room for one */
+	uint64_t	max_conns;	/* --max-conns reached */
 	/* The log says at most a few lines a second about them. */
 	int64_t		log_sec;
 	unsigned	logged;
 	uint64_t	quiet;		/* refused without a line */
+};
+
+/* Connections held by --connect-retry (counts of this service). */
+struct holds {
+	unsigned	now;		/* held at this moment */
+	uint64_t	total;		/* ever held */
+	uint64_t	expired;	/* gave up: "connect retry expired" */
+	uint64_t	over;		/* not held: --max-held reached */
 };
 
 struct service_ops {
@@ -82,6 +96,9 @@ struct service {
 	uint64_t		 bytes_in;	/* of closed connections */
 	uint64_t		 bytes_out;
 	uint64_t		 bytes_spliced;	/* of in + out */
+	uint64_t		 connect_failed;	/* closed, target never up */
+	uint64_t		 duration[CONN_DURATION_NBUCKETS];
+	double			 duration_sum;	/* seconds */
 	/* Before the target is opened: who may connect, and a step. */
 	const struct acl_rule	*acl;		/* nacl rules, not owned */
 	size_t			 nacl;
@@ -96,6 +113,15 @@ struct service {
 	struct event		*refusal_flush;	/* says a second's count */
 	int			 screens;	/* refuses in a handshake of
 						 * its own (SOCKS) */
+	/* --connect-retry: a client whose target refuses is held and the
+	 * dial repeated for up to connect_retry seconds (0: never), with at
+	 * most max_held held at once over every service sharing *held_slots
+	 * (a relay's loops; service_init points it at held_own). */
+	int			 connect_retry;
+	unsigned		 max_held;
+	_Atomic unsigned	*held_slots;
+	_Atomic unsigned	 held_own;
+	struct holds		 holds;
 	/* The routes its step picks a target from (relay/route_step.h),
 	 * and this loop's count of connections each took. */
 	const struct route_table *routes;
@@ -109,8 +135,13 @@ struct service_counts {
 	uint64_t		 bytes_in;	/* closed and live connections */
 	uint64_t		 bytes_out;
 	uint64_t		 bytes_spliced;	/* of in + out */
+	uint64_t		 connect_failed;
+	uint64_t		 duration[CONN_DURATION_NBUCKETS];
+	double			 duration_sum;
 	struct refusals		 refused;	/* the counts only */
 	int			 refuses;	/* some service has a reason to */
+	struct holds		 holds;
+	int			 retries;	/* some service has connect_retry */
 };
 
 /* Prepares an empty service; the caller then sets to and the limits. */

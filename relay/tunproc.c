@@ -3,8 +3,9 @@
  * so that every worker inherits the keeper's empty capability sets (a
  * process that has dropped CAP_SETPCAP can never empty a child's bounding
  * set again), and the channel between the worker and the relay process.
- * Messages are SOCK_SEQPACKET datagrams: "R" (every forward is up), "S"
- * (status, please) and "T" followed by the status text.
+ * Messages are SOCK_SEQPACKET datagrams: "R" (every forward is up), a
+ * question of one byte ("S" the status text, "M" the metrics, "J" the
+ * JSON: tunproc.h) and "T", the question's byte and the answer.
  */
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -23,7 +24,7 @@
 #include "relay/tunproc.h"
 
 #define MSG_MAX		65536
-#define MAX_PENDING	16
+#define MAX_PENDING	48	/* --control clients and scrapes */
 #define BACKOFF_MAX	60	/* seconds between restarts, at most */
 
 static const int	forwarded[] = { SIGHUP, SIGTERM, SIGINT, SIGQUIT,
@@ -229,8 +230,10 @@ channel_closed(ssize_t n)
 }
 
 struct pending {
-	int	 client;
-	char	*head;
+	char		  kind;
+	int		  sent;		/* the question went out */
+	tunproc_answer	 *done;
+	void		 *arg;
 };
 
 struct tunproc {
@@ -239,35 +242,31 @@ struct tunproc {
 	struct event	*ev;
 	struct event	*timer;
 	int		 ready;
-	int		 asked;		/* a status request is out */
 	int		 stop_sent;
 	void		(*on_ready)(void);
 	struct pending	 pending[MAX_PENDING];
 	size_t		 npending;
 };
 
+/* Answers the questions of kind (every one if kind is 0) with text, or
+ * with why they have none. */
 static void
-answer(int client, char *head, const char *tail)
+answer_kind(struct tunproc *tp, char kind, const char *text, const char *why)
 {
-	/* A few lines: the socket buffer takes them whole. */
-	if ((head != NULL && send(client, head, strlen(head), MSG_NOSIGNAL |
-	    MSG_DONTWAIT) == -1) || send(client, tail, strlen(tail),
-	    MSG_NOSIGNAL | MSG_DONTWAIT) == -1)
-		log_debug("control: %s", strerror(errno));
-	free(head);
-	close(client);
-}
+	struct pending	p;
+	size_t		i = 0;
 
-static void
-answer_all(struct tunproc *tp, const char *tail)
-{
-	size_t	i;
-
-	for (i = 0; i < tp->npending; i++)
-		answer(tp->pending[i].client, tp->pending[i].head, tail);
-	tp->npending = 0;
-	tp->asked = 0;
-	evtimer_del(tp->timer);
+	while (i < tp->npending) {
+		if (kind != 0 && tp->pending[i].kind != kind) {
+			i++;
+			continue;
+		}
+		p = tp->pending[i];
+		tp->pending[i] = tp->pending[--tp->npending];
+		p.done(p.arg, text, why);
+	}
+	if (tp->npending == 0)
+		evtimer_del(tp->timer);
 }
 
 static void
@@ -284,8 +283,8 @@ on_message(evutil_socket_t fd, short what, void *arg)
 		if (buf[0] == 'R') {
 			tp->ready = 1;
 			tp->on_ready();
-		} else if (buf[0] == 'T' && tp->asked)
-			answer_all(tp, buf + 1);
+		} else if (buf[0] == 'T' && n >= 2)
+			answer_kind(tp, buf[1], buf + 2, NULL);
 	}
 	free(buf);
 	/* The tunnels' processes are gone: a closed socket stays readable. */
@@ -296,7 +295,7 @@ on_message(evutil_socket_t fd, short what, void *arg)
 static void
 on_status_timeout(evutil_socket_t fd, short what, void *arg)
 {
-	answer_all(arg, "tunnels: not answering (restarting)\n");
+	answer_kind(arg, 0, NULL, "not answering (restarting)");
 }
 
 struct tunproc *
@@ -358,34 +357,84 @@ tunproc_reaped(struct tunproc *tp, pid_t pid, int status, int *code)
 }
 
 void
-tunproc_status(struct tunproc *tp, int client, char *head)
+tunproc_ask(struct tunproc *tp, char kind, tunproc_answer *done, void *arg)
 {
-	struct timeval	tv = { 1, 0 };
-	char		req = 'S';
+	struct timeval	 tv = { 1, 0 };
+	struct pending	*p;
+	size_t		 i;
+	int		 sent = 0;
 
 	if (tp->npending == MAX_PENDING || tp->pid <= 0) {
-		answer(client, head, "tunnels: not running\n");
+		done(arg, NULL, "not running");
 		return;
 	}
-	tp->pending[tp->npending].client = client;
-	tp->pending[tp->npending++].head = head;
-	if (tp->asked)
+	for (i = 0; i < tp->npending; i++)
+		sent |= tp->pending[i].kind == kind && tp->pending[i].sent;
+	p = &tp->pending[tp->npending++];
+	p->kind = kind;
+	p->done = done;
+	p->arg = arg;
+	p->sent = 1;
+	if (sent)
+		return;		/* its answer will do for both */
+	if (send(tp->fd, &kind, 1, MSG_DONTWAIT) == -1 ||
+	    (!evtimer_pending(tp->timer, NULL) &&
+	    evtimer_add(tp->timer, &tv) == -1))
+		answer_kind(tp, kind, NULL, "not answering (restarting)");
+}
+
+static void
+answer(int client, char *head, const char *tail)
+{
+	/* A few lines: the socket buffer takes them whole. */
+	if ((head != NULL && send(client, head, strlen(head), MSG_NOSIGNAL |
+	    MSG_DONTWAIT) == -1) || send(client, tail, strlen(tail),
+	    MSG_NOSIGNAL | MSG_DONTWAIT) == -1)
+		log_debug("control: %s", strerror(errno));
+	free(head);
+	close(client);
+}
+
+struct status_req {
+	int	 client;
+	char	*head;
+};
+
+static void
+status_answer(void *arg, const char *text, const char *why)
+{
+	struct status_req	*req = arg;
+	char			 tail[128];
+
+	if (text == NULL && why == NULL) {	/* forgotten */
+		close(req->client);
+		free(req->head);
+	} else if (text == NULL) {
+		snprintf(tail, sizeof(tail), "tunnels: %s\n", why);
+		answer(req->client, req->head, tail);
+	} else
+		answer(req->client, req->head, text);
+	free(req);
+}
+
+void
+tunproc_status(struct tunproc *tp, int client, char *head)
+{
+	struct status_req	*req;
+
+	if ((req = malloc(sizeof(*req))) == NULL) {
+		answer(client, head, "tunnels: out of memory\n");
 		return;
-	tp->asked = 1;
-	if (send(tp->fd, &req, 1, MSG_DONTWAIT) == -1 ||
-	    evtimer_add(tp->timer, &tv) == -1)
-		answer_all(tp, "tunnels: not answering (restarting)\n");
+	}
+	req->client = client;
+	req->head = head;
+	tunproc_ask(tp, 'S', status_answer, req);
 }
 
 void
 tunproc_forget(struct tunproc *tp)
 {
-	size_t	i;
-
-	for (i = 0; i < tp->npending; i++) {
-		close(tp->pending[i].client);
-		free(tp->pending[i].head);
-	}
+	answer_kind(tp, 0, NULL, NULL);
 	event_free(tp->ev);
 	event_free(tp->timer);
 	close(tp->fd);
@@ -399,7 +448,7 @@ tunproc_finish(struct tunproc *tp, int timeout)
 	time_t		 deadline = now_sec() + timeout;
 	int		 status, code = 0;
 
-	answer_all(tp, "tunnels: stopping\n");
+	answer_kind(tp, 0, NULL, "stopping");
 	if (tp->pid > 0 && !tp->stop_sent)
 		kill(tp->pid, SIGTERM);
 	while (tp->pid > 0) {
@@ -424,7 +473,7 @@ tunproc_finish(struct tunproc *tp, int timeout)
 struct tunchan {
 	int		 fd;
 	struct event	*ev;
-	char		*(*status)(void *);
+	char		*(*answer)(void *, char);
 	void		*arg;
 };
 
@@ -437,16 +486,17 @@ on_request(evutil_socket_t fd, short what, void *arg)
 	ssize_t		 n;
 
 	while ((n = recv(tc->fd, &req, 1, MSG_DONTWAIT)) > 0) {
-		if (req != 'S')
+		if (req != 'S' && req != 'M' && req != 'J')
 			continue;
-		text = tc->status(tc->arg);
+		text = tc->answer(tc->arg, req);
 		len = text != NULL ? strlen(text) : 0;
-		if (len > MSG_MAX - 1)
-			len = MSG_MAX - 1;
-		if ((msg = malloc(len + 1)) != NULL) {
+		if (len > MSG_MAX - 2)
+			len = MSG_MAX - 2;
+		if ((msg = malloc(len + 2)) != NULL) {
 			msg[0] = 'T';
-			memcpy(msg + 1, text != NULL ? text : "", len);
-			if (send(tc->fd, msg, len + 1, MSG_DONTWAIT) == -1)
+			msg[1] = req;
+			memcpy(msg + 2, text != NULL ? text : "", len);
+			if (send(tc->fd, msg, len + 2, MSG_DONTWAIT) == -1)
 				log_debug("status to the relay process: %s",
 				    strerror(errno));
 			free(msg);
@@ -459,7 +509,7 @@ on_request(evutil_socket_t fd, short what, void *arg)
 }
 
 struct tunchan *
-tunchan_new(struct event_base *base, int fd, char *(*status)(void *),
+tunchan_new(struct event_base *base, int fd, char *(*answer_fn)(void *, char),
     void *arg)
 {
 	struct tunchan	*tc;
@@ -467,7 +517,7 @@ tunchan_new(struct event_base *base, int fd, char *(*status)(void *),
 	if ((tc = calloc(1, sizeof(*tc))) == NULL)
 		return NULL;
 	tc->fd = fd;
-	tc->status = status;
+	tc->answer = answer_fn;
 	tc->arg = arg;
 	if ((tc->ev = event_new(base, fd, EV_READ | EV_PERSIST, on_request,
 	    tc)) == NULL || event_add(tc->ev, NULL) == -1) {

@@ -49,6 +49,17 @@ void	tunproc_signal(struct tunproc *, int sig);
  * code to stop with), else 0.
  */
 int	tunproc_reaped(struct tunproc *, pid_t pid, int status, int *code);
+/*
+ * What the tunnels' process is asked: done(arg, text, NULL) gets its
+ * answer, done(arg, NULL, why) says why there is none ("not running",
+ * "not answering (restarting)", "stopping"): within a second, and maybe
+ * before tunproc_ask returns. done(arg, NULL, NULL): forgotten (a --fork
+ * child), free arg only. Kinds: 'S' the status text, 'M' and 'J' what
+ * the worker's answer function makes of them (the metrics, the JSON).
+ */
+typedef void tunproc_answer(void *arg, const char *text, const char *why);
+void	tunproc_ask(struct tunproc *, char kind, tunproc_answer *done,
+	    void *arg);
 /* Sends head (malloc'd, taken) and the tunnels' status to client, then
  * closes client; waits for the worker at most a second. */
 void	tunproc_status(struct tunproc *, int client, char *head);
@@ -59,10 +70,10 @@ int	tunproc_finish(struct tunproc *, int timeout);
  * keeper (the channel and the keeper belong to the parent). */
 void	tunproc_forget(struct tunproc *);
 
-/* The worker's side: answers status requests with status(arg)'s malloc'd
- * text. NULL when out of memory. */
+/* The worker's side: answers each question with answer(arg, kind)'s
+ * malloc'd text (at most 64 KiB goes). NULL when out of memory. */
 struct tunchan *tunchan_new(struct event_base *, int fd,
-	    char *(*status)(void *), void *arg);
+	    char *(*answer)(void *, char kind), void *arg);
 /* Tells the relay process that every forward is up. */
 void	tunchan_ready(struct tunchan *);
 void	tunchan_free(struct tunchan *);

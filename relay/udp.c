@@ -362,6 +362,18 @@ udp_relay_describe(const struct udp_relay *r, char *buf, size_t len)
 	    r->total, r->dropped, r->bytes_in, r->bytes_out);
 }
 
+void
+udp_relay_count(const struct udp_relay *r, struct udp_counts *n)
+{
+	n->open = r->open;
+	n->total = r->total;
+	n->dgrams_in = r->dgrams_in;
+	n->dgrams_out = r->dgrams_out;
+	n->dropped = r->dropped;
+	n->bytes_in = r->bytes_in;
+	n->bytes_out = r->bytes_out;
+}
+
 static void
 release(struct udp_relay *r)
 {

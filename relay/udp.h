@@ -30,6 +30,16 @@ void	udp_relay_stop(struct udp_relay *);
 void	udp_relay_addrs(const struct udp_relay *, char *buf, size_t len);
 /* Writes "flows N open, N total, N datagrams dropped, in=N out=N". */
 void	udp_relay_describe(const struct udp_relay *, char *buf, size_t len);
+/* A UDP relay's counts, for --metrics and --status --json. */
+struct udp_counts {
+	unsigned	open;		/* flows */
+	uint64_t	total;		/* flows */
+	uint64_t	dgrams_in;	/* clients to target */
+	uint64_t	dgrams_out;	/* replies to clients */
+	uint64_t	dropped;	/* datagrams */
+	uint64_t	bytes_in, bytes_out;
+};
+void	udp_relay_count(const struct udp_relay *, struct udp_counts *);
 /* Ends every flow (each logs its summary with end=why) and frees all. */
 void	udp_relay_free(struct udp_relay *, const char *why);
 /* In a forked child: closes and frees everything, silently (a lookup

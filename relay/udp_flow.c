@@ -183,6 +183,7 @@ on_target_read(evutil_socket_t fd, short what, void *arg)
 		f->dgrams_out++;
 		f->bytes_out += (uint64_t)n;
 		r->bytes_out += (uint64_t)n;
+		r->dgrams_out++;
 	}
 	if (heard)
 		flow_touch(f);
@@ -315,6 +316,7 @@ flow_forward(struct flow *f, const void *buf, size_t len)
 	f->dgrams_in++;
 	f->bytes_in += len;
 	r->bytes_in += len;
+	r->dgrams_in++;
 	flow_touch(f);
 }
 

@@ -51,6 +51,7 @@ struct udp_relay {
 	time_t			 warned;	/* last "dropping" warning */
 	unsigned		 open;
 	uint64_t		 total, dropped, bytes_in, bytes_out;
+	uint64_t		 dgrams_in, dgrams_out;
 };
 
 /* The flow of the client key, or NULL. */

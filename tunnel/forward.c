@@ -432,6 +432,11 @@ setup_one(struct tunnel *t, struct fwd *f, const struct forward_spec *spec,
 	f->svc.tag = f->name;
 	f->svc.to = &spec->to;
 	f->svc.screens = spec->kind == FWD_DYNAMIC;
+	if (spec->kind == FWD_REMOTE) {
+		/* The local server restarting: the channel waits for it. */
+		f->svc.connect_retry = t->conf->connect_retry;
+		f->svc.max_held = CONF_MAX_HELD;
+	}
 	if (t->conf->strip_proxy && spec->kind != FWD_DYNAMIC) {
 		f->svc.step = &proxy_step;
 		f->svc.handshake_timeout = STRIP_TIMEOUT;
@@ -474,7 +479,7 @@ tunnel_write_status(const struct tunnel *t, FILE *fp)
 	static const char *const states[] = { "down", "connecting",
 	    "handshaking", "authenticating", "up" };
 	const char	*name = t->conf->name[0] ? t->conf->name : "-";
-	char		 conns[256];
+	char		 conns[512];
 	size_t		 i;
 
 	fprintf(fp, "tunnel %s %s: %s, %u reconnects, %" PRIu64 " packets "

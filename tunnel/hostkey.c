@@ -227,9 +227,11 @@ hostkeys_prefer(struct hostkeys *hk, LIBSSH2_SESSION *s, const char *host,
 	if (kh != NULL)
 		libssh2_knownhost_free(kh);
 	hk->rsa_only = rsa && !other;
+	/* Both lists name a few methods of the table above: they fit. */
 	len = strlen(known);
-	snprintf(known + len, sizeof(known) - len, "%s%s",
-	    *known && *rest ? "," : "", rest);
+	if (snprintf(known + len, sizeof(known) - len, "%s%s",
+	    *known && *rest ? "," : "", rest) >= (int)(sizeof(known) - len))
+		log_debug("host key preference cut short");
 	if (libssh2_session_method_pref(s, LIBSSH2_METHOD_HOSTKEY, known) != 0)
 		log_debug("host key preference \"%s\" not accepted", known);
 }

@@ -6,9 +6,11 @@
 #define TUNNEL_TUNNEL_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "relay/config.h"
+#include "relay/service.h"
 
 struct event_base;
 struct tunnel;
@@ -38,6 +40,31 @@ void	tunnel_start(struct tunnel *);
 int	tunnel_exit_code(const struct tunnel *);
 /* Writes its state, reconnections and each forward's connections. */
 void	tunnel_write_status(const struct tunnel *, FILE *);
+/* What --metrics and --status --json tell of a tunnel (stats.c); the
+ * strings are the tunnel's own, valid while it lives. */
+#define TUNNEL_NSTATES	5
+struct tunnel_stats {
+	const char	*name;		/* "-" on the command line */
+	const char	*server;	/* user@host:port */
+	int		 state;		/* index into tunnel_state_name */
+	unsigned	 reconnects;
+	uint64_t	 packets;	/* SSH packets sent */
+	uint64_t	 writes;	/* send() calls that carried them */
+	int64_t		 last_up;	/* wall clock seconds, 0: never */
+	size_t		 nforwards;
+};
+struct forward_stats {
+	const char	*name;		/* "-R 10080:127.0.0.1:80" */
+	int		 up;
+	int		 port;		/* -R: the server's, once up */
+	struct service_counts counts;
+};
+/* "down", "connecting", "handshaking", "authenticating", "up". */
+const char *tunnel_state_name(int state);
+void	tunnel_get_stats(const struct tunnel *, struct tunnel_stats *);
+/* Forward i (< nforwards) of the tunnel. */
+void	tunnel_forward_stats(const struct tunnel *, size_t i,
+	    struct forward_stats *);
 /* Whether every forward is up (readiness for systemd). */
 int	tunnel_ready(const struct tunnel *);
 /* Calls hook whenever a forward comes up (one hook per process). */

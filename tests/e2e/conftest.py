@@ -34,11 +34,13 @@ EXTRA_ARGS = os.environ.get("RELAYD_EXTRA_ARGS", "").split()
 SPLICING = "--no-splice" not in EXTRA_ARGS
 SETPRIV_NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
 
-# relayd: conn <ID> <client> -> <target> in=N out=N [spliced=N] time=S.mmm
-# end=<reason>; spliced only for connections that took the splicing path.
+# relayd: conn <ID> <client> -> <target> in=N out=N [spliced=N] [held=S.ss]
+# time=S.mmm end=<reason>; spliced only for connections that took the
+# splicing path, held for those that reached their target after a hold.
 CONN_RE = re.compile(
     r"^relayd: conn (?P<id>\S+) (?P<client>.*?) -> (?P<target>\S+) "
     r"(?:route=(?P<route>\S+) )?in=(?P<inb>\d+) out=(?P<outb>\d+)(?: spliced=(?P<spliced>\d+))? "
+    r"(?:held=(?P<held>\d+\.\d{2}) )?"
     r"time=(?P<time>\d+\.\d{3}) end=(?P<end>.+)$", re.M)
 
 
@@ -1007,7 +1009,8 @@ STALL_TIMEOUT = 10 if SANITIZE else 5
 # relayd: conn <ID> [-R 10080:127.0.0.1:80] ... in=N out=N time=S.mmm end=<reason>
 TUNNEL_CONN_RE = re.compile(
     r"^relayd: conn (?P<id>\S+) \[(?P<forward>-[RLD] [^\]]+)\].*? "
-    r"in=(?P<inb>\d+) out=(?P<outb>\d+) time=(?P<time>\d+\.\d{3}) end=(?P<end>.+)$", re.M)
+    r"in=(?P<inb>\d+) out=(?P<outb>\d+) (?:held=(?P<held>\d+\.\d{2}) )?"
+    r"time=(?P<time>\d+\.\d{3}) end=(?P<end>.+)$", re.M)
 
 _FORWARD_OPTS = {"-R": "R", "--remote": "R", "-L": "L", "--local": "L",
                  "-D": "D", "--dynamic": "D"}

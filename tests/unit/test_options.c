@@ -256,10 +256,68 @@ tls_validation(void **state)
 	config_free(&cfg);
 }
 
+/* --connect-retry belongs to relays and tunnels both: on the command line
+ * it goes to whichever are given; in a file, to the section's. */
+static void
+connect_retry_for_relays_and_tunnels(void **state)
+{
+	struct config		 cfg;
+	struct relay_conf	*r;
+	struct tunnel_conf	*t;
+
+	assert_int_equal(parse(&cfg, "--listen", "80", "--to", "h:1", NULL),
+	    OPTIONS_OK);
+	assert_int_equal(cfg.cli_relay->connect_retry, 0);
+	assert_int_equal(cfg.cli_relay->max_held, CONF_MAX_HELD);
+	config_free(&cfg);
+	assert_int_equal(parse(&cfg, "--connect-retry", "5", "--listen", "80",
+	    "--to", "h:1", "--max-held", "100", NULL), OPTIONS_OK);
+	assert_int_equal(cfg.cli_relay->connect_retry, 5);
+	assert_int_equal(cfg.cli_relay->max_held, 100);
+	assert_null(cfg.cli_tunnel);
+	config_free(&cfg);
+	assert_int_equal(parse(&cfg, "--connect-retry", "7", "--ssh", "u@h",
+	    "-R", "80:127.0.0.1:8080", NULL), OPTIONS_OK);
+	assert_null(cfg.cli_relay);
+	assert_int_equal(cfg.cli_tunnel->connect_retry, 7);
+	config_free(&cfg);
+	assert_int_equal(parse(&cfg, "--ssh", "u@h", "-R", "80:127.0.0.1:8080",
+	    NULL), OPTIONS_OK);
+	assert_int_equal(cfg.cli_tunnel->connect_retry,
+	    CONF_TUNNEL_CONNECT_RETRY);
+	config_free(&cfg);
+	assert_int_equal(parse(&cfg, "--ssh", "u@h", "-R", "80:127.0.0.1:8080",
+	    "--listen", "80", "--to", "h:1", "--connect-retry", "0", NULL),
+	    OPTIONS_OK);
+	assert_int_equal(cfg.cli_relay->connect_retry, 0);
+	assert_int_equal(cfg.cli_tunnel->connect_retry, 0);
+	config_free(&cfg);
+	assert_int_equal(parse(&cfg, "--listen", "80", "--to", "h:1",
+	    "--connect-retry", "x", NULL), OPTIONS_ERROR);
+	expect_error("--connect-retry", &cfg);
+
+	config_init(&cfg);
+	r = config_add_relay(&cfg, "web", 1);
+	t = config_add_tunnel(&cfg, "laptop", 5);
+	assert_int_equal(options_set(&cfg, SCOPE_RELAY, r, "connect-retry",
+	    "3", err, sizeof(err)), 0);
+	assert_int_equal(options_set(&cfg, SCOPE_TUNNEL, t, "connect-retry",
+	    "9", err, sizeof(err)), 0);
+	assert_int_equal(options_set(&cfg, SCOPE_RELAY, r, "max-held", "10",
+	    err, sizeof(err)), 0);
+	assert_int_equal(options_set(&cfg, SCOPE_TUNNEL, t, "max-held", "10",
+	    err, sizeof(err)), -1);
+	assert_int_equal(r->connect_retry, 3);
+	assert_int_equal(r->max_held, 10);
+	assert_int_equal(t->connect_retry, 9);
+	config_free(&cfg);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(connect_retry_for_relays_and_tunnels),
 		cmocka_unit_test(full_command_line),
 		cmocka_unit_test(defaults),
 		cmocka_unit_test(help_and_version),

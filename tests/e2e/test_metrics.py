@@ -1,0 +1,361 @@
+"""--metrics (Prometheus text format, /healthz) and --status --json: the
+families after known traffic, read back through a real Prometheus and
+checked by promtool; /healthz following a forward; the JSON agreeing with
+/metrics; hostile scrapers bounded while relaying goes on."""
+import json
+import re
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import (IO_TIMEOUT, free_port, kill_pid, run_relayd, sink_roundtrip, tcp4)
+
+CLIENT = "127.0.0.77"           # the refused one: --deny
+N, B = 5, 20_000
+
+
+def http(port, path="/metrics", method="GET", timeout=IO_TIMEOUT):
+    """(status, body) of one request to relayd's metrics listener."""
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+SAMPLE_RE = re.compile(r"^([a-z_]+)(\{(.*)\})? (\S+)$")
+LABEL_RE = re.compile(r'([a-z_]+)="((?:[^"\\]|\\.)*)"')
+
+
+def parse(text):
+    """{(name, frozenset(labels.items())): value} and {family: type}."""
+    samples, types = {}, {}
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ")
+            types[name] = kind
+        elif line and not line.startswith("#"):
+            m = SAMPLE_RE.match(line)
+            assert m, f"not a sample line: {line!r}"
+            labels = dict(LABEL_RE.findall(m.group(3) or ""))
+            samples[(m.group(1), frozenset(labels.items()))] = float(m.group(4))
+    return samples, types
+
+
+def value(samples, name, **labels):
+    return samples[(name, frozenset(labels.items()))]
+
+
+def metrics_config(tmp_path, sink, mport, control=None, extra=""):
+    conf = tmp_path / "relayd.conf"
+    rport = free_port()
+    conf.write_text(f"metrics = {mport}\n"
+                    + (f"control = {control}\n" if control else "")
+                    + f"\n[relay web]\nlisten = 127.0.0.1:{rport}\nto = {sink.spec}\n"
+                    f"deny = {CLIENT}/32\n{extra}")
+    conf.chmod(0o600)
+    return conf, rport
+
+
+def known_traffic(rport):
+    for i in range(N):
+        sink_roundtrip(tcp4(rport), seed=i, nbytes=B)
+    s = socket.create_connection(("127.0.0.1", rport), timeout=IO_TIMEOUT,
+                                 source_address=(CLIENT, 0))
+    s.settimeout(IO_TIMEOUT)
+    assert s.recv(1) == b""     # refused: closed before anything is read
+    s.close()
+
+
+def wait_for(fn, timeout=10, what="condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        got = fn()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {what} after {timeout} s", pytrace=False)
+        time.sleep(0.1)
+
+
+class Prometheus:
+    """A private Prometheus on 127.0.0.1: its own config and storage under the
+    test's tmp dir, scraping every second; stopped by its PID."""
+
+    def __init__(self, tmp_path, target):
+        self.port = free_port()
+        self.dir = tmp_path / "prometheus"
+        self.dir.mkdir()
+        (self.dir / "prometheus.yml").write_text(f"""\
+global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: relayd
+    static_configs:
+      - targets: ['{target}']
+""")
+        self.log = self.dir / "log"
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(
+                ["prometheus", f"--config.file={self.dir / 'prometheus.yml'}",
+                 f"--storage.tsdb.path={self.dir / 'data'}",
+                 f"--web.listen-address=127.0.0.1:{self.port}"],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+
+    def query(self, q):
+        url = (f"http://127.0.0.1:{self.port}/api/v1/query?"
+               + urllib.parse.urlencode({"query": q}))
+        try:
+            with urllib.request.urlopen(url, timeout=IO_TIMEOUT) as resp:
+                doc = json.load(resp)
+        except (urllib.error.URLError, ConnectionError):
+            return None
+        assert doc["status"] == "success", doc
+        return doc["data"]["result"]
+
+    def stop(self):
+        if self.proc.poll() is None:
+            kill_pid(self.proc.pid)
+        self.proc.wait()
+
+
+@pytest.fixture
+def prometheus(tmp_path):
+    if shutil.which("prometheus") is None:
+        pytest.skip("no prometheus (apt-get install prometheus)")
+    started = []
+
+    def start(target):
+        p = Prometheus(tmp_path, target)
+        started.append(p)
+        return p
+
+    yield start
+    for p in started:
+        p.stop()
+
+
+def test_families_after_known_traffic(tmp_path, relayd, sink, prometheus):
+    """N connections of B bytes and one refused client: relayd's own text
+    has the values, promtool finds no problem, and a real Prometheus that
+    scraped it answers queries with the same values."""
+    mport = free_port()
+    conf, rport = metrics_config(tmp_path, sink, mport)
+    r = relayd("-c", conf)
+    r.wait_log(rf"^relayd: metrics on http://127\.0\.0\.1:{mport}/metrics$")
+    known_traffic(rport)
+    r.wait_conns(N)
+    status, text = http(mport)
+    assert status == 200
+    samples, types = parse(text)
+    assert value(samples, "relayd_relay_connections_total", relay="web") == N
+    assert value(samples, "relayd_relay_connections_active", relay="web") == 0
+    assert value(samples, "relayd_relay_bytes_total", relay="web", direction="in") == N * B
+    assert value(samples, "relayd_relay_refused_total", relay="web", reason="acl") == 1
+    assert value(samples, "relayd_relay_refused_total", relay="web", reason="rate") == 0
+    assert value(samples, "relayd_relay_listening", relay="web") == 1
+    assert value(samples, "relayd_relay_connection_duration_seconds_count", relay="web") == N
+    assert value(samples, "relayd_healthy") == 1
+    assert value(samples, "process_open_fds") > 3
+    assert value(samples, "process_resident_memory_bytes") > 1 << 20
+    assert value(samples, "process_start_time_seconds") <= time.time()
+    assert types["relayd_relay_connection_duration_seconds"] == "histogram"
+    for name in {n for n, _ in samples}:
+        family = re.sub(r"_(bucket|sum|count)$", "", name)
+        assert family in types or name in types, f"{name} has no # TYPE"
+    p = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
+                       text=True, timeout=30)
+    assert p.returncode == 0 and p.stdout + p.stderr == "", p
+
+    prom = prometheus(f"127.0.0.1:{mport}")
+
+    def scraped(q):
+        res = prom.query(q)
+        return res[0]["value"][1] if res else None
+
+    wait_for(lambda: scraped('up{job="relayd"}') == "1", timeout=30, what="scrape")
+    assert scraped('relayd_relay_connections_total{relay="web"}') == str(N)
+    assert scraped('relayd_relay_bytes_total{relay="web",direction="in"}') == str(N * B)
+    assert scraped('relayd_relay_refused_total{relay="web",reason="acl"}') == "1"
+    assert scraped('sum(relayd_relay_connection_duration_seconds_bucket'
+                   '{relay="web",le="+Inf"})') == str(N)
+    r.stop()
+
+
+def test_http_answers(tmp_path, relayd, sink):
+    """HEAD has no body, other methods 405, other paths 404, a bad head 400;
+    a bare port listens on 127.0.0.1 only."""
+    mport = free_port()
+    conf, _ = metrics_config(tmp_path, sink, mport)
+    relayd("-c", conf)
+    assert http(mport, method="HEAD") == (200, "")
+    assert http(mport, method="POST")[0] == 405
+    assert http(mport, "/nothing")[0] == 404
+    assert http(mport, "/healthz") == (200, "ok\n")
+    with socket.create_connection(("127.0.0.1", mport), timeout=IO_TIMEOUT) as s:
+        s.sendall(b"GET metrics HTTP/1.1\r\n\r\n")
+        assert s.recv(100).startswith(b"HTTP/1.1 400 ")
+    with pytest.raises(OSError):
+        socket.create_connection((CLIENT, mport), timeout=1).close()
+
+
+def test_healthz_follows_the_forward(tmp_path, tunnel, sshd, sink):
+    """/healthz is 503 with the forward's name while sshd is down, 200 when
+    the forward is up again; relayd_forward_up says the same."""
+    mport, rport = free_port(), free_port()
+    spec = f"{rport}:{sink.spec}"
+    t = tunnel("-R", spec, "--metrics", mport)
+    assert http(mport, "/healthz") == (200, "ok\n")
+    samples, _ = parse(http(mport)[1])
+    assert value(samples, "relayd_forward_up", tunnel="-", forward=f"-R {spec}") == 1
+    assert value(samples, "relayd_tunnel_state", tunnel="-", state="up") == 1
+    assert value(samples, "relayd_tunnel_last_connected_timestamp_seconds", tunnel="-") > 0
+    sshd.stop()
+    status, body = wait_for(lambda: (lambda a: a if a[0] == 503 else None)(
+        http(mport, "/healthz")), what="503")
+    assert body.startswith(f"tunnel - forward -R {spec}: down"), body
+    samples, _ = parse(http(mport)[1])
+    assert value(samples, "relayd_forward_up", tunnel="-", forward=f"-R {spec}") == 0
+    assert value(samples, "relayd_healthy") == 0
+    sshd.start()
+    wait_for(lambda: http(mport, "/healthz") == (200, "ok\n"), timeout=30, what="200")
+    samples, _ = parse(http(mport)[1])
+    assert value(samples, "relayd_tunnel_reconnects_total", tunnel="-") >= 1
+    t.relayd.stop()
+
+
+RELAY_KEYS = {"name": str, "addresses": list, "listening": bool, "udp": bool,
+              "connections_active": int, "connections_total": int, "bytes_in": int,
+              "bytes_out": int, "bytes_spliced": int, "connect_failures": int,
+              "refused": dict}
+REFUSED_KEYS = {"acl", "per_ip", "rate", "handshake", "max_conns"}
+TUNNEL_KEYS = {"name": str, "server": str, "state": str, "reconnects": int,
+               "packets_sent": int, "writes": int, "last_connected": int, "forwards": list}
+FORWARD_KEYS = {"name": str, "up": bool, "port": int, "connections_active": int,
+                "connections_total": int, "bytes_in": int, "bytes_out": int}
+
+
+def check_keys(obj, keys):
+    assert set(obj) == set(keys), sorted(set(obj) ^ set(keys))
+    for k, kind in keys.items():
+        assert isinstance(obj[k], kind), (k, obj[k])
+
+
+def test_status_json_agrees_with_metrics(tmp_path, relayd, sshd, sink):
+    mport, fport = free_port(), free_port()
+    control = tmp_path / "control.sock"
+    conf, rport = metrics_config(tmp_path, sink, mport, control, extra=f"""
+[tunnel laptop]
+ssh = {sshd.dest()}
+remote = {fport}:{sink.spec}
+identity = {sshd.keys["ed25519"]}
+known-hosts = {sshd.write_known_hosts("good")}
+""")
+    r = relayd("-c", conf)
+    r.wait_log(r"forward -R \d+:\S+ up on port", timeout=15)
+    known_traffic(rport)
+    sink_roundtrip(tcp4(fport), nbytes=3000)
+    r.wait_conns(N + 1)
+    p = run_relayd("--status", "--json", "--control", control)
+    assert p.returncode == 0, p
+    doc = json.loads(p.stdout)
+    samples, _ = parse(http(mport)[1])
+    assert set(doc) == {"version", "pid", "start_time", "healthy", "reason", "relays",
+                        "tunnels"}
+    assert doc["healthy"] is True and doc["reason"] is None and doc["pid"] == r.pid
+    [web] = doc["relays"]
+    check_keys(web, RELAY_KEYS)
+    assert set(web["refused"]) == REFUSED_KEYS
+    assert web["name"] == "web" and web["addresses"] == [f"127.0.0.1:{rport}"]
+    assert web["connections_total"] == N == value(
+        samples, "relayd_relay_connections_total", relay="web")
+    assert web["bytes_in"] == N * B == value(
+        samples, "relayd_relay_bytes_total", relay="web", direction="in")
+    assert web["bytes_out"] == value(samples, "relayd_relay_bytes_total", relay="web",
+                                     direction="out")
+    assert web["refused"]["acl"] == 1 == value(samples, "relayd_relay_refused_total",
+                                               relay="web", reason="acl")
+    [laptop] = doc["tunnels"]
+    check_keys(laptop, TUNNEL_KEYS)
+    assert laptop["state"] == "up"
+    assert laptop["reconnects"] == value(samples, "relayd_tunnel_reconnects_total",
+                                         tunnel="laptop") == 0
+    assert laptop["last_connected"] == value(
+        samples, "relayd_tunnel_last_connected_timestamp_seconds", tunnel="laptop")
+    [fwd] = laptop["forwards"]
+    check_keys(fwd, FORWARD_KEYS)
+    assert fwd["name"] == f"-R {fport}:{sink.spec}" and fwd["up"] and fwd["port"] == fport
+    assert fwd["connections_total"] == 1 == value(
+        samples, "relayd_forward_connections_total", tunnel="laptop", forward=fwd["name"])
+    assert fwd["bytes_in"] == 3000
+    text = run_relayd("--status", "--control", control)
+    assert text.returncode == 0 and "relay web: listening" in text.stdout, text
+    assert run_relayd("--json").returncode == 64
+    r.stop()
+
+
+def test_hostile_scrapers_are_bounded(tmp_path, relayd, sink):
+    """1,000 connections that say nothing, slow heads and heads over 4 KiB:
+    a transfer through the relay meanwhile is intact, relayd holds at most
+    16 of them, and closes them within the head's 5 s."""
+    mport = free_port()
+    conf, rport = metrics_config(tmp_path, sink, mport)
+    r = relayd("-c", conf)
+    base = value(parse(http(mport)[1])[0], "process_open_fds")
+    socks, stop = [], threading.Event()
+    huge_closed = []
+
+    def slow_head():
+        with socket.create_connection(("127.0.0.1", mport), timeout=10) as s:
+            for ch in b"GET /metrics HTTP/1.1\r\nX: ":
+                if stop.is_set():
+                    return
+                try:
+                    s.sendall(bytes([ch]))
+                except OSError:
+                    return
+                time.sleep(0.2)
+
+    def huge_head():
+        with socket.create_connection(("127.0.0.1", mport), timeout=10) as s:
+            try:
+                s.sendall(b"GET /metrics HTTP/1.1\r\nX: " + b"a" * 8192)
+                huge_closed.append(s.recv(100) == b"")
+            except OSError:
+                huge_closed.append(True)
+
+    threads = [threading.Thread(target=slow_head) for _ in range(4)]
+    threads += [threading.Thread(target=huge_head) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        for _ in range(1000):
+            try:
+                socks.append(socket.create_connection(("127.0.0.1", mport), timeout=2))
+            except OSError:
+                pass
+        sink_roundtrip(tcp4(rport), seed=9, nbytes=5_000_000)
+        fds = len(list(Path(f"/proc/{r.pid}/fd").iterdir()))
+        assert fds <= base + 16 + 4, f"{fds} descriptors open, {base} before"
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(15)
+        for s in socks:
+            s.close()
+    assert huge_closed == [True] * 4
+    # Once the head's time is up, everything is answered again.
+    time.sleep(5.5)
+    assert http(mport, "/healthz") == (200, "ok\n")
+    assert r.alive()
+    r.stop()
