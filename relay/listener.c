@@ -50,6 +50,7 @@ struct listener {
 	int			 probe;		/* ...once a plain bind fits */
 	int			 adopted;	/* systemd's sockets */
 	int			 shared;	/* the fds are another's */
+	int			 taken;		/* from a relay a reload replaced */
 	size_t			 nsocks;
 	struct listen_sock	 socks[MAX_SOCKETS];
 	TAILQ_ENTRY(listener)	 parked_entry;	/* while parked */
@@ -410,10 +411,12 @@ listener_clone(struct event_base *base, const struct listener *src,
 	l->cb = cb;
 	l->arg = arg;
 	l->reuseport = 1;
-	/* A unix path, an inherited socket or one bound without SO_REUSEPORT
-	 * (taken over from a relay with one loop) cannot be bound twice. */
-	l->shared = src->spec.kind == ADDR_UNIX || src->adopted ||
-	    !src->reuseport;
+	/* A unix path or an inherited socket cannot be bound twice, nor one
+	 * taken over from a relay that a reload replaced: it may lack
+	 * SO_REUSEPORT (that relay ran in one loop), and a reuseport group
+	 * takes only sockets of the user that began it, root before the
+	 * drop. */
+	l->shared = src->spec.kind == ADDR_UNIX || src->adopted || src->taken;
 	evtimer_assign(&l->resume, base, on_resume, l);
 	for (i = 0; i < src->nsocks; i++) {
 		if (l->shared)
@@ -620,6 +623,7 @@ listener_take(struct event_base *base, const struct addr_spec *spec,
 	l->spec = *spec;
 	l->cb = cb;
 	l->arg = arg;
+	l->taken = 1;
 	evtimer_assign(&l->resume, base, on_resume, l);
 	for (i = 0; i < l->nsocks; i++) {
 		l->socks[i].owner = l;

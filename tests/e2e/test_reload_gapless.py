@@ -4,14 +4,17 @@ and its exchange comes back whole, on one loop or several, over TCP or a
 unix socket whose path stays the same."""
 
 import os
+import re
 import signal
 import socket
+import ssl
+import subprocess
 import threading
 import time
 
 import pytest
 
-from conftest import digest_of, free_port, payload, recv_all, tcp4, unix
+from conftest import digest_of, free_port, payload, recv_all, recv_exact, tcp4, unix
 
 RELOADS = 40
 CLIENTS = 6             # load threads
@@ -85,7 +88,8 @@ class Load:
 def wait_reloads(r, n, timeout=10):
     """Until relayd has logged its n-th "reloaded:" line."""
     deadline = time.monotonic() + timeout
-    while r.log().count("\nrelayd: reloaded: ") < n:
+    # The tunnels' process logs a "reloaded: 0 relays" line of its own.
+    while len(re.findall(r"^relayd: reloaded: [1-9]", r.log(), re.M)) < n:
         assert r.alive(), "relayd died"
         assert time.monotonic() < deadline, f"reload {n} not done after {timeout} s"
         time.sleep(0.01)
@@ -112,6 +116,9 @@ def reload_under_load(r, conf, addr, texts, figures):
             time.sleep(0.01)        # served after the last reload too
     finally:
         counts = load.stop()
+    # Every reload replaced the relay: none was left as it was.
+    replaced = r"^relayd: reloaded: 1 relays, 0 tunnels \(0 unchanged\)$"
+    assert len(re.findall(replaced, r.log(), re.M)) == len(texts)
     figures(f"{counts} over {len(texts)} reloads; first errors {load.errors}")
     return counts, load.errors
 
@@ -192,4 +199,62 @@ def test_reload_moving_a_unix_socket_removes_the_old_path(sockdir, relayd, echo)
         s.sendall(b"ping")
         s.shutdown(socket.SHUT_WR)
         assert recv_all(s) == digest_of(b"ping")
+    r.stop()
+
+
+def echo_each(addr, n, wrap=None):
+    """n connections open at once (so that every loop's socket gets some),
+    each echoing a payload of its own; wrap makes them TLS."""
+    socks = []
+    try:
+        for i in range(n):
+            s = addr.connect(timeout=5)
+            socks.append(wrap(s) if wrap else s)
+        for i, s in enumerate(socks):
+            data = payload(1000 + i, EXCHANGE)
+            s.sendall(data)
+            assert recv_exact(s, len(data)) == data, f"connection {i}"
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_reload_between_one_loop_and_two_keeps_every_socket(sockdir, relayd, echo):
+    """A TLS relay runs in one loop, a plain one in every loop: going from
+    one to the other on the same address, the relay that runs in one loop
+    watches every socket the loops had (none is left with clients queued
+    on it), and the loops that come back watch them too."""
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", "k.pem", "-out", "c.pem",
+                    "-days", "1", "-subj", "/CN=relayd test"], cwd=sockdir, check=True,
+                   capture_output=True)
+    for f in ("k.pem", "c.pem"):
+        (sockdir / f).chmod(0o644)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    port, conf = free_port(), sockdir / "relayd.conf"
+    plain = relay_conf(f"127.0.0.1:{port}", echo.spec, 300, workers=2)
+    tls = (relay_conf(f"tls:127.0.0.1:{port}", echo.spec, 300, workers=2) +
+           f"cert = {sockdir}/c.pem\nkey = {sockdir}/k.pem\n")
+    r = start(relayd, conf, plain)
+    for n, (text, wrap) in enumerate([(tls, ctx.wrap_socket), (plain, None),
+                                      (tls, ctx.wrap_socket)], 1):
+        write_conf(conf, text)
+        os.kill(r.pid, signal.SIGHUP)
+        wait_reloads(r, n)
+        echo_each(tcp4(port), 24, wrap)
+    assert "cannot listen" not in r.log()
+    r.stop()
+
+
+def test_reload_from_any_address_to_one_of_them(sockdir, relayd, echo):
+    """*:P parked would keep 127.0.0.1:P from binding: what the new
+    configuration no longer listens on closes before anything binds."""
+    port, conf = free_port(), sockdir / "relayd.conf"
+    r = start(relayd, conf, relay_conf(f"*:{port}", echo.spec, 300))
+    write_conf(conf, relay_conf(f"127.0.0.1:{port}", echo.spec, 300))
+    os.kill(r.pid, signal.SIGHUP)
+    wait_reloads(r, 1)
+    r.wait_log(rf"^relayd: listening on 127\.0\.0\.1:{port}$", timeout=0)
+    echo_each(tcp4(port), 4)
     r.stop()
