@@ -2,6 +2,7 @@
 #include "daemon/daemon.h"
 #include "relay/log.h"
 #include "relay/pump.h"
+#include "relay/relay.h"
 #include "relay/systemd.h"
 #include "relay/workers.h"
 
@@ -80,8 +81,8 @@ keep_unchanged(struct daemon *d, const struct config *nc,
 	return n;
 }
 
-/* What nc no longer has stops accepting and gives its ports back; its
- * connections finish in their own time. */
+/* What nc no longer has stops accepting and parks its listening sockets
+ * for start_new; its connections finish in their own time. */
 static void
 retire_unkept(struct daemon *d)
 {
@@ -152,8 +153,17 @@ reload(struct daemon *d)
 	if (read_new_config(d, &nc) == -1)
 		return;
 	nkept = keep_unchanged(d, &nc, &keep);
+	/*
+	 * A changed relay's successor takes its sockets as they are, so that
+	 * no socket closes and no client is refused or reset (listener.c
+	 * says why a new bind cannot do that). Those on addresses nc drops
+	 * close before anything binds: *:80 parked would keep 127.0.0.1:80
+	 * from binding.
+	 */
 	retire_unkept(d);
+	relay_close_parked(&nc);
 	start_new(d, &nc, &keep);
+	relay_close_parked(NULL);
 	TAILQ_CONCAT(&d->units, &keep, entry);
 	apply_settings(d, &nc);
 	sysd_close_unused_sockets();

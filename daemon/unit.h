@@ -52,8 +52,9 @@ const char *unit_conf_name(const struct config *cfg, enum unit_kind kind,
 const char *unit_kind_name(enum unit_kind);
 /* Stops taking new connections; live ones go on. */
 void	unit_stop_accepting(struct unit *);
-/* Left by a reload: stops accepting and gives its ports back; its
- * connections finish in their own time. */
+/* Left by a reload: stops accepting and hands its listening sockets on
+ * to whatever listens on the same address next (reload.c closes those
+ * that nothing takes); its connections finish in their own time. */
 void	unit_retire(struct unit *);
 /* Reads its TLS certificates and CAs again, if it has any; a failure is
  * logged and the old ones stay. */

@@ -61,11 +61,11 @@ r_stop_accepting(void *obj)
 	relay_stop_accepting(obj);
 }
 
-/* Closing the listeners is enough: nothing accepts on a closed socket. */
+/* Its listening sockets wait, parked, for the relay that replaces it. */
 static void
 r_retire(void *obj)
 {
-	relay_close_listeners(obj);
+	relay_park_listeners(obj);
 }
 
 static void

@@ -5,6 +5,7 @@
  * once: instead the listener is paused and re-armed from a timer, leaving
  * the clients waiting in the backlog until descriptors free up.
  */
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <netinet/in.h>
@@ -49,9 +50,19 @@ struct listener {
 	int			 probe;		/* ...once a plain bind fits */
 	int			 adopted;	/* systemd's sockets */
 	int			 shared;	/* the fds are another's */
+	int			 taken;		/* from a relay a reload replaced */
 	size_t			 nsocks;
 	struct listen_sock	 socks[MAX_SOCKETS];
+	TAILQ_ENTRY(listener)	 parked_entry;	/* while parked */
+	unsigned		 loop;		/* the loop it was parked from */
 };
+
+/*
+ * Listeners parked by a reload, their sockets still listening, for the
+ * relay that replaces theirs. Only the main thread, or a loop that it waits
+ * for in workers_call, touches the list: never two threads at once.
+ */
+static TAILQ_HEAD(, listener)	parked = TAILQ_HEAD_INITIALIZER(parked);
 
 static void
 on_resume(evutil_socket_t fd, short what, void *arg)
@@ -400,8 +411,12 @@ listener_clone(struct event_base *base, const struct listener *src,
 	l->cb = cb;
 	l->arg = arg;
 	l->reuseport = 1;
-	/* A unix path or an inherited socket cannot be bound twice. */
-	l->shared = src->spec.kind == ADDR_UNIX || src->adopted;
+	/* A unix path or an inherited socket cannot be bound twice, nor one
+	 * taken over from a relay that a reload replaced: it may lack
+	 * SO_REUSEPORT (that relay ran in one loop), and a reuseport group
+	 * takes only sockets of the user that began it, root before the
+	 * drop. */
+	l->shared = src->spec.kind == ADDR_UNIX || src->adopted || src->taken;
 	evtimer_assign(&l->resume, base, on_resume, l);
 	for (i = 0; i < src->nsocks; i++) {
 		if (l->shared)
@@ -524,6 +539,113 @@ listener_free(struct listener *l)
 		return;
 	}
 	listener_free_in_child(l);
+}
+
+/*
+ * A reload hands listening sockets over instead of closing and binding
+ * them again. Closing a listening socket resets the connections in its
+ * accept queue, and until the new one listens the port refuses clients;
+ * a new SO_REUSEPORT socket next to the old one would not help, since the
+ * kernel spreads new connections over every socket of the group, the old
+ * one's queue included, and a unix path cannot be bound twice at all. A
+ * parked socket stays open and listening: the kernel goes on completing
+ * handshakes into its queue, and the successor accepts them all as soon
+ * as it is enabled. No socket closes, so no client can be refused.
+ */
+void
+listener_park(struct listener *l, unsigned loop)
+{
+	if (l == NULL)
+		return;
+	/* A clone watching another's sockets has none of its own; systemd's
+	 * go back to systemd, for the next relay of their name. */
+	if (l->shared || l->adopted || l->nsocks == 0) {
+		listener_free(l);
+		return;
+	}
+	listener_disable(l);
+	event_del(&l->resume);
+	l->paused = 0;
+	l->loop = loop;
+	TAILQ_INSERT_TAIL(&parked, l, parked_entry);
+}
+
+int
+listener_same_address(const struct addr_spec *a, const struct addr_spec *b)
+{
+	if (a->kind != b->kind || a->udp != b->udp)
+		return 0;
+	if (a->kind == ADDR_UNIX)
+		return strcmp(a->path, b->path) == 0;
+	return strcmp(a->host, b->host) == 0 && a->port == b->port;
+}
+
+/* Moves what room allows of the sockets parked for l's address from other
+ * loops into l (a relay that spread over loops replaced by one that does
+ * not); what is left is closed with the rest. */
+static void
+take_other_loops(struct listener *l)
+{
+	struct listener	*p, *next;
+
+	for (p = TAILQ_FIRST(&parked); p != NULL; p = next) {
+		next = TAILQ_NEXT(p, parked_entry);
+		if (!listener_same_address(&p->spec, &l->spec))
+			continue;
+		while (p->nsocks > 0 && l->nsocks < MAX_SOCKETS)
+			l->socks[l->nsocks++] = p->socks[--p->nsocks];
+		if (p->nsocks == 0) {
+			TAILQ_REMOVE(&parked, p, parked_entry);
+			free(p);
+		}
+	}
+}
+
+struct listener *
+listener_take(struct event_base *base, const struct addr_spec *spec,
+    unsigned loop, int any_loop, listener_cb *cb, void *arg)
+{
+	struct listener	*l, *found = NULL;
+	size_t		 i;
+
+	TAILQ_FOREACH(l, &parked, parked_entry)
+		if (listener_same_address(&l->spec, spec) &&
+		    (l->loop == loop || (any_loop && found == NULL))) {
+			found = l;
+			if (l->loop == loop)
+				break;
+		}
+	if ((l = found) == NULL)
+		return NULL;
+	TAILQ_REMOVE(&parked, l, parked_entry);
+	if (any_loop)
+		take_other_loops(l);
+	l->spec = *spec;
+	l->cb = cb;
+	l->arg = arg;
+	l->taken = 1;
+	evtimer_assign(&l->resume, base, on_resume, l);
+	for (i = 0; i < l->nsocks; i++) {
+		l->socks[i].owner = l;
+		event_assign(&l->socks[i].ev, base, l->socks[i].fd,
+		    EV_READ | EV_PERSIST, on_accept, &l->socks[i]);
+	}
+	return l;
+}
+
+void
+listener_close_parked(int (*keep)(const struct addr_spec *, const void *),
+    const void *arg)
+{
+	struct listener	*l, *next;
+
+	for (l = TAILQ_FIRST(&parked); l != NULL; l = next) {
+		next = TAILQ_NEXT(l, parked_entry);
+		if (keep != NULL && keep(&l->spec, arg))
+			continue;
+		TAILQ_REMOVE(&parked, l, parked_entry);
+		listener_free(l);
+	}
 }
 
 size_t

@@ -51,6 +51,28 @@ void	listener_free_in_child(struct listener *);
 /* Stops the sockets listening in every process that has a copy of them, so
  * that their ports can be bound again; call before listener_free. */
 void	listener_unlisten(struct listener *);
+/*
+ * A reload's hand-over (see listener.c): stops accepting and keeps the
+ * sockets listening, parked, for a successor on the same address; loop is
+ * the event loop l served. A clone that shares another's sockets, or
+ * systemd's, is freed as listener_free does.
+ */
+void	listener_park(struct listener *, unsigned loop);
+/*
+ * The listener that loop parked for spec's address (with any_loop, any
+ * loop's, and the other loops' sockets of that address added), now
+ * accepting for cb in base once enabled; NULL if none is parked.
+ */
+struct listener *listener_take(struct event_base *, const struct addr_spec *spec,
+	    unsigned loop, int any_loop, listener_cb *, void *);
+/* Frees (as listener_free) the parked listeners that keep, if not NULL,
+ * does not want kept. */
+void	listener_close_parked(int (*keep)(const struct addr_spec *,
+	    const void *), const void *arg);
+/* Whether a listener of a and one of b would listen on the same address
+ * (what "tls:" changes is not the socket). */
+int	listener_same_address(const struct addr_spec *a,
+	    const struct addr_spec *b);
 /* Binds one address for listener_bind_host: 0 to go on, 1 when there is
  * no room for another socket (the other addresses are left unbound), -1
  * with a one-line message and a sysexits.h code. */

@@ -50,6 +50,7 @@ struct relay {
 	struct route_table	*routes;	/* --route, or NULL */
 	struct udp_relay	*udp;	/* UDP: in place of listeners */
 	struct iplimit		*iplimit;	/* shared by the shards, or NULL */
+	int			 sysd;		/* listens on systemd's sockets */
 	struct refusals		 refusal_log;	/* shared by the shards' logs */
 	/* Over every loop: what --max-conns limits and a drain waits for. */
 	_Atomic unsigned	 active;
@@ -372,6 +373,36 @@ struct shard_job {
 	uint64_t	*routed;	/* summed over the loops */
 };
 
+/*
+ * Listener i of sh: the one a reload's predecessor parked for its address
+ * (listener.c says why), else systemd's sockets (fds, in loop 0), a clone
+ * of shard 0's (later loops) or a new bind. NULL with the job's message.
+ */
+static struct listener *
+open_listener(struct shard_job *job, size_t i, const int *fds, size_t nfds,
+    listener_cb *cb)
+{
+	struct shard		*sh = job->sh, *first = &sh->relay->shards[0];
+	const struct relay_conf	*conf = sh->relay->conf;
+	struct event_base	*base = sh->svc.base;
+	struct listener		*l;
+
+	if (!sh->relay->sysd && (l = listener_take(base, &conf->listen[i],
+	    sh->loop, sh->relay->nshards == 1, cb, sh)) != NULL)
+		return l;
+	if (sh->loop > 0)
+		return listener_clone(base, first->listeners[i], cb, sh,
+		    job->err, job->errlen, job->exitcode);
+	if (nfds > 0) {
+		*job->exitcode = EX_OSERR;
+		return listener_adopt(base, fds, nfds, cb, sh, job->err,
+		    job->errlen);
+	}
+	return (sh->relay->nshards > 1 ? listener_bind_reuseport :
+	    listener_bind)(base, &conf->listen[i], cb, sh, job->err,
+	    job->errlen, job->exitcode);
+}
+
 /* Shard 0 binds (or takes systemd's sockets); later ones clone them. */
 static void
 shard_open(void *arg)
@@ -379,7 +410,6 @@ shard_open(void *arg)
 	struct shard_job	*job = arg;
 	struct shard		*sh = job->sh, *first = &sh->relay->shards[0];
 	const struct relay_conf	*conf = sh->relay->conf;
-	struct event_base	*base = sh->svc.base;
 	struct listener		*l;
 	listener_cb		*cb;
 	size_t			 i, n = conf->nlisten, nfds = 0;
@@ -389,6 +419,8 @@ shard_open(void *arg)
 	if (sh->loop == 0 && conf->name[0] != '\0')
 		nfds = sysd_sockets(conf->name, fds, sizeof(fds) /
 		    sizeof(fds[0]));
+	if (sh->loop == 0)
+		sh->relay->sysd = nfds > 0;
 	if (sh->loop > 0)
 		n = first->nlisteners;
 	else if (nfds > 0)
@@ -405,18 +437,7 @@ shard_open(void *arg)
 		cb = sh->loop == 0 && conf->nlisten > 0 &&
 		    conf->listen[nfds > 0 ? 0 : i].tls ? on_accept_tls :
 		    on_accept;
-		if (sh->loop > 0)
-			l = listener_clone(base, first->listeners[i], cb, sh,
-			    job->err, job->errlen, job->exitcode);
-		else if (nfds > 0) {
-			*job->exitcode = EX_OSERR;
-			l = listener_adopt(base, fds, nfds, cb, sh, job->err,
-			    job->errlen);
-		} else
-			l = (sh->relay->nshards > 1 ? listener_bind_reuseport :
-			    listener_bind)(base, &conf->listen[i], cb, sh,
-			    job->err, job->errlen, job->exitcode);
-		if (l == NULL)
+		if ((l = open_listener(job, i, fds, nfds, cb)) == NULL)
 			return;
 		sh->listeners[sh->nlisteners++] = l;
 	}
@@ -581,8 +602,19 @@ shard_close_listeners(void *arg)
 	close_listeners(arg, in_child);
 }
 
+static void
+shard_park_listeners(void *arg)
+{
+	struct shard	*sh = arg;
+	size_t		 i;
+
+	for (i = 0; i < sh->nlisteners; i++)
+		listener_park(sh->listeners[i], sh->loop);
+	sh->nlisteners = 0;
+}
+
 void
-relay_close_listeners(struct relay *r)
+relay_park_listeners(struct relay *r)
 {
 	unsigned	i;
 
@@ -591,7 +623,29 @@ relay_close_listeners(struct relay *r)
 	r->udp = NULL;
 	/* Clones first: they may watch shard 0's sockets. */
 	for (i = r->nshards; i-- > 0;)
-		workers_call(i, shard_close_listeners, &r->shards[i]);
+		workers_call(i, shard_park_listeners, &r->shards[i]);
+}
+
+/* listener_close_parked's keep: whether a relay of the config in arg
+ * listens on spec's address. */
+static int
+listened_on(const struct addr_spec *spec, const void *arg)
+{
+	const struct config	*cfg = arg;
+	size_t			 i, j;
+
+	for (i = 0; i < cfg->nrelays; i++)
+		for (j = 0; j < cfg->relays[i]->nlisten; j++)
+			if (listener_same_address(spec,
+			    &cfg->relays[i]->listen[j]))
+				return 1;
+	return 0;
+}
+
+void
+relay_close_parked(const struct config *keep)
+{
+	listener_close_parked(keep != NULL ? listened_on : NULL, keep);
 }
 
 /* Adds the shard's counts to the job's. */

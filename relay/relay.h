@@ -24,8 +24,15 @@ struct relay *relay_new(struct event_base *, const struct relay_conf *conf,
 void	relay_start(struct relay *);
 /* Stops accepting; live connections go on. */
 void	relay_stop_accepting(struct relay *);
-/* Closes the listening sockets (a reload rebinds them elsewhere). */
-void	relay_close_listeners(struct relay *);
+/*
+ * Left by a reload: stops accepting and parks its listening sockets, still
+ * listening, for the relay that listens on the same address next (see
+ * listener_park); its UDP sockets and flows close.
+ */
+void	relay_park_listeners(struct relay *);
+/* Closes the parked sockets that no relay of keep listens on, or with
+ * keep NULL every one that no relay took. */
+void	relay_close_parked(const struct config *keep);
 /* Loads conf's TLS certificates, keys and CAs to see that they work
  * (--check): 0, or -1 with one line in err. */
 int	relay_check_tls(const struct relay_conf *conf, char *err, size_t errlen);
