@@ -209,6 +209,11 @@ def test_reload_changes_routes_and_keeps_live_connections(relayd, sinks):
     live = tcp4(port).connect()
     head = b"GET / HTTP/1.1\r\nHost: blog.example.org\r\n\r\n"
     live.sendall(head)
+    # Routed before the reload: the first backend has it.
+    deadline = time.monotonic() + 5
+    while not sinks[0].records:
+        assert time.monotonic() < deadline, "the live connection was never routed"
+        time.sleep(0.02)
     conf.write_text(f"[relay web]\nlisten = 127.0.0.1:{port}\nto = {sinks[2].spec}\n"
                     f"route = blog.example.org {sinks[1].spec}\n")
     os.kill(r.pid, signal.SIGHUP)
