@@ -294,6 +294,12 @@ def test_remote_channels_into_a_target_that_never_reads(tunnel, backends, figure
         assert grown < len(ok) * PER_REMOTE + SLACK, f"VmHWM grew {grown >> 20} MiB"
         for u in ok:
             assert u.result[0] in got and u.result[1] == sink_reply(u.result[0])
+        # Drained, the budget admits channels again.
+        again = Uploader(fwd(rport), 1, 1000)
+        again.thread.join(10)
+        again.close()
+        assert isinstance(again.result, tuple) and again.result[1] == \
+            sink_reply(again.result[0]), again.result
         t.wait(r"memory back under budget \(\d+ KiB\); \d+ new channels were refused$")
     finally:
         target.gate.set()
