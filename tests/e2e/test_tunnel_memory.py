@@ -288,10 +288,12 @@ def test_remote_channels_into_a_target_that_never_reads(tunnel, backends, figure
         figures(f"100 -R channels into a target that never reads: worker VmHWM "
                 f"+{grown >> 20} MiB; {len(ok)} admitted, {n - len(ok)} refused")
         # Channels admitted before the budget was spent may each still fill
-        # their window: the budget bounds how many are admitted.
+        # their window, and a refused -R channel, granted its window by
+        # libssh2 before relayd sees it, may fill it until its close is
+        # done: the budget bounds how many are admitted.
         assert 0 < len(ok) < n
         assert len(ok) * PER_REMOTE < BUDGET + 32 * PER_REMOTE
-        assert grown < len(ok) * PER_REMOTE + SLACK, f"VmHWM grew {grown >> 20} MiB"
+        assert grown < BUDGET + len(ok) * PER_REMOTE + SLACK, f"VmHWM grew {grown >> 20} MiB"
         for u in ok:
             assert u.result[0] in got and u.result[1] == sink_reply(u.result[0])
         # Drained, the budget admits channels again.
