@@ -165,6 +165,58 @@ open_finish(struct tunnel *t, struct open_req *r, LIBSSH2_CHANNEL *ch,
 	done(NULL, why, arg);
 }
 
+static unsigned char *
+put_u32(unsigned char *p, uint32_t v)
+{
+	p[0] = (unsigned char)(v >> 24);
+	p[1] = (unsigned char)(v >> 16);
+	p[2] = (unsigned char)(v >> 8);
+	p[3] = (unsigned char)v;
+	return p + 4;
+}
+
+static unsigned char *
+put_str(unsigned char *p, const char *str, size_t len)
+{
+	p = put_u32(p, (uint32_t)len);
+	memcpy(p, str, len);
+	return p + len;
+}
+
+/*
+ * A direct-tcpip channel (RFC 4254 7.2) that grants the server
+ * TUNNEL_OPEN_WINDOW: libssh2_channel_direct_tcpip_ex always grants
+ * LIBSSH2_CHANNEL_WINDOW_DEFAULT. A repeated call must bring the same
+ * message, as it does here.
+ */
+static LIBSSH2_CHANNEL *
+open_direct(LIBSSH2_SESSION *s, const struct addr_spec *to)
+{
+	static const char	type[] = "direct-tcpip", from[] = "127.0.0.1";
+	unsigned char		msg[sizeof(to->host) + sizeof(from) + 16];
+	unsigned char		*p = msg;
+
+	p = put_str(p, to->host, strnlen(to->host, sizeof(to->host)));
+	p = put_u32(p, (uint32_t)to->port);
+	p = put_str(p, from, sizeof(from) - 1);
+	p = put_u32(p, 0);
+	return libssh2_channel_open_ex(s, type, sizeof(type) - 1,
+	    TUNNEL_OPEN_WINDOW, LIBSSH2_CHANNEL_PACKET_DEFAULT,
+	    (const char *)msg, (unsigned)(p - msg));
+}
+
+/* A channel open not yet begun, refused while the budget is spent. */
+static void
+open_refuse(struct open_req *r)
+{
+	void		(*done)(struct endpoint *, const char *, void *) =
+			    r->done;
+	void		*arg = r->arg;
+
+	open_free(r);
+	done(NULL, "refused: the tunnel's memory budget is spent", arg);
+}
+
 int
 open_service(struct tunnel *t)
 {
@@ -176,6 +228,10 @@ open_service(struct tunnel *t)
 	while ((r = TAILQ_FIRST(&t->opens)) != NULL) {
 		if (!tunnel_may_call(t, r, OP_OPEN))
 			return 0;
+		if (!r->ping && !r->in_progress && !budget_admit(t)) {
+			open_refuse(r);
+			continue;
+		}
 		/* A probe: an unknown channel type, refused at once by the
 		 * server, whose answer libssh2 consumes properly. */
 		if (r->ping)
@@ -183,8 +239,7 @@ open_service(struct tunnel *t)
 			    sizeof(probe) - 1, LIBSSH2_CHANNEL_WINDOW_DEFAULT,
 			    LIBSSH2_CHANNEL_PACKET_DEFAULT, NULL, 0);
 		else
-			ch = libssh2_channel_direct_tcpip_ex(t->s, r->to.host,
-			    r->to.port, "127.0.0.1", 0);
+			ch = open_direct(t->s, &r->to);
 		rc = ch != NULL ? 0 : libssh2_session_last_errno(t->s);
 		tunnel_called(t, r, OP_OPEN, rc);
 		if (ch == NULL && rc == LIBSSH2_ERROR_EAGAIN) {
@@ -352,6 +407,12 @@ remote_accept(struct fwd *f)
 		if ((c = chan_new(t, ch)) == NULL) {
 			tunnel_fail(t, "out of memory");
 			return -1;
+		}
+		/* Over budget: closed at once, the server's client sees
+		 * its connection end. */
+		if (!budget_admit(t)) {
+			c->ep.ops->free(&c->ep);
+			continue;
 		}
 		snprintf(name, sizeof(name), "remote:%d", f->bound_port);
 		conn_start(&f->svc, &c->ep, name, NULL);

@@ -182,9 +182,14 @@ quickack(int fd)
 	setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &on, sizeof(on));
 }
 
-/* Counts bytes from the server: any byte proves it alive. Once a read
+/*
+ * Counts bytes from the server: any byte proves it alive. Once a read
  * said EAGAIN, none is tried again until the socket is reported readable:
- * every libssh2 call looks for input, and most would find none. */
+ * every libssh2 call looks for input, and most would find none. Before
+ * the key exchange ends, libssh2 keeps every packet of a type it does not
+ * know, and nothing has proved who sends them yet: past TUNNEL_KEX_MAX
+ * the connection counts as dead.
+ */
 static ssize_t
 recv_cb(libssh2_socket_t fd, void *buf, size_t len, int flags,
     void **abstract)
@@ -194,9 +199,14 @@ recv_cb(libssh2_socket_t fd, void *buf, size_t len, int flags,
 
 	if (t->drained && !t->sock_dead)
 		return -EAGAIN;
+	if (t->state == T_HANDSHAKE && t->kex_bytes > TUNNEL_KEX_MAX)
+		return -ECONNABORTED;
 	if ((n = recv(fd, buf, len, flags)) > 0) {
 		t->missed = 0;
 		t->rx_bytes += (uint64_t)n;
+		if (t->state == T_HANDSHAKE &&
+		    (t->kex_bytes += (size_t)n) > TUNNEL_KEX_MAX)
+			return -ECONNABORTED;
 		quickack(fd);
 		return n;
 	}
@@ -475,6 +485,12 @@ step_handshake(struct tunnel *t)
 	rc = libssh2_session_handshake(t->s, t->fd);
 	if (rc == LIBSSH2_ERROR_EAGAIN)
 		return;
+	if (rc != 0 && t->kex_bytes > TUNNEL_KEX_MAX) {
+		snprintf(err, sizeof(err), "the server sent more than %d KiB "
+		    "before the key exchange ended", TUNNEL_KEX_MAX / 1024);
+		retry_later(t, BACKOFF_REFUSED, "handshake failed", err);
+		return;
+	}
 	if (rc != 0) {
 		snprintf(err, sizeof(err), "%s%s", ssh_error(t->s, msg,
 		    sizeof(msg)), rc == LIBSSH2_ERROR_KEX_FAILURE ?
@@ -808,7 +824,10 @@ set_callbacks(LIBSSH2_SESSION *s)
 static int
 new_session(struct tunnel *t)
 {
-	if ((t->s = libssh2_session_init_ex(NULL, NULL, NULL, t)) == NULL)
+	t->kex_bytes = 0;
+	t->mem_held = 0;
+	if ((t->s = libssh2_session_init_ex(budget_alloc, budget_free,
+	    budget_realloc, t)) == NULL)
 		return -1;
 	libssh2_session_set_blocking(t->s, 0);
 	set_callbacks(t->s);

@@ -14,6 +14,16 @@
 #include "relay/service.h"
 #include "tunnel/backoff.h"
 
+/*
+ * Memory (see SECURITY.md): what the server may send before the key
+ * exchange ends, what libssh2 may hold before new channels are refused,
+ * and the receive window of the channels we open (accepted -R channels
+ * get libssh2's fixed LIBSSH2_CHANNEL_WINDOW_DEFAULT).
+ */
+#define TUNNEL_KEX_MAX		(64 * 1024)
+#define TUNNEL_MEM_BUDGET	(64u * 1024 * 1024)
+#define TUNNEL_OPEN_WINDOW	(256 * 1024)
+
 struct tunnel;
 struct listener;
 struct socks;
@@ -112,6 +122,9 @@ struct tunnel {
 	int			 pinging;	/* a probe is queued */
 	uint64_t		 moved;		/* channel bytes, to see progress */
 	uint64_t		 rx_bytes;	/* bytes received from the server */
+	size_t			 kex_bytes;	/* of them, before the kex ended */
+	size_t			 mem_held;	/* allocated by libssh2 */
+	unsigned		 mem_refused;	/* channels refused, over budget */
 	int			 in_pass;	/* inside pass(): it sees new input */
 	/* The last read from the socket said EAGAIN: libssh2 holds no
 	 * unprocessed input (some calls handle one packet per call). */
@@ -138,6 +151,14 @@ void	tunnel_called(struct tunnel *, void *who, enum ssh_op op, int rc);
 void	tunnel_fail(struct tunnel *, const char *why);
 /* Asks for a pass over every channel from the loop. */
 void	tunnel_kick(struct tunnel *);
+
+/* The budget (budget.c): libssh2's allocator, counting into mem_held
+ * (the session's abstract pointer is the tunnel). */
+void	*budget_alloc(size_t, void **abstract);
+void	*budget_realloc(void *, size_t, void **abstract);
+void	 budget_free(void *, void **abstract);
+/* Whether a new channel may be opened or accepted now; logs refusals. */
+int	 budget_admit(struct tunnel *);
 
 /* Channels (channel.c). */
 struct chan *chan_new(struct tunnel *, LIBSSH2_CHANNEL *);
