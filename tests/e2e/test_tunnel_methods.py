@@ -2,11 +2,13 @@
 checked against sshd's own account of the same key exchange (LogLevel
 DEBUG3). The methods depend on the libssh2 relayd was built with: 1.10
 has AES-CTR with plain HMACs; from 1.11.1 relayd offers AES-GCM and
-encrypt-then-MAC too, and libssh2 strict key exchange."""
+encrypt-then-MAC too, and libssh2 strict key exchange; the patched 1.11.1
+(make LIBSSH2=patched) offers AES-CTR before AES-GCM."""
 
 import re
 
-from conftest import free_port, fwd, libssh2_at_least, libssh2_version, sink_roundtrip
+from conftest import (free_port, fwd, libssh2_at_least, libssh2_patched, libssh2_version,
+                      sink_roundtrip)
 
 DEBUG = ["LogLevel DEBUG3"]
 
@@ -48,12 +50,16 @@ def assert_same_as_sshd(said, server):
 
 def test_verbose_names_methods(tunnel, make_sshd, sink):
     """With sshd's defaults: AES-GCM, whose MAC is built in (so no MAC name
-    is made up), from libssh2 1.11.1; aes128-ctr with hmac-sha2-256 before."""
+    is made up), from libssh2 1.11.1; aes128-ctr with hmac-sha2-256 before;
+    aes128-ctr with the EtM MAC with the patched 1.11.1."""
     server = make_sshd(config=DEBUG)
     said = methods_line(lambda *a, **kw: tunnel(*a, server=server, **kw), sink)
     assert_same_as_sshd(said, server)
     assert said["kex"] == "curve25519-sha256"
-    if libssh2_at_least(1, 11, 1):
+    if libssh2_patched():
+        assert (said["cipher"], said["mac"]) == ("aes128-ctr",
+                                                 "hmac-sha2-256-etm@openssh.com")
+    elif libssh2_at_least(1, 11, 1):
         assert (said["cipher"], said["mac"]) == ("aes128-gcm@openssh.com", "(implicit)")
     else:
         assert (said["cipher"], said["mac"]) == ("aes128-ctr", "hmac-sha2-256")
