@@ -49,6 +49,7 @@ src=$(echo "$out"/src/libssh2-1.11.1)
 unset MAKEFLAGS MFLAGS MAKELEVEL
 cd "$src"
 for p in "$here"/*.patch; do
+	[ -e "$p" ] || continue
 	echo "applying $(basename "$p")"
 	patch -p1 --forward --quiet < "$p"
 done
