@@ -38,15 +38,20 @@ set -- -q -o Dir::Etc::SourceList="$apt/etc/sources.list" \
     -o Dir::State::Lists="$apt/lists" -o Dir::Cache="$apt/cache" \
     -o APT::Sandbox::User="$(id -un)"
 apt-get "$@" update
-rm -rf "$out/src" "$out/prefix"
-mkdir -p "$out/src"
-(cd "$out/src" && apt-get "$@" source libssh2)
-src=$(echo "$out"/src/libssh2-1.11.1)
+# The sources are unpacked outside the tree, and gone however this ends:
+# relayd's Makefile would take their *.d files for its own, and Debian's
+# package build would update and restore their config.guess.
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/relayd-libssh2.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+rm -rf "$out/prefix"
+(cd "$tmp" && apt-get "$@" source libssh2)
+src=$tmp/libssh2-1.11.1
 [ -d "$src" ] || { echo "$0: Debian 13's libssh2 is no longer 1.11.1;" \
     "the patches here are for 1.11.1" >&2; exit 65; }
 
-# Run from make: its flags (and any VAR=value given to it) are relayd's.
-unset MAKEFLAGS MFLAGS MAKELEVEL
+# Run from make: its flags and any VAR=value given to it (dh_auto_build
+# gives INSTALL=...) are relayd's.
+unset MAKEFLAGS MFLAGS MAKELEVEL INSTALL
 cd "$src"
 for p in "$here"/*.patch; do
 	[ -e "$p" ] || continue
@@ -59,10 +64,8 @@ done
     CFLAGS="$(dpkg-buildflags --get CFLAGS)" \
     CPPFLAGS="$(dpkg-buildflags --get CPPFLAGS)"
 make -s -j"$(nproc)" -C src
-make -s -C src install >/dev/null
+# The library last: it is what the Makefile looks for.
 make -s install-includeHEADERS install-pkgconfigDATA >/dev/null
-# Only the prefix is used; the sources would hold files that relayd's
-# Makefile takes for its own (it includes every *.d under the tree).
-rm -rf "$out/src"
+make -s -C src install >/dev/null
 echo "libssh2 $(sed -n 's/^Version: //p' "$out/prefix/lib/pkgconfig/libssh2.pc")" \
-    "with $(ls "$here"/*.patch | wc -l) patch(es) in $out/prefix"
+    "with $(ls "$here"/*.patch 2>/dev/null | wc -l) patch(es) in $out/prefix"
