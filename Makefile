@@ -26,8 +26,8 @@ WARN     += -Werror
 endif
 
 # The tunnel flavour: Debian 13's libssh2 1.11.1 with our patches
-# (third_party/libssh2/*.patch: one cipher call per run of blocks, about
-# twice the tunnel's throughput), fetched and built static by
+# (third_party/libssh2/*.patch: one cipher call per run of blocks, under
+# half the tunnel's CPU per GB), fetched and built static by
 # third_party/libssh2/build.sh into its build/prefix, which pkg-config is
 # pointed at. The default links the distribution's libssh2.
 LIBSSH2  ?= system
