@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <errno.h>
+#include <malloc.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -26,6 +27,10 @@
 #define MSG_MAX		65536
 #define MAX_PENDING	48	/* --control clients and scrapes */
 #define BACKOFF_MAX	60	/* seconds between restarts, at most */
+/* The worker's heap: see worker_heap(). */
+#define HEAP_TRIM	(8 << 20)	/* free memory kept at the top */
+#define HEAP_TOP_PAD	(2 << 20)	/* asked for beyond each need */
+#define HEAP_MMAP	(1 << 20)	/* smaller blocks come from the heap */
 
 static const int	forwarded[] = { SIGHUP, SIGTERM, SIGINT, SIGQUIT,
 			    SIGUSR1, TUNPROC_PARENT_GONE };
@@ -39,6 +44,25 @@ forwarded_set(sigset_t *set)
 	sigemptyset(set);
 	for (i = 0; i < NFORWARDED; i++)
 		sigaddset(set, forwarded[i]);
+}
+
+/*
+ * libssh2 mallocs and frees every packet (32 KiB and more of a channel's
+ * data), and a burst of them queues up to a channel's 2 MiB window. With
+ * glibc's defaults the heap gives its top back to the kernel whenever more
+ * than 128 KiB is free there and asks again for the next burst: raising the
+ * thresholds spares the worker those brk calls and page faults, at the cost
+ * of keeping a few MiB it once used.
+ */
+static void
+worker_heap(void)
+{
+#ifdef M_TRIM_THRESHOLD
+	if (mallopt(M_TRIM_THRESHOLD, HEAP_TRIM) == 0 ||
+	    mallopt(M_TOP_PAD, HEAP_TOP_PAD) == 0 ||
+	    mallopt(M_MMAP_THRESHOLD, HEAP_MMAP) == 0)
+		log_debug("tunnel process: mallopt refused a threshold");
+#endif
 }
 
 /* ---------------------------------------------------------------- keeper */
@@ -163,6 +187,7 @@ keeper_loop(const struct tunproc_hooks *h, const sigset_t *set)
 		number++;
 		if ((pid = fork()) == 0) {
 			keeper_handlers(SIG_DFL);
+			worker_heap();
 			h->worker(h->arg, number);
 			return;
 		}

@@ -49,7 +49,14 @@
  * 1.11.1 is never offered: libssh2's own code, with a length underflow
  * that a malicious server can reach in Debian 13's package.
  */
-#if LIBSSH2_VERSION_NUM >= 0x010b01
+#if LIBSSH2_VERSION_NUM >= 0x010b01 && defined(LIBSSH2_CIPHER_RUNS)
+/* LIBSSH2=patched (third_party/libssh2): AES-CTR goes a packet per cipher
+ * call, AES-GCM still a block per call, so CTR is the faster by far. */
+#define PREF_CIPHER	"aes128-ctr,aes256-ctr,aes192-ctr," \
+			"aes128-gcm@openssh.com,aes256-gcm@openssh.com"
+#define PREF_MAC	"hmac-sha2-256-etm@openssh.com," \
+			"hmac-sha2-512-etm@openssh.com,hmac-sha2-256,hmac-sha2-512"
+#elif LIBSSH2_VERSION_NUM >= 0x010b01
 #define PREF_CIPHER	"aes128-gcm@openssh.com,aes256-gcm@openssh.com," \
 			"aes128-ctr,aes256-ctr,aes192-ctr"
 #define PREF_MAC	"hmac-sha2-256-etm@openssh.com," \
@@ -91,10 +98,17 @@ tunnel_libssh2_version(char *buf, size_t len)
 {
 	const char	*loaded = libssh2_version(0);
 
+#ifdef LIBSSH2_CIPHER_RUNS
+	const char	*patched = ", patched: cipher runs";
+#else
+	const char	*patched = "";
+#endif
+
 	if (loaded == NULL || strcmp(loaded, LIBSSH2_VERSION) == 0)
-		snprintf(buf, len, "%s", LIBSSH2_VERSION);
+		snprintf(buf, len, "%s%s", LIBSSH2_VERSION, patched);
 	else
-		snprintf(buf, len, "%s (running %s)", LIBSSH2_VERSION, loaded);
+		snprintf(buf, len, "%s (running %s)%s", LIBSSH2_VERSION, loaded,
+		    patched);
 }
 
 int

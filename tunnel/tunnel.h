@@ -15,8 +15,9 @@
 struct event_base;
 struct tunnel;
 
-/* The libssh2 version relayd was built with, and the one loaded if it
- * differs: "1.10.0", "1.10.0 (running 1.11.1)". */
+/* The libssh2 version relayd was built with, the one loaded if it differs,
+ * and whether it is our patched build: "1.10.0", "1.10.0 (running
+ * 1.11.1)", "1.11.1, patched: cipher runs". */
 void	tunnel_libssh2_version(char *buf, size_t len);
 /* Before any tunnel (again is harmless). Returns -1 if libssh2 fails. */
 int	tunnel_global_init(void);

@@ -1110,6 +1110,12 @@ def libssh2_at_least(*version):
     return libssh2_version() >= version
 
 
+def libssh2_patched():
+    """Whether relayd links the libssh2 of `make LIBSSH2=patched`, which
+    prefers AES-CTR to AES-GCM (relayd --version says so)."""
+    return ", patched: cipher runs" in run_relayd("--version").stdout
+
+
 class _SshdLogs:
     """Adds each sshd's log to the report of a failed test, as relayd's are."""
 

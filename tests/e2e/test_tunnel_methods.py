@@ -2,11 +2,17 @@
 checked against sshd's own account of the same key exchange (LogLevel
 DEBUG3). The methods depend on the libssh2 relayd was built with: 1.10
 has AES-CTR with plain HMACs; from 1.11.1 relayd offers AES-GCM and
-encrypt-then-MAC too, and libssh2 strict key exchange."""
+encrypt-then-MAC too, and libssh2 strict key exchange; the patched 1.11.1
+(make LIBSSH2=patched) offers AES-CTR before AES-GCM."""
 
 import re
 
-from conftest import free_port, fwd, libssh2_at_least, libssh2_version, sink_roundtrip
+import pytest
+
+from conftest import (free_port, fwd, libssh2_at_least, libssh2_patched, libssh2_version,
+                      sink_roundtrip, upload_while_reading)
+
+MiB = 1 << 20
 
 DEBUG = ["LogLevel DEBUG3"]
 
@@ -48,12 +54,16 @@ def assert_same_as_sshd(said, server):
 
 def test_verbose_names_methods(tunnel, make_sshd, sink):
     """With sshd's defaults: AES-GCM, whose MAC is built in (so no MAC name
-    is made up), from libssh2 1.11.1; aes128-ctr with hmac-sha2-256 before."""
+    is made up), from libssh2 1.11.1; aes128-ctr with hmac-sha2-256 before;
+    aes128-ctr with the EtM MAC with the patched 1.11.1."""
     server = make_sshd(config=DEBUG)
     said = methods_line(lambda *a, **kw: tunnel(*a, server=server, **kw), sink)
     assert_same_as_sshd(said, server)
     assert said["kex"] == "curve25519-sha256"
-    if libssh2_at_least(1, 11, 1):
+    if libssh2_patched():
+        assert (said["cipher"], said["mac"]) == ("aes128-ctr",
+                                                 "hmac-sha2-256-etm@openssh.com")
+    elif libssh2_at_least(1, 11, 1):
         assert (said["cipher"], said["mac"]) == ("aes128-gcm@openssh.com", "(implicit)")
     else:
         assert (said["cipher"], said["mac"]) == ("aes128-ctr", "hmac-sha2-256")
@@ -80,3 +90,27 @@ def test_strict_kex(tunnel, make_sshd, sink):
     version = ".".join(map(str, libssh2_version()))
     assert strict == libssh2_at_least(1, 11, 1), \
         f"strict kex {'on' if strict else 'off'} with libssh2 {version}"
+
+
+OFFERED = ["aes128-ctr", "aes192-ctr", "aes256-ctr"]
+OFFERED_1_11_1 = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com"]
+
+
+@pytest.mark.parametrize("cipher", OFFERED + OFFERED_1_11_1)
+def test_each_cipher_carries_bytes_both_ways(tunnel, make_sshd, backends, cipher):
+    """Each cipher relayd offers, alone on the server, moves 8 MiB each way
+    intact: with the patched libssh2 the CTR ciphers go a run of blocks per
+    call and AES-GCM still a block per call, both directions."""
+    if cipher in OFFERED_1_11_1 and not libssh2_at_least(1, 11, 1):
+        pytest.skip(f"libssh2 {'.'.join(map(str, libssh2_version()))} has no {cipher}")
+    server = make_sshd(config=DEBUG + [f"Ciphers {cipher}"])
+    target = backends.pump(8 * MiB, seed=31)
+    rport = free_port()
+    t = tunnel("-v", "-R", f"{rport}:{target.spec}", server=server)
+    with fwd(rport).connect() as s:
+        sent, got = upload_while_reading(s, 32, 8 * MiB)
+    [rec] = target.wait_done(1)
+    assert rec.get("received") == sent, "server side -> backend stream differs"
+    assert got == rec.get("sent"), "backend -> server side stream differs"
+    [said] = t.lines(METHODS_RE)
+    assert said["cipher"] == cipher
