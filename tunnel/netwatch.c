@@ -56,6 +56,7 @@ parse_addr(struct nlmsghdr *nh, struct netchange *nc)
 	int			 len = (int)IFA_PAYLOAD(nh), have_local = 0;
 
 	nc->is_addr = 1;
+	nc->family = ifa->ifa_family;
 	nc->ifindex = (int)ifa->ifa_index;
 	for (; RTA_OK(rta, len); rta = RTA_NEXT(rta, len)) {
 		if (rta->rta_type == IFA_LOCAL) {
@@ -75,8 +76,9 @@ parse_route(struct nlmsghdr *nh, struct netchange *nc)
 	struct rtattr	*rta = RTM_RTA(rtm);
 	int		 len = (int)RTM_PAYLOAD(nh);
 
-	nc->default_route = rtm->rtm_dst_len == 0 &&
-	    rtm->rtm_table == RT_TABLE_MAIN;
+	nc->family = rtm->rtm_family;
+	nc->main_table = rtm->rtm_table == RT_TABLE_MAIN;
+	nc->default_route = rtm->rtm_dst_len == 0 && nc->main_table;
 	for (; RTA_OK(rta, len); rta = RTA_NEXT(rta, len))
 		if (rta->rta_type == RTA_OIF &&
 		    RTA_PAYLOAD(rta) == sizeof(int))
@@ -135,8 +137,7 @@ on_netlink(evutil_socket_t fd, short what, void *arg)
 			continue;
 		}
 		if (n == -1 && errno == ENOBUFS) {
-			memset(&all, 0, sizeof(all));
-			all.default_route = 1;
+			memset(&all, 0, sizeof(all));	/* family 0: any */
 			nw->cb(&all, nw->arg);
 			continue;
 		}

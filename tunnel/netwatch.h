@@ -14,9 +14,11 @@ struct netwatch;
 
 struct netchange {
 	int			 ifindex;	/* 0 if the message names none */
+	int			 family;	/* AF_INET or AF_INET6, 0: any */
 	int			 is_addr;	/* else a route */
 	int			 removed;	/* RTM_DEL* */
-	int			 default_route;	/* a route with no prefix */
+	int			 main_table;	/* a route of the main table */
+	int			 default_route;	/* a main route with no prefix */
 	struct sockaddr_storage	 addr;		/* an address change's address,
 						 * else AF_UNSPEC */
 };

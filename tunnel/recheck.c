@@ -139,17 +139,32 @@ on_recheck(evutil_socket_t fd, short what, void *arg)
 		judged(t);
 }
 
-/* Whether a change concerns the session: its interface, its address, a
- * default route (the way out may have moved), or missed messages. */
+/*
+ * Whether a change may have cut the session: an address of its family
+ * removed from its interface (its own, perhaps), a main-table route of
+ * its family on that interface, a default route of its family (the way
+ * out may have moved), or missed messages. An address added or refreshed
+ * (DHCP renewals, IPv6 router advertisements, the end of duplicate
+ * address detection) breaks nothing.
+ */
 static int
 concerns(struct tunnel *t, const struct netchange *nc)
 {
-	if (nc->ifindex == 0 && !nc->is_addr)
-		return 1;
-	if (!nc->is_addr && nc->default_route)
-		return 1;
-	/* Not knowing the session's interface, every change may be it. */
-	return t->session_ifindex <= 0 || nc->ifindex == t->session_ifindex;
+	struct sockaddr_storage	ss;
+	char			addr[INET6_ADDRSTRLEN];
+	int			same_if;
+
+	if (nc->family == 0)
+		return 1;		/* missed messages */
+	if (source_address(t, &ss, addr, sizeof(addr)) == 0 &&
+	    ss.ss_family != nc->family &&
+	    !(ss.ss_family == AF_INET6 && nc->family == AF_INET))
+		return 0;
+	/* Not knowing the session's interface, any may be it. */
+	same_if = t->session_ifindex <= 0 || nc->ifindex == t->session_ifindex;
+	if (nc->is_addr)
+		return nc->removed && same_if;
+	return nc->default_route || (nc->main_table && same_if);
 }
 
 static void
