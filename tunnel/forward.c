@@ -339,9 +339,18 @@ remote_refused(struct fwd *f)
 		event_base_loopbreak(t->base);
 		return;
 	}
-	delay = backoff_next(&f->backoff, BACKOFF_REFUSED, 0.5);
-	log_warnx("tunnel %s: forward %s refused by the server (%s); "
-	    "next attempt in %g s", t->name, f->name, msg, delay);
+	/* The session we lost unnoticed by the server may still hold the
+	 * port: it is released the moment sshd gives that session up. */
+	if (recheck_old_session_may_hold(t)) {
+		delay = 1.0;
+		log_warnx("tunnel %s: forward %s refused by the server (%s), "
+		    "perhaps still held by the lost session; next attempt in "
+		    "%g s", t->name, f->name, msg, delay);
+	} else {
+		delay = backoff_next(&f->backoff, BACKOFF_REFUSED, 0.5);
+		log_warnx("tunnel %s: forward %s refused by the server (%s); "
+		    "next attempt in %g s", t->name, f->name, msg, delay);
+	}
 	f->state = FWD_WAITING;
 	tv.tv_sec = (time_t)delay;
 	tv.tv_usec = (suseconds_t)((delay - (double)tv.tv_sec) * 1e6);
@@ -547,6 +556,9 @@ tunnel_write_status(const struct tunnel *t, FILE *fp)
 	    "sent in %" PRIu64 " writes\n", name, t->name, states[t->state],
 	    t->sessions > 1 ? t->sessions - 1 : 0, t->packets_out,
 	    t->sends_out);
+	if (t->last_loss[0] != '\0')
+		fprintf(fp, "tunnel %s last loss: %s (%lld s ago)\n", name,
+		    t->last_loss, (long long)(time(NULL) - t->last_loss_at));
 	for (i = 0; i < t->nfwds; i++) {
 		service_describe(&t->fwds[i].svc, conns, sizeof(conns));
 		if (t->fwds[i].spec->kind == FWD_REMOTE &&

@@ -84,6 +84,7 @@
 
 static void	pass(struct tunnel *, int readable);
 static void	attempt(struct tunnel *);
+static enum backoff_reason lost_reason(struct tunnel *);
 
 static void
 on_retry(evutil_socket_t fd, short what, void *arg)
@@ -346,6 +347,7 @@ teardown(struct tunnel *t)
 
 	dial_cancel(t->dial);
 	t->dial = NULL;
+	recheck_cancel(t);
 	event_del(&t->ev_keepalive);
 	event_del(&t->ev_retry);
 	if (t->s == NULL)
@@ -415,6 +417,9 @@ retry_later(struct tunnel *t, enum backoff_reason reason, const char *what,
 	int		quiet = reason == BACKOFF_UNREACHABLE &&
 			    t->backoff.unreachable > 0;
 
+	if (t->state == T_UP)
+		recheck_note_loss(t, t->cause ? t->cause : "error", why);
+	t->cause = NULL;
 	teardown(t);
 	delay = backoff_next(&t->backoff, reason, jitter());
 	(quiet ? log_debug : log_warnx)("tunnel %s: %s: %s", t->name, what,
@@ -425,6 +430,13 @@ retry_later(struct tunnel *t, enum backoff_reason reason, const char *what,
 	tv.tv_usec = (suseconds_t)((delay - (double)tv.tv_sec) * 1e6);
 	evtimer_assign(&t->ev_retry, t->base, on_retry, t);
 	evtimer_add(&t->ev_retry, &tv);
+}
+
+void
+tunnel_lost(struct tunnel *t, const char *cause, const char *why)
+{
+	t->cause = cause;
+	retry_later(t, lost_reason(t), "lost", why);
 }
 
 /* A failure that the user must fix: fatal until the tunnel was up once. */
@@ -578,6 +590,7 @@ keepalive_tick(evutil_socket_t fd, short what, void *arg)
 	struct tunnel	*t = arg;
 	char		 why[128];
 
+	recheck_tick(t);
 	if (t->missed >= t->conf->keepalive_count) {
 		if (t->state == T_UP)
 			snprintf(why, sizeof(why), "no answer to %d keepalives",
@@ -585,7 +598,7 @@ keepalive_tick(evutil_socket_t fd, short what, void *arg)
 		else
 			snprintf(why, sizeof(why), "server silent for %d s "
 			    "during login", t->missed * t->conf->keepalive);
-		retry_later(t, lost_reason(t), "lost", why);
+		tunnel_lost(t, "keepalive", why);
 		return;
 	}
 	if (open_pending(t))
@@ -607,6 +620,7 @@ became_up(struct tunnel *t)
 	t->ever_up = 1;
 	clock_gettime(CLOCK_MONOTONIC, &t->up_since);
 	event_del(&t->ev_retry);
+	recheck_session_up(t);
 	fwd_session_up(t);
 	tunnel_kick(t);
 }
@@ -778,7 +792,8 @@ pass(struct tunnel *t, int readable)
 			    "connection");
 		else
 			snprintf(why, sizeof(why), "%s", t->fail_why);
-		retry_later(t, lost_reason(t), "lost", why);
+		tunnel_lost(t, t->sock_dead && t->sock_errno == 0 ?
+		    "server closed" : "error", why);
 		return;
 	}
 	arm_events(t);
@@ -992,6 +1007,7 @@ tunnel_start(struct tunnel *t)
 
 	evtimer_assign(&t->ev_retry, t->base, on_retry, t);
 	evtimer_add(&t->ev_retry, &now);
+	recheck_init(t);
 }
 
 const struct tunnel_conf *
@@ -1012,6 +1028,7 @@ tunnel_free(struct tunnel *t)
 	if (t == NULL)
 		return;
 	teardown(t);
+	recheck_free(t);
 	open_fail_all(t, "shutdown");
 	fwd_free_all(t);
 	hostkeys_free(t->hostkeys);

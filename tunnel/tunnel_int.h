@@ -13,6 +13,7 @@
 #include "relay/endpoint.h"
 #include "relay/service.h"
 #include "tunnel/backoff.h"
+#include "tunnel/clockjump.h"
 
 /*
  * Memory (see SECURITY.md): what the server may send before the key
@@ -27,6 +28,7 @@
 struct tunnel;
 struct listener;
 struct socks;
+struct netwatch;
 
 /*
  * libssh2 1.10 can hold only one partly sent packet per session: the call
@@ -138,6 +140,19 @@ struct tunnel {
 	TAILQ_HEAD(, chan)	 chans;
 	TAILQ_HEAD(, chan)	 closing;
 	TAILQ_HEAD(, open_req)	 opens;
+	/* Network changes and resumes (recheck.c). */
+	struct netwatch		*netwatch;
+	struct clockjump	 clock;
+	struct event		 ev_recheck;	/* settling, then the deadline */
+	int			 recheck;	/* enum in recheck.c */
+	const char		*recheck_cause;	/* "network change", "resume" */
+	uint64_t		 recheck_rx;	/* rx_bytes when the probe left */
+	int			 session_ifindex; /* its source address's */
+	const char		*cause;		/* of the loss being handled */
+	char			 last_loss[200];	/* "cause: why" */
+	int64_t			 last_loss_at;	/* wall clock seconds */
+	struct timespec		 stale_until;	/* an old session may hold
+						 * our -R ports until then */
 };
 
 /* libssh2's last error message, escaped for logs: it may carry text the
@@ -159,6 +174,28 @@ void	*budget_realloc(void *, size_t, void **abstract);
 void	 budget_free(void *, void **abstract);
 /* Whether a new channel may be opened or accepted now; logs refusals. */
 int	 budget_admit(struct tunnel *);
+
+/* Drops the up session for cause ("network change", "keepalive", "probe",
+ * "server closed") and schedules the next; not from inside a pass. */
+void	tunnel_lost(struct tunnel *, const char *cause, const char *why);
+
+/* Network changes and resumes (recheck.c). */
+/* Starts watching the network (a failure only logs: keepalives remain). */
+void	recheck_init(struct tunnel *);
+/* The session is up: learns the interface its source address is on. */
+void	recheck_session_up(struct tunnel *);
+/* Each keepalive tick: a resume from suspend starts a check. */
+void	recheck_tick(struct tunnel *);
+/* Forgets a check in progress (the session is going). */
+void	recheck_cancel(struct tunnel *);
+void	recheck_free(struct tunnel *);
+/* Records a lost session's cause; one the server may not have noticed
+ * leaves our -R ports held by it for a while. */
+void	recheck_note_loss(struct tunnel *, const char *cause,
+	    const char *why);
+/* Whether a -R refusal may come from the old session still holding its
+ * port: it is then retried every second, not backed off. */
+int	recheck_old_session_may_hold(struct tunnel *);
 
 /* Channels (channel.c). */
 struct chan *chan_new(struct tunnel *, LIBSSH2_CHANNEL *);
