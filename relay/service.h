@@ -1,7 +1,9 @@
 /*
  * A service hands connections to the pump: a relay's listeners, or a tunnel
- * forward. It owns its connections, their counters and how the target side
- * is opened (a TCP or unix dial unless its ops say otherwise).
+ * forward. It owns its connections (relay/conn.h), their counters and how
+ * the target side is opened (a TCP or unix dial unless its ops say
+ * otherwise). Its bookkeeping lives in relay/conn.c, its admission and
+ * refusals in relay/admit.c.
  */
 #ifndef RELAY_SERVICE_H
 #define RELAY_SERVICE_H
@@ -11,32 +13,16 @@
 #include <stdint.h>
 
 #include "relay/addr.h"
+#include "relay/conn.h"	/* a service's users start its connections */
 #include "relay/endpoint.h"
 
 struct acl_rule;
-struct conn;
 struct iplimit;
 struct service;
 struct event;
 struct event_base;
 struct tls_client;
 struct route_table;
-
-/*
- * A step between accept and dial, run on the client before anything is
- * opened (reading a PROXY header, a TLS handshake). It is bounded by the
- * service's handshake_timeout and ends with conn_step_done, or with
- * conn_refuse when the client fails it.
- */
-struct conn_step {
-	const char	*name;		/* "PROXY header", for reasons */
-	/* Starts on c; returns its state, or NULL when out of memory. */
-	void	*(*start)(struct conn *);
-	/* The client endpoint is ready (EP_* bits): go on with the step. */
-	void	 (*ready)(struct conn *, void *state, int what);
-	/* Frees the state (the step ended, or the connection closed). */
-	void	 (*free)(void *state);
-};
 
 /* Closed connections by how long they lived (seconds, upper bounds;
  * one bucket more for longer ones), for --metrics. */
@@ -184,51 +170,5 @@ void	service_counts_describe(const struct service_counts *, char *buf,
 	    size_t len);
 /* Closes every connection of the service with reason why. */
 void	service_close_all(struct service *, const char *why);
-
-/*
- * Starts a connection from an accepted client endpoint (whose callback it
- * takes over) to to, or the service's target when to is NULL. On failure
- * the client is freed and NULL returned.
- */
-struct conn *conn_start(struct service *, struct endpoint *client,
-	    const char *client_name, const struct addr_spec *to);
-/* Same, from an accepted socket's endpoint (ep wraps fd, whose
- * addresses go to checks, logs and PROXY headers). */
-struct conn *conn_start_socket(struct service *, struct endpoint *ep, int fd,
-	    const struct sockaddr *, socklen_t);
-/* Same, from an accepted socket. */
-struct conn *conn_start_fd(struct service *, int fd, const struct sockaddr *,
-	    socklen_t);
-/* The opener's reports: the target endpoint is taken over. */
-void	conn_target_ready(struct conn *, struct endpoint *target);
-void	conn_target_failed(struct conn *, const char *why);
-/* The service c belongs to. */
-struct service *conn_service(struct conn *);
-/* The client side, for openers that answer it first (SOCKS). */
-struct endpoint *conn_client(struct conn *);
-/* Calls hook after every connection closed (one hook per process; it
- * runs in the loop the connection lived in). */
-void	conn_set_closed_hook(void (*hook)(void));
-/* Uses up a connection id, so --fork children's ids stay unique. */
-void	conn_skip_id(void);
-/* Closes c: the one path that frees it and logs its summary line. */
-void	conn_close(struct conn *, const char *why);
-/* Closes c, refused before its target was opened: logged as a refusal
- * (rate-limited), not as a connection. */
-void	conn_refuse(struct conn *, const char *why);
-/* Ends the service's step: c's target is opened (after the access checks
- * on the address the step may have learnt). */
-void	conn_step_done(struct conn *);
-/* The client's address as the step learnt it (a PROXY header): used in
- * logs, checks and the PROXY header sent on. */
-void	conn_set_origin(struct conn *, const struct sockaddr *src,
-	    socklen_t srclen, const struct sockaddr *dst, socklen_t dstlen);
-/* The step picked c's target: to (and tls, or NULL) must outlive c; route
- * (or NULL) is named in its summary line. */
-void	conn_set_target(struct conn *, const struct addr_spec *to,
-	    struct tls_client *tls, const char *route);
-/* Bytes the target gets before any from the pump (copied); 0 or -1 when
- * out of memory. */
-int	conn_push_target(struct conn *, const void *, size_t);
 
 #endif
