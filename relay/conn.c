@@ -582,19 +582,10 @@ open_now(struct conn *c)
 	const char	*why;
 
 	c->phase = CONN_OPENING;
-	if (c->srclen > 0 && svc->step != NULL &&
-	    (why = service_check(svc, (struct sockaddr *)&c->src, 1)) != NULL) {
+	if (c->srclen > 0 && (why = service_admit_origin(svc,
+	    (struct sockaddr *)&c->src, &c->held)) != NULL) {
 		conn_refuse(c, why);
 		return -1;
-	}
-	if (c->srclen > 0 && svc->iplimit != NULL) {
-		if (iplimit_hold(svc->iplimit, (struct sockaddr *)&c->src,
-		    service_now_ms()) == -1) {
-			svc->refused.per_ip++;
-			conn_refuse(c, "too many client addresses to track");
-			return -1;
-		}
-		c->held = 1;
 	}
 	if (svc->send_proxy != 0 && add_proxy_header(c) == -1) {
 		conn_close(c, "out of memory");
@@ -787,27 +778,6 @@ service_init(struct service *svc, struct event_base *base,
 	svc->connect_timeout = 10;
 	svc->held_slots = &svc->held_own;
 	TAILQ_INIT(&svc->conns);
-}
-
-int
-service_admit(struct service *svc, const struct sockaddr *sa,
-    socklen_t salen)
-{
-	const char	*why;
-	char		 name[ADDR_STR_MAX], full[64];
-
-	if (svc->max_conns > 0 && svc->active >= svc->max_conns) {
-		svc->refused.max_conns++;
-		snprintf(full, sizeof(full), "--max-conns %u reached",
-		    svc->max_conns);
-		why = full;
-	} else if ((why = service_check(svc, sa, svc->step == NULL)) == NULL)
-		return 1;	/* with a step, the limits wait for the
-				 * address it will tell */
-	svc->rejected++;
-	addr_sa_format(sa, salen, name, sizeof(name));
-	service_log_refusal(svc, name, why);
-	return 0;
 }
 
 void

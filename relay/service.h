@@ -74,7 +74,11 @@ struct service {
 	int			 connect_timeout;
 	int			 idle_timeout;
 	struct tls_client	*tls_to;	/* NULL, or TLS to targets */
+	/* --max-conns: at most max_conns connections at once (0: no limit)
+	 * over every service sharing *conn_slots (a relay's loops, and a
+	 * drain waits for them); NULL: none counted. */
 	unsigned		 max_conns;
+	_Atomic unsigned	*conn_slots;
 	TAILQ_HEAD(, conn)	 conns;
 	unsigned		 active;
 	uint64_t		 total;
@@ -134,19 +138,24 @@ struct service_counts {
 void	service_init(struct service *, struct event_base *,
 	    const struct service_ops *);
 /*
- * Checks --max-conns, the access list and (unless a step will tell the
- * real address first) the per-address limits for a client about to be
- * accepted: returns 1 if it may proceed, 0 if it was counted and logged
- * as rejected.
+ * Admission of a client about to be accepted (admit.c): takes a
+ * --max-conns slot, then checks the access list and (unless a step will
+ * tell the real address first) the per-address limits. Returns 1 if it
+ * may proceed (holding the slot until service_release), 0 if it was
+ * counted and logged as rejected.
  */
 int	service_admit(struct service *, const struct sockaddr *, socklen_t);
+/* Gives back the --max-conns slot service_admit took. */
+void	service_release(struct service *);
 /*
- * The access list and, if limits, the per-address limits for sa
- * (admit.c): returns NULL, or why it is refused (counted by reason, not
- * yet logged).
+ * Admission's last word on the client's final address sa (after a step
+ * that may have learnt it): the access list and limits again if there
+ * was a step, then a place in the per-address table (*held set to 1;
+ * iplimit_release gives it back). Returns NULL, or why it is refused
+ * (counted by reason, not yet logged).
  */
-const char *service_check(struct service *, const struct sockaddr *,
-	    int limits);
+const char *service_admit_origin(struct service *, const struct sockaddr *,
+	    int *held);
 /* Logs a refusal of client, a few lines a second at most; the others
  * are counted in a line said once their second is over. */
 void	service_log_refusal(struct service *, const char *client,
