@@ -14,6 +14,7 @@
 
 #include "relay/acl.h"
 #include "relay/addr.h"
+#include "relay/clock.h"
 #include "relay/iplimit.h"
 #include "relay/log.h"
 #include "relay/service.h"
@@ -21,15 +22,6 @@
 #define REFUSALS_PER_SEC	5	/* lines; the rest are counted */
 
 static pthread_mutex_t	refusals_lock = PTHREAD_MUTEX_INITIALIZER;
-
-uint64_t
-service_now_ms(void)
-{
-	struct timespec	now;
-
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
-	return (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
-}
 
 /* The access list and, if limits, the per-address limits for sa:
  * returns NULL, or why it is refused (counted by reason). */
@@ -50,7 +42,7 @@ admit_check(struct service *svc, const struct sockaddr *sa, int limits)
 	}
 	if (!limits || svc->iplimit == NULL)
 		return NULL;
-	switch (iplimit_check(svc->iplimit, sa, service_now_ms())) {
+	switch (iplimit_check(svc->iplimit, sa, mono_ms())) {
 	case IPL_OK:
 		return NULL;
 	case IPL_TOO_MANY:
@@ -120,7 +112,7 @@ service_admit_origin(struct service *svc, const struct sockaddr *sa,
 		return why;
 	if (svc->iplimit == NULL)
 		return NULL;
-	if (iplimit_hold(svc->iplimit, sa, service_now_ms()) == -1) {
+	if (iplimit_hold(svc->iplimit, sa, mono_ms()) == -1) {
 		svc->refused.per_ip++;
 		return "too many client addresses to track";
 	}
@@ -172,7 +164,7 @@ refusals_say(struct service *svc, int all)
 	int		 early;
 
 	pthread_mutex_lock(&refusals_lock);
-	quiet = refusals_take(r, (int64_t)(service_now_ms() / 1000), all);
+	quiet = refusals_take(r, (int64_t)(mono_ms() / 1000), all);
 	early = r->quiet > 0;	/* the timer ran ahead of the clock */
 	pthread_mutex_unlock(&refusals_lock);
 	say_quiet(svc, quiet);
@@ -186,12 +178,12 @@ refusals_flush(evutil_socket_t fd, short what, void *arg)
 	refusals_say(arg, 0);
 }
 
-/* Arms the flush for just after the current second of service_now_ms. */
+/* Arms the flush for just after the current second of mono_ms. */
 static void
 refusals_arm(struct service *svc)
 {
 	struct timeval	tv;
-	uint64_t	ms = 1000 - service_now_ms() % 1000 + 20;
+	uint64_t	ms = 1000 - mono_ms() % 1000 + 20;
 
 	if (svc->refusal_flush == NULL && (svc->refusal_flush = evtimer_new(
 	    svc->base, refusals_flush, svc)) == NULL)
@@ -207,7 +199,7 @@ service_log_refusal(struct service *svc, const char *client,
 {
 	struct refusals		*r = svc->refusal_log != NULL ?
 				    svc->refusal_log : &svc->refused;
-	int64_t			 sec = (int64_t)(service_now_ms() / 1000);
+	int64_t			 sec = (int64_t)(mono_ms() / 1000);
 	uint64_t		 quiet;
 	int			 say, arm = 0;
 

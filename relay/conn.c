@@ -18,6 +18,7 @@
 
 #include "relay/dial.h"
 #include "relay/iplimit.h"
+#include "relay/clock.h"
 #include "relay/log.h"
 #include "relay/proxy.h"
 #include "relay/pump.h"
@@ -60,7 +61,7 @@ struct conn {
 	int			 holding;	/* takes a --max-held slot, over
 						 * the HELD and OPENING rounds */
 	struct event		 hold_timer;
-	uint64_t		 hold_until;	/* service_now_ms() clock */
+	uint64_t		 hold_until;	/* mono_ms() clock */
 	struct timespec		 hold_start;
 	double			 held_for;	/* seconds, -1: never held */
 	uint32_t		 hold_rnd;	/* the retries' jitter */
@@ -93,16 +94,6 @@ count_duration(struct service *svc, double sec)
 			break;
 	svc->duration[i]++;
 	svc->duration_sum += sec;
-}
-
-static double
-elapsed(const struct timespec *since)
-{
-	struct timespec	now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (double)(now.tv_sec - since->tv_sec) +
-	    (double)(now.tv_nsec - since->tv_nsec) / 1e9;
 }
 
 /* Abandons what c's phase has under way: its step, or its open. */
@@ -148,7 +139,7 @@ conn_close(struct conn *c, const char *why)
 	int		 failed = c->phase < CONN_PREAMBLE;
 	int		 quiet = c->quiet;
 	uint64_t	 nspliced = c->pump.ab.spliced + c->pump.ba.spliced;
-	double		 lived = elapsed(&c->start);
+	double		 lived = mono_since(&c->start);
 
 	phase_abandon(c);
 	pump_stop(&c->pump);
@@ -466,7 +457,7 @@ hold_start(struct conn *c)
 	c->holding = 1;
 	svc->holds.now++;
 	svc->holds.total++;
-	c->hold_until = service_now_ms() + (uint64_t)svc->connect_retry * 1000;
+	c->hold_until = mono_ms() + (uint64_t)svc->connect_retry * 1000;
 	clock_gettime(CLOCK_MONOTONIC, &c->hold_start);
 	c->hold_rnd = (uint32_t)c->hold_start.tv_nsec ^ (uint32_t)c->id;
 	log_debug("conn %" PRIu64 " held: target refused or unreachable",
@@ -490,7 +481,7 @@ hold(struct conn *c, int error, const char **why)
 		return 0;
 	if (!c->holding && !hold_start(c))
 		return 0;
-	ms = retry_delay_ms(service_now_ms(), c->hold_until,
+	ms = retry_delay_ms(mono_ms(), c->hold_until,
 	    retry_rand(&c->hold_rnd));
 	if (ms < 0) {
 		c->svc->holds.expired++;
@@ -532,7 +523,7 @@ on_dialled(int fd, const struct sockaddr *sa, socklen_t salen,
 		return;
 	}
 	if (c->holding) {
-		c->held_for = elapsed(&c->hold_start);
+		c->held_for = mono_since(&c->hold_start);
 		unhold(c);
 	}
 	if (c->tls_to != NULL)

@@ -166,8 +166,6 @@ void	service_log_refusals_end(struct service *);
 /* Appends "; refused: denied=N ..." when the service refuses anyone. */
 void	service_describe_refusals(const struct service *, char *buf,
 	    size_t len);
-/* The clock of the per-address limits. */
-uint64_t service_now_ms(void);
 /* Writes "N active, N total, N rejected, in=N out=N spliced=N" (bytes of
  * closed and live connections) for status reports. */
 void	service_describe(const struct service *, char *buf, size_t len);

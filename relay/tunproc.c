@@ -20,6 +20,7 @@
 
 #include <event2/event.h>
 
+#include "relay/clock.h"
 #include "relay/log.h"
 #include "relay/tunproc.h"
 
@@ -77,15 +78,6 @@ keeper_handlers(void (*handler)(int))
 	forwarded_set(&sa.sa_mask);
 	for (i = 0; i < NFORWARDED; i++)
 		sigaction(forwarded[i], &sa, NULL);
-}
-
-static time_t
-now_sec(void)
-{
-	struct timespec	ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec;
 }
 
 /*
@@ -159,7 +151,7 @@ keeper_loop(const struct tunproc_hooks *h, const sigset_t *set)
 
 	keeper_handlers(keeper_on_signal);
 	for (;;) {
-		started = now_sec();
+		started = mono_sec();
 		number++;
 		if ((pid = fork()) == 0) {
 			keeper_handlers(SIG_DFL);
@@ -175,7 +167,7 @@ keeper_loop(const struct tunproc_hooks *h, const sigset_t *set)
 			_exit(pid != -1 && WIFEXITED(status) ?
 			    WEXITSTATUS(status) : 0);
 		/* A worker that ran a while starts the backoff afresh. */
-		if (now_sec() - started >= BACKOFF_MAX)
+		if (mono_sec() - started >= BACKOFF_MAX)
 			delay = 1;
 		if (pid != -1)
 			log_warnx("tunnel process %ld killed by signal %d; "
@@ -445,7 +437,7 @@ int
 tunproc_finish(struct tunproc *tp, int timeout)
 {
 	struct timespec	 tick = { 0, 20 * 1000 * 1000 };
-	time_t		 deadline = now_sec() + timeout;
+	time_t		 deadline = mono_sec() + timeout;
 	int		 status, code = 0;
 
 	answer_kind(tp, 0, NULL, "stopping");
@@ -456,7 +448,7 @@ tunproc_finish(struct tunproc *tp, int timeout)
 			tunproc_reaped(tp, tp->pid, status, &code);
 			break;
 		}
-		if (now_sec() >= deadline) {
+		if (mono_sec() >= deadline) {
 			log_warnx("tunnel process still running: killed");
 			kill(tp->pid, SIGKILL);
 			waitpid(tp->pid, &status, 0);
