@@ -1,10 +1,11 @@
 /*
- * Who may connect: the access list and per-address limits a service
- * applies before it opens anything, and a log of refusals that a flood
- * cannot turn into a flood of lines.
+ * Who may connect, all in one place: --max-conns, the access list and the
+ * per-address limits a service applies before it opens anything, and a
+ * log of refusals that a flood cannot turn into a flood of lines.
  */
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -12,6 +13,8 @@
 #include <event2/event.h>
 
 #include "relay/acl.h"
+#include "relay/addr.h"
+#include "relay/clock.h"
 #include "relay/iplimit.h"
 #include "relay/log.h"
 #include "relay/service.h"
@@ -20,17 +23,10 @@
 
 static pthread_mutex_t	refusals_lock = PTHREAD_MUTEX_INITIALIZER;
 
-uint64_t
-service_now_ms(void)
-{
-	struct timespec	now;
-
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
-	return (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
-}
-
-const char *
-service_check(struct service *svc, const struct sockaddr *sa, int limits)
+/* The access list and, if limits, the per-address limits for sa:
+ * returns NULL, or why it is refused (counted by reason). */
+static const char *
+admit_check(struct service *svc, const struct sockaddr *sa, int limits)
 {
 	const struct acl_rule	*rule;
 	static _Thread_local char why[96];	/* per loop (--workers) */
@@ -46,7 +42,7 @@ service_check(struct service *svc, const struct sockaddr *sa, int limits)
 	}
 	if (!limits || svc->iplimit == NULL)
 		return NULL;
-	switch (iplimit_check(svc->iplimit, sa, service_now_ms())) {
+	switch (iplimit_check(svc->iplimit, sa, mono_ms())) {
 	case IPL_OK:
 		return NULL;
 	case IPL_TOO_MANY:
@@ -60,6 +56,68 @@ service_check(struct service *svc, const struct sockaddr *sa, int limits)
 	}
 	svc->refused.per_ip++;
 	return "too many client addresses to track";
+}
+
+/* Takes a --max-conns slot: 0 if they are all taken (counted). */
+static int
+admit_slot(struct service *svc)
+{
+	unsigned	max = svc->max_conns;
+
+	if (svc->conn_slots == NULL)
+		return 1;
+	if (atomic_fetch_add(svc->conn_slots, 1) < max || max == 0)
+		return 1;
+	atomic_fetch_sub(svc->conn_slots, 1);
+	svc->refused.max_conns++;
+	return 0;
+}
+
+void
+service_release(struct service *svc)
+{
+	if (svc->conn_slots != NULL)
+		atomic_fetch_sub(svc->conn_slots, 1);
+}
+
+int
+service_admit(struct service *svc, const struct sockaddr *sa,
+    socklen_t salen)
+{
+	const char	*why;
+	char		 name[ADDR_STR_MAX], full[64];
+
+	if (!admit_slot(svc)) {
+		snprintf(full, sizeof(full), "--max-conns %u reached",
+		    svc->max_conns);
+		why = full;
+	} else if ((why = admit_check(svc, sa, svc->step == NULL)) == NULL)
+		return 1;	/* with a step, the limits wait for the
+				 * address it will tell */
+	else
+		service_release(svc);
+	svc->rejected++;
+	addr_sa_format(sa, salen, name, sizeof(name));
+	service_log_refusal(svc, name, why);
+	return 0;
+}
+
+const char *
+service_admit_origin(struct service *svc, const struct sockaddr *sa,
+    int *held)
+{
+	const char	*why;
+
+	if (svc->step != NULL && (why = admit_check(svc, sa, 1)) != NULL)
+		return why;
+	if (svc->iplimit == NULL)
+		return NULL;
+	if (iplimit_hold(svc->iplimit, sa, mono_ms()) == -1) {
+		svc->refused.per_ip++;
+		return "too many client addresses to track";
+	}
+	*held = 1;
+	return NULL;
 }
 
 /*
@@ -106,7 +164,7 @@ refusals_say(struct service *svc, int all)
 	int		 early;
 
 	pthread_mutex_lock(&refusals_lock);
-	quiet = refusals_take(r, (int64_t)(service_now_ms() / 1000), all);
+	quiet = refusals_take(r, (int64_t)(mono_ms() / 1000), all);
 	early = r->quiet > 0;	/* the timer ran ahead of the clock */
 	pthread_mutex_unlock(&refusals_lock);
 	say_quiet(svc, quiet);
@@ -120,12 +178,12 @@ refusals_flush(evutil_socket_t fd, short what, void *arg)
 	refusals_say(arg, 0);
 }
 
-/* Arms the flush for just after the current second of service_now_ms. */
+/* Arms the flush for just after the current second of mono_ms. */
 static void
 refusals_arm(struct service *svc)
 {
 	struct timeval	tv;
-	uint64_t	ms = 1000 - service_now_ms() % 1000 + 20;
+	uint64_t	ms = 1000 - mono_ms() % 1000 + 20;
 
 	if (svc->refusal_flush == NULL && (svc->refusal_flush = evtimer_new(
 	    svc->base, refusals_flush, svc)) == NULL)
@@ -141,7 +199,7 @@ service_log_refusal(struct service *svc, const char *client,
 {
 	struct refusals		*r = svc->refusal_log != NULL ?
 				    svc->refusal_log : &svc->refused;
-	int64_t			 sec = (int64_t)(service_now_ms() / 1000);
+	int64_t			 sec = (int64_t)(mono_ms() / 1000);
 	uint64_t		 quiet;
 	int			 say, arm = 0;
 

@@ -2,7 +2,8 @@
  * A relayed connection: a client endpoint, an optional step on it (a PROXY
  * header to read), the handshakes of endpoints that have one (TLS), the
  * target endpoint its service opened, the pump between them, and one close
- * path that frees everything and logs one line.
+ * path that frees everything and logs one line. Where it is among these is
+ * its phase (relay/conn.h), set at each transition and nowhere inferred.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -17,10 +18,12 @@
 
 #include "relay/dial.h"
 #include "relay/iplimit.h"
+#include "relay/clock.h"
 #include "relay/log.h"
 #include "relay/proxy.h"
 #include "relay/pump.h"
 #include "relay/retry.h"
+#include "relay/conn.h"
 #include "relay/service.h"
 #include "relay/tls.h"
 
@@ -30,13 +33,14 @@ struct conn {
 	TAILQ_ENTRY(conn)	 entry;
 	struct service		*svc;
 	uint64_t		 id;
+	enum conn_phase		 phase;
 	struct endpoint		*client;
 	struct endpoint		*target;
 	const struct addr_spec	*to;
 	struct addr_spec	*own_to;	/* when not the service's */
 	struct tls_client	*tls_to;	/* NULL, or TLS to the target */
 	const char		*route;		/* the route's name, or NULL */
-	void			*opening;	/* open in progress */
+	void			*opening;	/* the open's handle (OPENING) */
 	struct pump		 pump;
 	struct event		 idle;
 	struct timespec		 start;
@@ -47,17 +51,17 @@ struct conn {
 	socklen_t		 srclen, dstlen;
 	int			 held;		/* counted in svc->iplimit */
 	int			 quiet;		/* refused: no summary line */
-	void			*step;		/* the step's state while it runs */
-	struct endpoint		*handshaking;	/* client or target, or NULL */
+	void			*step;		/* the step's state (STEP) */
 	struct event		 deadline;	/* of the step or the handshake */
-	char			*pre;		/* for the target before the pump */
+	char			*pre;		/* for the target (PREAMBLE) */
 	size_t			 pre_len, pre_off;
 	uint64_t		 early;		/* client bytes among them */
 	/* --connect-retry: the client waits (unread) while the dial is
 	 * repeated until hold_until; held_for once the target answered. */
-	int			 holding;	/* takes a --max-held slot */
+	int			 holding;	/* takes a --max-held slot, over
+						 * the HELD and OPENING rounds */
 	struct event		 hold_timer;
-	uint64_t		 hold_until;	/* service_now_ms() clock */
+	uint64_t		 hold_until;	/* mono_ms() clock */
 	struct timespec		 hold_start;
 	double			 held_for;	/* seconds, -1: never held */
 	uint32_t		 hold_rnd;	/* the retries' jitter */
@@ -92,26 +96,27 @@ count_duration(struct service *svc, double sec)
 	svc->duration_sum += sec;
 }
 
-static double
-elapsed(const struct timespec *since)
-{
-	struct timespec	now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (double)(now.tv_sec - since->tv_sec) +
-	    (double)(now.tv_nsec - since->tv_nsec) / 1e9;
-}
-
+/* Abandons what c's phase has under way: its step, or its open. */
 static void
-cancel_open(struct conn *c)
+phase_abandon(struct conn *c)
 {
-	if (c->opening == NULL)
-		return;
-	if (c->svc->ops != NULL && c->svc->ops->open != NULL)
-		c->svc->ops->cancel(c->opening);
-	else
-		dial_cancel(c->opening);
-	c->opening = NULL;
+	switch (c->phase) {
+	case CONN_STEP:
+		c->svc->step->free(c->step);
+		c->step = NULL;
+		break;
+	case CONN_OPENING:
+		if (c->opening == NULL)
+			break;		/* it reported: closing on it */
+		if (c->svc->ops != NULL && c->svc->ops->open != NULL)
+			c->svc->ops->cancel(c->opening);
+		else
+			dial_cancel(c->opening);
+		c->opening = NULL;
+		break;
+	default:
+		break;
+	}
 }
 
 /* Gives back c's --max-held slot. */
@@ -131,12 +136,12 @@ conn_close(struct conn *c, const char *why)
 	struct service	*svc = c->svc;
 	char		 to[ADDR_STR_MAX], line[1024], spliced[32] = "";
 	char		 held[32] = "";
-	int		 failed = c->target == NULL || c->handshaking != NULL;
+	int		 failed = c->phase < CONN_PREAMBLE;
 	int		 quiet = c->quiet;
 	uint64_t	 nspliced = c->pump.ab.spliced + c->pump.ba.spliced;
-	double		 lived = elapsed(&c->start);
+	double		 lived = mono_since(&c->start);
 
-	cancel_open(c);
+	phase_abandon(c);
 	pump_stop(&c->pump);
 	addr_spec_format(c->to, to, sizeof(to));
 	/* Said only of connections that took the splicing path. */
@@ -162,8 +167,6 @@ conn_close(struct conn *c, const char *why)
 	event_del(&c->deadline);
 	event_del(&c->hold_timer);
 	unhold(c);
-	if (c->step != NULL)
-		svc->step->free(c->step);
 	if (c->held)
 		iplimit_release(svc->iplimit, (struct sockaddr *)&c->src);
 	free(c->pre);
@@ -187,7 +190,7 @@ conn_close(struct conn *c, const char *why)
 void
 conn_refuse(struct conn *c, const char *why)
 {
-	if (c->step != NULL || c->handshaking != NULL)
+	if (c->phase == CONN_STEP || c->phase == CONN_CLIENT_HANDSHAKE)
 		c->svc->refused.handshake++;
 	c->svc->rejected++;
 	service_log_refusal(c->svc, c->client_name, why);
@@ -235,6 +238,7 @@ write_pre(struct conn *c)
 	free(c->pre);
 	c->pre = NULL;
 	endpoint_want(c->target, 0);
+	c->phase = CONN_PUMPING;
 	pump_start(&c->pump, c->client, c->target);
 }
 
@@ -280,31 +284,8 @@ conn_push_target(struct conn *c, const void *data, size_t len)
 static int	handshake_step(struct conn *);
 
 static void
-on_ready(struct endpoint *ep, int what, void *arg)
+pump(struct conn *c, struct endpoint *ep, int what)
 {
-	struct conn	*c = arg;
-
-	if (what & EP_LOST) {
-		conn_close(c, "tunnel lost");
-		return;
-	}
-	if (c->step != NULL) {
-		if (ep == c->client)
-			c->svc->step->ready(c, c->step, what);
-		return;
-	}
-	if (c->handshaking != NULL) {
-		if (ep == c->handshaking)
-			(void)handshake_step(c);
-		return;
-	}
-	if (c->target == NULL)
-		return;		/* not pumping yet */
-	if (c->pre != NULL) {
-		if (ep == c->target)
-			write_pre(c);
-		return;
-	}
 	if (c->svc->idle_timeout > 0)
 		clock_gettime(CLOCK_MONOTONIC_COARSE, &c->last);
 	switch (pump_ready(&c->pump, ep, what)) {
@@ -315,6 +296,42 @@ on_ready(struct endpoint *ep, int what, void *arg)
 		break;
 	case PUMP_FAILED:
 		close_failed(c);
+		break;
+	}
+}
+
+/* Each phase listens to one side at most; NEW, OPENING and HELD to none
+ * (the client waits unread). */
+static void
+on_ready(struct endpoint *ep, int what, void *arg)
+{
+	struct conn	*c = arg;
+
+	if (what & EP_LOST) {
+		conn_close(c, "tunnel lost");
+		return;
+	}
+	switch (c->phase) {
+	case CONN_STEP:
+		if (ep == c->client)
+			c->svc->step->ready(c, c->step, what);
+		break;
+	case CONN_CLIENT_HANDSHAKE:
+		if (ep == c->client)
+			(void)handshake_step(c);
+		break;
+	case CONN_TARGET_HANDSHAKE:
+		if (ep == c->target)
+			(void)handshake_step(c);
+		break;
+	case CONN_PREAMBLE:
+		if (ep == c->target)
+			write_pre(c);
+		break;
+	case CONN_PUMPING:
+		pump(c, ep, what);
+		break;
+	default:
 		break;
 	}
 }
@@ -346,22 +363,26 @@ on_idle(evutil_socket_t fd, short what, void *arg)
 static void
 target_ready(struct conn *c)
 {
-	if (c->pre != NULL)
+	if (c->pre != NULL) {
+		c->phase = CONN_PREAMBLE;
 		write_pre(c);
-	else
+	} else {
+		c->phase = CONN_PUMPING;
 		pump_start(&c->pump, c->client, c->target);
+	}
 }
 
 static int	open_now(struct conn *);
 
 /* Lets an endpoint that has a set-up of its own finish it, within
- * --handshake-timeout. Returns -1 if that closed c. */
+ * --handshake-timeout: phase says which (CONN_CLIENT_HANDSHAKE or
+ * CONN_TARGET_HANDSHAKE). Returns -1 if that closed c. */
 static int
-handshake_start(struct conn *c, struct endpoint *ep)
+handshake_start(struct conn *c, enum conn_phase phase)
 {
 	struct timeval	tv = { c->svc->handshake_timeout, 0 };
 
-	c->handshaking = ep;
+	c->phase = phase;
 	evtimer_add(&c->deadline, &tv);
 	return handshake_step(c);
 }
@@ -373,7 +394,8 @@ handshake_start(struct conn *c, struct endpoint *ep)
 static int
 handshake_step(struct conn *c)
 {
-	struct endpoint	*ep = c->handshaking;
+	struct endpoint	*ep = c->phase == CONN_CLIENT_HANDSHAKE ? c->client :
+			    c->target;
 	char		 why[256], reason[300];
 
 	switch (ep->ops->handshake(ep, why, sizeof(why))) {
@@ -389,7 +411,6 @@ handshake_step(struct conn *c)
 		return -1;
 	}
 	event_del(&c->deadline);
-	c->handshaking = NULL;
 	if (ep == c->client)
 		return open_now(c);
 	target_ready(c);
@@ -404,7 +425,7 @@ conn_target_ready(struct conn *c, struct endpoint *target)
 	target->cb = on_ready;
 	target->cbarg = c;
 	if (target->ops->handshake != NULL)
-		(void)handshake_start(c, target);
+		(void)handshake_start(c, CONN_TARGET_HANDSHAKE);
 	else
 		target_ready(c);
 }
@@ -436,7 +457,7 @@ hold_start(struct conn *c)
 	c->holding = 1;
 	svc->holds.now++;
 	svc->holds.total++;
-	c->hold_until = service_now_ms() + (uint64_t)svc->connect_retry * 1000;
+	c->hold_until = mono_ms() + (uint64_t)svc->connect_retry * 1000;
 	clock_gettime(CLOCK_MONOTONIC, &c->hold_start);
 	c->hold_rnd = (uint32_t)c->hold_start.tv_nsec ^ (uint32_t)c->id;
 	log_debug("conn %" PRIu64 " held: target refused or unreachable",
@@ -460,7 +481,7 @@ hold(struct conn *c, int error, const char **why)
 		return 0;
 	if (!c->holding && !hold_start(c))
 		return 0;
-	ms = retry_delay_ms(service_now_ms(), c->hold_until,
+	ms = retry_delay_ms(mono_ms(), c->hold_until,
 	    retry_rand(&c->hold_rnd));
 	if (ms < 0) {
 		c->svc->holds.expired++;
@@ -470,6 +491,7 @@ hold(struct conn *c, int error, const char **why)
 	tv.tv_sec = ms / 1000;
 	tv.tv_usec = (ms % 1000) * 1000;
 	evtimer_add(&c->hold_timer, &tv);
+	c->phase = CONN_HELD;
 	return 1;
 }
 
@@ -480,6 +502,7 @@ on_hold_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn	*c = arg;
 
+	c->phase = CONN_OPENING;
 	if ((c->opening = open_target(c)) == NULL)
 		conn_close(c, "connect failed: out of resources");
 }
@@ -500,7 +523,7 @@ on_dialled(int fd, const struct sockaddr *sa, socklen_t salen,
 		return;
 	}
 	if (c->holding) {
-		c->held_for = elapsed(&c->hold_start);
+		c->held_for = mono_since(&c->hold_start);
 		unhold(c);
 	}
 	if (c->tls_to != NULL)
@@ -549,19 +572,11 @@ open_now(struct conn *c)
 	struct service	*svc = c->svc;
 	const char	*why;
 
-	if (c->srclen > 0 && svc->step != NULL &&
-	    (why = service_check(svc, (struct sockaddr *)&c->src, 1)) != NULL) {
+	c->phase = CONN_OPENING;
+	if (c->srclen > 0 && (why = service_admit_origin(svc,
+	    (struct sockaddr *)&c->src, &c->held)) != NULL) {
 		conn_refuse(c, why);
 		return -1;
-	}
-	if (c->srclen > 0 && svc->iplimit != NULL) {
-		if (iplimit_hold(svc->iplimit, (struct sockaddr *)&c->src,
-		    service_now_ms()) == -1) {
-			svc->refused.per_ip++;
-			conn_refuse(c, "too many client addresses to track");
-			return -1;
-		}
-		c->held = 1;
 	}
 	if (svc->send_proxy != 0 && add_proxy_header(c) == -1) {
 		conn_close(c, "out of memory");
@@ -580,15 +595,20 @@ on_deadline(evutil_socket_t fd, short what, void *arg)
 	struct conn	*c = arg;
 	char		 why[64];
 
-	if (c->handshaking != NULL && c->handshaking == c->target) {
+	switch (c->phase) {
+	case CONN_TARGET_HANDSHAKE:
 		conn_close(c, "target handshake timeout");
-		return;
-	}
-	if (c->handshaking != NULL)
-		snprintf(why, sizeof(why), "handshake timeout");
-	else
+		break;
+	case CONN_CLIENT_HANDSHAKE:
+		conn_refuse(c, "handshake timeout");
+		break;
+	case CONN_STEP:
 		snprintf(why, sizeof(why), "%s timeout", c->svc->step->name);
-	conn_refuse(c, why);
+		conn_refuse(c, why);
+		break;
+	default:
+		break;		/* disarmed when its phase ended */
+	}
 }
 
 /* Past the step (if any): the client's handshake, if it has one, then
@@ -597,7 +617,7 @@ static int
 client_ready(struct conn *c)
 {
 	if (c->client->ops->handshake != NULL)
-		return handshake_start(c, c->client);
+		return handshake_start(c, CONN_CLIENT_HANDSHAKE);
 	return open_now(c);
 }
 
@@ -642,6 +662,7 @@ conn_begin(struct conn *c)
 		conn_close(c, "out of memory");
 		return NULL;
 	}
+	c->phase = CONN_STEP;
 	evtimer_add(&c->deadline, &tv);
 	endpoint_want(c->client, EP_READ);
 	return c;
@@ -748,27 +769,6 @@ service_init(struct service *svc, struct event_base *base,
 	svc->connect_timeout = 10;
 	svc->held_slots = &svc->held_own;
 	TAILQ_INIT(&svc->conns);
-}
-
-int
-service_admit(struct service *svc, const struct sockaddr *sa,
-    socklen_t salen)
-{
-	const char	*why;
-	char		 name[ADDR_STR_MAX], full[64];
-
-	if (svc->max_conns > 0 && svc->active >= svc->max_conns) {
-		svc->refused.max_conns++;
-		snprintf(full, sizeof(full), "--max-conns %u reached",
-		    svc->max_conns);
-		why = full;
-	} else if ((why = service_check(svc, sa, svc->step == NULL)) == NULL)
-		return 1;	/* with a step, the limits wait for the
-				 * address it will tell */
-	svc->rejected++;
-	addr_sa_format(sa, salen, name, sizeof(name));
-	service_log_refusal(svc, name, why);
-	return 0;
 }
 
 void

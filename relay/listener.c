@@ -243,24 +243,25 @@ fail:
 
 /* No address: one dual-stack socket, or IPv4 alone where IPv6 is off. */
 static int
-bind_any(struct listener *l, struct event_base *base, char *err,
-    size_t errlen, int *exitcode)
+bind_any(const struct addr_spec *spec, int socktype,
+    listener_bind_addr *bind_addr, void *arg, char *err, size_t errlen,
+    int *exitcode)
 {
 	struct sockaddr_in6	s6 = { .sin6_family = AF_INET6 };
 	struct sockaddr_in	s4 = { .sin_family = AF_INET };
 	int			fd;
 
-	if ((fd = socket(AF_INET6, SOCK_STREAM, 0)) != -1) {
+	if ((fd = socket(AF_INET6, socktype, 0)) != -1) {
 		close(fd);
-		s6.sin6_port = htons(l->spec.port);
+		s6.sin6_port = htons(spec->port);
 		s6.sin6_addr = in6addr_any;
-		return bind_one(l, base, AF_INET6, (struct sockaddr *)&s6,
-		    sizeof(s6), 0, err, errlen, exitcode);
+		return bind_addr(AF_INET6, (struct sockaddr *)&s6, sizeof(s6),
+		    1, arg, err, errlen, exitcode);
 	}
-	s4.sin_port = htons(l->spec.port);
+	s4.sin_port = htons(spec->port);
 	s4.sin_addr.s_addr = htonl(INADDR_ANY);
-	return bind_one(l, base, AF_INET, (struct sockaddr *)&s4, sizeof(s4),
-	    0, err, errlen, exitcode);
+	return bind_addr(AF_INET, (struct sockaddr *)&s4, sizeof(s4), 1, arg,
+	    err, errlen, exitcode);
 }
 
 int
@@ -272,6 +273,9 @@ listener_bind_host(const struct addr_spec *spec, int socktype,
 	char		 port[8];
 	int		 rc;
 
+	if (spec->host[0] == '\0')
+		return bind_any(spec, socktype, bind_addr, arg, err, errlen,
+		    exitcode) == -1 ? -1 : 0;
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = socktype;
@@ -286,8 +290,8 @@ listener_bind_host(const struct addr_spec *spec, int socktype,
 	}
 	rc = 0;
 	for (ai = res; ai != NULL && rc == 0; ai = ai->ai_next)
-		rc = bind_addr(ai->ai_family, ai->ai_addr, ai->ai_addrlen, arg,
-		    err, errlen, exitcode);
+		rc = bind_addr(ai->ai_family, ai->ai_addr, ai->ai_addrlen, 0,
+		    arg, err, errlen, exitcode);
 	freeaddrinfo(res);
 	return rc == -1 ? -1 : 0;
 }
@@ -299,15 +303,15 @@ struct bind_job {
 
 /* listener_bind_host's step for a TCP listener. */
 static int
-bind_tcp(int family, const struct sockaddr *sa, socklen_t salen, void *arg,
-    char *err, size_t errlen, int *exitcode)
+bind_tcp(int family, const struct sockaddr *sa, socklen_t salen, int any,
+    void *arg, char *err, size_t errlen, int *exitcode)
 {
 	struct bind_job	*job = arg;
 
 	if (job->l->nsocks == MAX_SOCKETS)
 		return 1;
-	return bind_one(job->l, job->base, family, sa, salen, 1, err, errlen,
-	    exitcode);
+	return bind_one(job->l, job->base, family, sa, salen, !any, err,
+	    errlen, exitcode);
 }
 
 static struct listener *
@@ -334,9 +338,7 @@ bind_listener(struct event_base *base, const struct addr_spec *spec,
 		len = addr_unix_sockaddr(spec->path, &sun);
 		rc = bind_one(l, base, AF_UNIX, (struct sockaddr *)&sun, len, 0,
 		    err, errlen, exitcode);
-	} else if (spec->host[0] == '\0')
-		rc = bind_any(l, base, err, errlen, exitcode);
-	else
+	} else
 		rc = listener_bind_host(spec, SOCK_STREAM, bind_tcp,
 		    &(struct bind_job){ l, base }, err, errlen, exitcode);
 	if (rc == -1) {

@@ -73,16 +73,18 @@ void	listener_close_parked(int (*keep)(const struct addr_spec *,
  * (what "tls:" changes is not the socket). */
 int	listener_same_address(const struct addr_spec *a,
 	    const struct addr_spec *b);
-/* Binds one address for listener_bind_host: 0 to go on, 1 when there is
- * no room for another socket (the other addresses are left unbound), -1
- * with a one-line message and a sysexits.h code. */
+/* Binds one address for listener_bind_host (any: it is the wildcard, to
+ * bind dual-stack, not IPv6 alone): 0 to go on, 1 when there is no room
+ * for another socket (the other addresses are left unbound), -1 with a
+ * one-line message and a sysexits.h code. */
 typedef int listener_bind_addr(int family, const struct sockaddr *sa,
-	    socklen_t salen, void *arg, char *err, size_t errlen,
+	    socklen_t salen, int any, void *arg, char *err, size_t errlen,
 	    int *exitcode);
 /*
  * Resolves spec's host for passive sockets of socktype (SOCK_STREAM or
- * SOCK_DGRAM) and gives each address to bind_addr, with arg, in turn.
- * Returns 0, or -1 with a one-line message and a sysexits.h code.
+ * SOCK_DGRAM) and gives each address to bind_addr, with arg, in turn; no
+ * host is the wildcard: one dual-stack address, or IPv4's where IPv6 is
+ * off. Returns 0, or -1 with a one-line message and a sysexits.h code.
  */
 int	listener_bind_host(const struct addr_spec *spec, int socktype,
 	    listener_bind_addr *bind_addr, void *arg, char *err, size_t errlen,

@@ -2,7 +2,7 @@
 #ifndef RELAY_PROXY_STEP_H
 #define RELAY_PROXY_STEP_H
 
-#include "relay/service.h"
+#include "relay/conn.h"
 
 /*
  * Reads and checks the header, then tells the connection the address it

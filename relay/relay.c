@@ -33,7 +33,7 @@
 /* One loop's part of a relay (--workers): its own listeners and
  * connections, touched only from that loop's thread. */
 struct shard {
-	struct service		 svc;		/* first: on_conn_closed casts */
+	struct service		 svc;
 	struct relay		*relay;
 	unsigned		 loop;
 	struct listener		**listeners;
@@ -73,9 +73,7 @@ static TAILQ_HEAD(, child)	 children = TAILQ_HEAD_INITIALIZER(children);
 static void
 on_conn_closed(struct service *svc)
 {
-	struct shard	*sh = (struct shard *)svc;
-
-	atomic_fetch_sub(&sh->relay->active, 1);
+	service_release(svc);
 	if (in_child && svc->active == 0)
 		event_base_loopbreak(svc->base);
 }
@@ -169,13 +167,13 @@ fork_conn(struct shard *sh, int fd, const struct sockaddr *sa,
 
 	if ((ch = calloc(1, sizeof(*ch))) == NULL) {
 		log_warnx("cannot serve a connection: out of memory");
-		atomic_fetch_sub(&r->active, 1);
+		service_release(&sh->svc);
 		close(fd);
 		return;
 	}
 	if ((pid = fork()) == -1) {
 		log_warn("cannot serve a connection: fork");
-		atomic_fetch_sub(&r->active, 1);
+		service_release(&sh->svc);
 		free(ch);
 		close(fd);
 		return;
@@ -196,48 +194,23 @@ fork_conn(struct shard *sh, int fd, const struct sockaddr *sa,
 	log_debug("connection served by process %ld", (long)pid);
 }
 
-/*
- * --max-conns counts the connections of every loop: a slot is taken here,
- * before the connection exists, and given back when it closes. Returns 1
- * if the client may proceed, 0 if it was counted and logged as rejected.
- */
-static int
-admit(struct shard *sh, const struct sockaddr *sa, socklen_t salen)
-{
-	struct relay	*r = sh->relay;
-	unsigned	 max = r->conf->max_conns;
-	char		 name[ADDR_STR_MAX], why[64];
-
-	if (atomic_fetch_add(&r->active, 1) < max || max == 0)
-		return 1;
-	atomic_fetch_sub(&r->active, 1);
-	sh->svc.rejected++;
-	sh->svc.refused.max_conns++;
-	addr_sa_format(sa, salen, name, sizeof(name));
-	snprintf(why, sizeof(why), "--max-conns %u reached", max);
-	service_log_refusal(&sh->svc, name, why);
-	return 0;
-}
-
+/* A --max-conns slot (counted over every loop) is taken at admission,
+ * before the connection exists, and given back when it closes. */
 static void
 accept_conn(struct shard *sh, int fd, const struct sockaddr *sa,
     socklen_t salen, int tls)
 {
 	uint64_t	 total = sh->svc.total;
 
-	if (!admit(sh, sa, salen))
+	if (!service_admit(&sh->svc, sa, salen))
 		close(fd);
-	else if (!service_admit(&sh->svc, sa, salen)) {
-		/* The access list or the per-address limits. */
-		atomic_fetch_sub(&sh->relay->active, 1);
-		close(fd);
-	} else if (sh->relay->conf->fork_mode)
+	else if (sh->relay->conf->fork_mode)
 		fork_conn(sh, fd, sa, salen, tls);
 	else {
 		serve(sh, fd, sa, salen, tls);
 		/* Not even started (out of memory): it will never close. */
 		if (sh->svc.total == total)
-			atomic_fetch_sub(&sh->relay->active, 1);
+			service_release(&sh->svc);
 	}
 }
 
@@ -344,7 +317,7 @@ relay_reap_children(void (*other)(pid_t, int))
 			continue;
 		}
 		ch->relay->shards[0].svc.active--;
-		atomic_fetch_sub(&ch->relay->active, 1);
+		service_release(&ch->relay->shards[0].svc);
 		TAILQ_REMOVE(&children, ch, entry);
 		free(ch);
 		if (WIFSIGNALED(status))
@@ -444,6 +417,54 @@ shard_open(void *arg)
 	job->rc = 0;
 }
 
+/* One loop's service: the relay's settings, its slots and limits shared
+ * by every loop. Returns -1 when out of memory. */
+static int
+shard_init(struct relay *r, struct shard *sh, unsigned loop,
+    struct event_base *base)
+{
+	const struct relay_conf	*conf = r->conf;
+
+	service_init(&sh->svc, base, &relay_ops);
+	sh->svc.to = &conf->to;
+	sh->svc.connect_timeout = conf->connect_timeout;
+	sh->svc.idle_timeout = conf->idle_timeout;
+	sh->svc.max_conns = conf->max_conns;
+	sh->svc.conn_slots = &r->active;
+	sh->svc.acl = conf->acl;
+	sh->svc.nacl = conf->nacl;
+	sh->svc.step = conf->accept_proxy ? &proxy_step :
+	    r->routes != NULL ? &route_step : NULL;
+	sh->svc.routes = r->routes;
+	sh->svc.handshake_timeout = conf->handshake_timeout;
+	sh->svc.send_proxy = conf->send_proxy;
+	sh->svc.tls_to = r->tls_to;
+	sh->svc.connect_retry = conf->connect_retry;
+	sh->svc.max_held = conf->max_held;
+	sh->svc.held_slots = &r->held;
+	sh->svc.iplimit = r->iplimit;
+	sh->svc.refusal_log = &r->refusal_log;
+	sh->relay = r;
+	sh->loop = loop;
+	if ((sh->listeners = calloc(conf->nlisten > 0 ? conf->nlisten : 1,
+	    sizeof(*sh->listeners))) == NULL)
+		return -1;
+	if (r->routes != NULL && (sh->svc.routed = calloc(conf->nroutes + 1,
+	    sizeof(*sh->svc.routed))) == NULL)
+		return -1;
+	return 0;
+}
+
+/* relay_new's way out when memory ran out. */
+static struct relay *
+relay_oom(struct relay *r, char *err, size_t errlen, int *exitcode)
+{
+	relay_free(r);
+	snprintf(err, errlen, "out of memory");
+	*exitcode = EX_OSERR;
+	return NULL;
+}
+
 struct relay *
 relay_new(struct event_base *base, const struct relay_conf *conf, char *err,
     size_t errlen, int *exitcode)
@@ -472,40 +493,17 @@ relay_new(struct event_base *base, const struct relay_conf *conf, char *err,
 	}
 	if ((r->shards = calloc(r->nshards, sizeof(*r->shards))) == NULL) {
 		r->nshards = 0;
-		relay_free(r);
-		snprintf(err, errlen, "out of memory");
-		*exitcode = EX_OSERR;
-		return NULL;
+		return relay_oom(r, err, errlen, exitcode);
 	}
+	/* UDP has no per-address limits (the config refuses them). */
+	if (!conf->to.udp && (conf->max_conns_per_ip > 0 || conf->rate > 0) &&
+	    (r->iplimit = iplimit_new(conf->max_conns_per_ip, conf->rate,
+	    IPLIMIT_ENTRIES)) == NULL)
+		return relay_oom(r, err, errlen, exitcode);
 	for (i = 0; i < r->nshards; i++) {
 		sh = &r->shards[i];
-		service_init(&sh->svc, i == 0 ? base : workers_base(i),
-		    &relay_ops);
-		sh->svc.to = &conf->to;
-		sh->svc.connect_timeout = conf->connect_timeout;
-		sh->svc.idle_timeout = conf->idle_timeout;
-		sh->svc.acl = conf->acl;
-		sh->svc.nacl = conf->nacl;
-		sh->svc.step = conf->accept_proxy ? &proxy_step :
-		    r->routes != NULL ? &route_step : NULL;
-		sh->svc.routes = r->routes;
-		sh->svc.handshake_timeout = conf->handshake_timeout;
-		sh->svc.send_proxy = conf->send_proxy;
-		sh->svc.tls_to = r->tls_to;
-		sh->svc.connect_retry = conf->connect_retry;
-		sh->svc.max_held = conf->max_held;
-		sh->svc.held_slots = &r->held;
-		sh->relay = r;
-		sh->loop = i;
-		if ((sh->listeners = calloc(conf->nlisten > 0 ? conf->nlisten :
-		    1, sizeof(*sh->listeners))) == NULL || (r->routes != NULL &&
-		    (sh->svc.routed = calloc(conf->nroutes + 1,
-		    sizeof(*sh->svc.routed))) == NULL)) {
-			relay_free(r);
-			snprintf(err, errlen, "out of memory");
-			*exitcode = EX_OSERR;
-			return NULL;
-		}
+		if (shard_init(r, sh, i, i == 0 ? base : workers_base(i)) == -1)
+			return relay_oom(r, err, errlen, exitcode);
 		if (i == 0 && conf->to.udp) {
 			if ((r->udp = udp_relay_new(base, conf, err, errlen,
 			    exitcode)) == NULL) {
@@ -514,16 +512,6 @@ relay_new(struct event_base *base, const struct relay_conf *conf, char *err,
 			}
 			return r;
 		}
-		if (i == 0 && (conf->max_conns_per_ip > 0 || conf->rate > 0) &&
-		    (r->iplimit = iplimit_new(conf->max_conns_per_ip,
-		    conf->rate, IPLIMIT_ENTRIES)) == NULL) {
-			relay_free(r);
-			snprintf(err, errlen, "out of memory");
-			*exitcode = EX_OSERR;
-			return NULL;
-		}
-		sh->svc.iplimit = r->iplimit;
-		sh->svc.refusal_log = &r->refusal_log;
 		job.sh = sh;
 		workers_call(i, shard_open, &job);
 		if (job.rc == -1) {

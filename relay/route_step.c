@@ -15,6 +15,7 @@
 #include "relay/peek.h"
 #include "relay/route.h"
 #include "relay/route_step.h"
+#include "relay/service.h"
 #include "relay/tls.h"
 
 #define FIRST_READ	4096	/* a ClientHello or request head's usual size */

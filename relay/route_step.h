@@ -9,7 +9,7 @@
 
 #include <stddef.h>
 
-#include "relay/service.h"
+#include "relay/conn.h"
 
 struct route_conf;
 struct tls_client;

@@ -1,7 +1,9 @@
 /*
  * A service hands connections to the pump: a relay's listeners, or a tunnel
- * forward. It owns its connections, their counters and how the target side
- * is opened (a TCP or unix dial unless its ops say otherwise).
+ * forward. It owns its connections (relay/conn.h), their counters and how
+ * the target side is opened (a TCP or unix dial unless its ops say
+ * otherwise). Its bookkeeping lives in relay/conn.c, its admission and
+ * refusals in relay/admit.c.
  */
 #ifndef RELAY_SERVICE_H
 #define RELAY_SERVICE_H
@@ -11,32 +13,16 @@
 #include <stdint.h>
 
 #include "relay/addr.h"
+#include "relay/conn.h"	/* a service's users start its connections */
 #include "relay/endpoint.h"
 
 struct acl_rule;
-struct conn;
 struct iplimit;
 struct service;
 struct event;
 struct event_base;
 struct tls_client;
 struct route_table;
-
-/*
- * A step between accept and dial, run on the client before anything is
- * opened (reading a PROXY header, a TLS handshake). It is bounded by the
- * service's handshake_timeout and ends with conn_step_done, or with
- * conn_refuse when the client fails it.
- */
-struct conn_step {
-	const char	*name;		/* "PROXY header", for reasons */
-	/* Starts on c; returns its state, or NULL when out of memory. */
-	void	*(*start)(struct conn *);
-	/* The client endpoint is ready (EP_* bits): go on with the step. */
-	void	 (*ready)(struct conn *, void *state, int what);
-	/* Frees the state (the step ended, or the connection closed). */
-	void	 (*free)(void *state);
-};
 
 /* Closed connections by how long they lived (seconds, upper bounds;
  * one bucket more for longer ones), for --metrics. */
@@ -88,7 +74,11 @@ struct service {
 	int			 connect_timeout;
 	int			 idle_timeout;
 	struct tls_client	*tls_to;	/* NULL, or TLS to targets */
+	/* --max-conns: at most max_conns connections at once (0: no limit)
+	 * over every service sharing *conn_slots (a relay's loops, and a
+	 * drain waits for them); NULL: none counted. */
 	unsigned		 max_conns;
+	_Atomic unsigned	*conn_slots;
 	TAILQ_HEAD(, conn)	 conns;
 	unsigned		 active;
 	uint64_t		 total;
@@ -148,19 +138,24 @@ struct service_counts {
 void	service_init(struct service *, struct event_base *,
 	    const struct service_ops *);
 /*
- * Checks --max-conns, the access list and (unless a step will tell the
- * real address first) the per-address limits for a client about to be
- * accepted: returns 1 if it may proceed, 0 if it was counted and logged
- * as rejected.
+ * Admission of a client about to be accepted (admit.c): takes a
+ * --max-conns slot, then checks the access list and (unless a step will
+ * tell the real address first) the per-address limits. Returns 1 if it
+ * may proceed (holding the slot until service_release), 0 if it was
+ * counted and logged as rejected.
  */
 int	service_admit(struct service *, const struct sockaddr *, socklen_t);
+/* Gives back the --max-conns slot service_admit took. */
+void	service_release(struct service *);
 /*
- * The access list and, if limits, the per-address limits for sa
- * (admit.c): returns NULL, or why it is refused (counted by reason, not
- * yet logged).
+ * Admission's last word on the client's final address sa (after a step
+ * that may have learnt it): the access list and limits again if there
+ * was a step, then a place in the per-address table (*held set to 1;
+ * iplimit_release gives it back). Returns NULL, or why it is refused
+ * (counted by reason, not yet logged).
  */
-const char *service_check(struct service *, const struct sockaddr *,
-	    int limits);
+const char *service_admit_origin(struct service *, const struct sockaddr *,
+	    int *held);
 /* Logs a refusal of client, a few lines a second at most; the others
  * are counted in a line said once their second is over. */
 void	service_log_refusal(struct service *, const char *client,
@@ -171,8 +166,6 @@ void	service_log_refusals_end(struct service *);
 /* Appends "; refused: denied=N ..." when the service refuses anyone. */
 void	service_describe_refusals(const struct service *, char *buf,
 	    size_t len);
-/* The clock of the per-address limits. */
-uint64_t service_now_ms(void);
 /* Writes "N active, N total, N rejected, in=N out=N spliced=N" (bytes of
  * closed and live connections) for status reports. */
 void	service_describe(const struct service *, char *buf, size_t len);
@@ -184,51 +177,5 @@ void	service_counts_describe(const struct service_counts *, char *buf,
 	    size_t len);
 /* Closes every connection of the service with reason why. */
 void	service_close_all(struct service *, const char *why);
-
-/*
- * Starts a connection from an accepted client endpoint (whose callback it
- * takes over) to to, or the service's target when to is NULL. On failure
- * the client is freed and NULL returned.
- */
-struct conn *conn_start(struct service *, struct endpoint *client,
-	    const char *client_name, const struct addr_spec *to);
-/* Same, from an accepted socket's endpoint (ep wraps fd, whose
- * addresses go to checks, logs and PROXY headers). */
-struct conn *conn_start_socket(struct service *, struct endpoint *ep, int fd,
-	    const struct sockaddr *, socklen_t);
-/* Same, from an accepted socket. */
-struct conn *conn_start_fd(struct service *, int fd, const struct sockaddr *,
-	    socklen_t);
-/* The opener's reports: the target endpoint is taken over. */
-void	conn_target_ready(struct conn *, struct endpoint *target);
-void	conn_target_failed(struct conn *, const char *why);
-/* The service c belongs to. */
-struct service *conn_service(struct conn *);
-/* The client side, for openers that answer it first (SOCKS). */
-struct endpoint *conn_client(struct conn *);
-/* Calls hook after every connection closed (one hook per process; it
- * runs in the loop the connection lived in). */
-void	conn_set_closed_hook(void (*hook)(void));
-/* Uses up a connection id, so --fork children's ids stay unique. */
-void	conn_skip_id(void);
-/* Closes c: the one path that frees it and logs its summary line. */
-void	conn_close(struct conn *, const char *why);
-/* Closes c, refused before its target was opened: logged as a refusal
- * (rate-limited), not as a connection. */
-void	conn_refuse(struct conn *, const char *why);
-/* Ends the service's step: c's target is opened (after the access checks
- * on the address the step may have learnt). */
-void	conn_step_done(struct conn *);
-/* The client's address as the step learnt it (a PROXY header): used in
- * logs, checks and the PROXY header sent on. */
-void	conn_set_origin(struct conn *, const struct sockaddr *src,
-	    socklen_t srclen, const struct sockaddr *dst, socklen_t dstlen);
-/* The step picked c's target: to (and tls, or NULL) must outlive c; route
- * (or NULL) is named in its summary line. */
-void	conn_set_target(struct conn *, const struct addr_spec *to,
-	    struct tls_client *tls, const char *route);
-/* Bytes the target gets before any from the pump (copied); 0 or -1 when
- * out of memory. */
-int	conn_push_target(struct conn *, const void *, size_t);
 
 #endif

@@ -21,6 +21,7 @@
 
 #include <event2/event.h>
 
+#include "relay/clock.h"
 #include "relay/log.h"
 #include "relay/tunproc.h"
 
@@ -103,15 +104,6 @@ keeper_handlers(void (*handler)(int))
 		sigaction(forwarded[i], &sa, NULL);
 }
 
-static time_t
-now_sec(void)
-{
-	struct timespec	ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec;
-}
-
 /*
  * Sleeps with the forwarded signals let in; a stop cuts it short. They are
  * let in only inside ppoll, atomically: a stop that came between the test
@@ -183,7 +175,7 @@ keeper_loop(const struct tunproc_hooks *h, const sigset_t *set)
 
 	keeper_handlers(keeper_on_signal);
 	for (;;) {
-		started = now_sec();
+		started = mono_sec();
 		number++;
 		if ((pid = fork()) == 0) {
 			keeper_handlers(SIG_DFL);
@@ -200,7 +192,7 @@ keeper_loop(const struct tunproc_hooks *h, const sigset_t *set)
 			_exit(pid != -1 && WIFEXITED(status) ?
 			    WEXITSTATUS(status) : 0);
 		/* A worker that ran a while starts the backoff afresh. */
-		if (now_sec() - started >= BACKOFF_MAX)
+		if (mono_sec() - started >= BACKOFF_MAX)
 			delay = 1;
 		if (pid != -1)
 			log_warnx("tunnel process %ld killed by signal %d; "
@@ -470,7 +462,7 @@ int
 tunproc_finish(struct tunproc *tp, int timeout)
 {
 	struct timespec	 tick = { 0, 20 * 1000 * 1000 };
-	time_t		 deadline = now_sec() + timeout;
+	time_t		 deadline = mono_sec() + timeout;
 	int		 status, code = 0;
 
 	answer_kind(tp, 0, NULL, "stopping");
@@ -481,7 +473,7 @@ tunproc_finish(struct tunproc *tp, int timeout)
 			tunproc_reaped(tp, tp->pid, status, &code);
 			break;
 		}
-		if (now_sec() >= deadline) {
+		if (mono_sec() >= deadline) {
 			log_warnx("tunnel process still running: killed");
 			kill(tp->pid, SIGKILL);
 			waitpid(tp->pid, &status, 0);

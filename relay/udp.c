@@ -22,6 +22,7 @@
 #include <event2/event_struct.h>
 
 #include "relay/listener.h"
+#include "relay/clock.h"
 #include "relay/log.h"
 #include "relay/resolve.h"
 #include "relay/udp.h"
@@ -33,15 +34,6 @@
 #define RETRY_SEC	5	/* after a failed lookup */
 
 static unsigned char	dgram[UDP_DGRAM_MAX];	/* the loop's one buffer */
-
-static time_t
-now_sec(void)
-{
-	struct timespec	ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec;
-}
 
 static void	refresh_target(struct udp_relay *);
 
@@ -60,7 +52,7 @@ client_datagram(struct udp_relay *r, struct udp_sock *s)
 				    .msg_iovlen = 1, .msg_control = cbuf,
 				    .msg_controllen = sizeof(cbuf) };
 	struct flow_key		 key;
-	struct flow		*f;
+	struct udp_flow		*f;
 	ssize_t			 n;
 
 	if ((n = recvmsg(s->fd, &msg, MSG_DONTWAIT)) == -1) {
@@ -75,14 +67,14 @@ client_datagram(struct udp_relay *r, struct udp_sock *s)
 		r->dropped++;
 		return 1;
 	}
-	if ((f = flow_find(r, &key)) == NULL) {
-		if ((f = flow_open(r, s, &key, &msg)) == NULL) {
+	if ((f = udp_flow_find(r, &key)) == NULL) {
+		if ((f = udp_flow_open(r, s, &key, &msg)) == NULL) {
 			r->dropped++;
 			return 1;
 		}
 		refresh_target(r);
 	}
-	flow_forward(f, dgram, (size_t)n);
+	udp_flow_forward(f, dgram, (size_t)n);
 	return 1;
 }
 
@@ -132,14 +124,14 @@ on_resolved(int gai_error, struct addrinfo *res, void *arg)
 		log_warnx("udp relay %s: cannot resolve %s: %s%s",
 		    r->socks[0].name, to, gai_strerror(gai_error),
 		    r->targetlen ? "; keeping the last address" : "");
-		r->resolved = now_sec();
+		r->resolved = mono_sec();
 		if (r->targetlen == 0)
 			evtimer_add(&r->retry, &tv);
 		return;
 	}
 	memcpy(&r->target, res->ai_addr, res->ai_addrlen);
 	r->targetlen = res->ai_addrlen;
-	r->resolved = now_sec();
+	r->resolved = mono_sec();
 	freeaddrinfo(res);
 	addr_sa_format((struct sockaddr *)&r->target, r->targetlen, name,
 	    sizeof(name));
@@ -173,7 +165,7 @@ static void
 refresh_target(struct udp_relay *r)
 {
 	if (!r->conf->to.numeric && r->lookup == NULL &&
-	    now_sec() - r->resolved >= REFRESH_SEC)
+	    mono_sec() - r->resolved >= REFRESH_SEC)
 		start_lookup(r);
 }
 
@@ -239,43 +231,24 @@ fail:
 	return -1;
 }
 
-/* No address: one dual-stack socket, or IPv4 alone where IPv6 is off. */
+/* listener_bind_host's step for a UDP relay; the wildcard is named
+ * "udp:*:PORT" once bound. */
 static int
-bind_any(struct udp_relay *r, const struct addr_spec *spec, char *err,
-    size_t errlen, int *exitcode)
-{
-	struct sockaddr_in6	s6 = { .sin6_family = AF_INET6 };
-	struct sockaddr_in	s4 = { .sin_family = AF_INET };
-	int			fd, rc;
-
-	if ((fd = socket(AF_INET6, SOCK_DGRAM, 0)) != -1) {
-		close(fd);
-		s6.sin6_port = htons(spec->port);
-		s6.sin6_addr = in6addr_any;
-		rc = bind_one(r, AF_INET6, (struct sockaddr *)&s6, sizeof(s6),
-		    0, err, errlen, exitcode);
-	} else {
-		s4.sin_port = htons(spec->port);
-		s4.sin_addr.s_addr = htonl(INADDR_ANY);
-		rc = bind_one(r, AF_INET, (struct sockaddr *)&s4, sizeof(s4),
-		    0, err, errlen, exitcode);
-	}
-	if (rc == 0)
-		snprintf(r->socks[r->nsocks - 1].name, ADDR_STR_MAX,
-		    "udp:*:%u", spec->port);
-	return rc;
-}
-
-/* listener_bind_host's step for a UDP relay. */
-static int
-bind_udp(int family, const struct sockaddr *sa, socklen_t salen, void *arg,
-    char *err, size_t errlen, int *exitcode)
+bind_udp(int family, const struct sockaddr *sa, socklen_t salen, int any,
+    void *arg, char *err, size_t errlen, int *exitcode)
 {
 	struct udp_relay	*r = arg;
+	/* sin_port and sin6_port share their place. */
+	in_port_t		 port = ((const struct sockaddr_in *)sa)->sin_port;
 
 	if (r->nsocks == UDP_MAX_SOCKS)
 		return 1;
-	return bind_one(r, family, sa, salen, 1, err, errlen, exitcode);
+	if (bind_one(r, family, sa, salen, !any, err, errlen, exitcode) == -1)
+		return -1;
+	if (any)
+		snprintf(r->socks[r->nsocks - 1].name, ADDR_STR_MAX,
+		    "udp:*:%u", ntohs(port));
+	return 0;
 }
 
 /* ---------------------------------------------------------- the relay */
@@ -307,12 +280,8 @@ udp_relay_new(struct event_base *base, const struct relay_conf *conf,
 	for (i = 0; i < conf->nlisten && rc == 0; i++) {
 		if (r->nsocks == UDP_MAX_SOCKS)
 			break;
-		if (conf->listen[i].host[0] == '\0')
-			rc = bind_any(r, &conf->listen[i], err, errlen,
-			    exitcode);
-		else
-			rc = listener_bind_host(&conf->listen[i], SOCK_DGRAM,
-			    bind_udp, r, err, errlen, exitcode);
+		rc = listener_bind_host(&conf->listen[i], SOCK_DGRAM,
+		    bind_udp, r, err, errlen, exitcode);
 	}
 	if (rc == -1) {
 		udp_relay_forget(r);
@@ -394,7 +363,7 @@ udp_relay_free(struct udp_relay *r, const char *why)
 	if (r == NULL)
 		return;
 	while (!TAILQ_EMPTY(&r->flows))
-		flow_close(TAILQ_FIRST(&r->flows), why);
+		udp_flow_close(TAILQ_FIRST(&r->flows), why);
 	if (r->lookup != NULL)
 		resolve_cancel(r->lookup);
 	release(r);
@@ -403,11 +372,11 @@ udp_relay_free(struct udp_relay *r, const char *why)
 void
 udp_relay_forget(struct udp_relay *r)
 {
-	struct flow	*f;
+	struct udp_flow	*f;
 
 	if (r == NULL)
 		return;
 	while ((f = TAILQ_FIRST(&r->flows)) != NULL)
-		flow_forget(f);
+		udp_flow_close(f, NULL);
 	release(r);
 }

@@ -20,6 +20,7 @@
 #include <event2/event.h>
 #include <event2/event_struct.h>
 
+#include "relay/clock.h"
 #include "relay/log.h"
 #include "relay/udp_flow.h"
 
@@ -33,9 +34,9 @@ union local_addr {
 	struct in6_pktinfo	v6;
 };
 
-struct flow {
+struct udp_flow {
 	struct flow_entry	 entry;		/* first: the table links it */
-	TAILQ_ENTRY(flow)	 link;
+	TAILQ_ENTRY(udp_flow)	 link;
 	struct udp_relay	*relay;
 	struct udp_sock		*via;		/* replies leave from here */
 	uint64_t		 id;
@@ -56,35 +57,18 @@ struct flow {
 static uint64_t		next_flow_id;
 static unsigned char	dgram[UDP_DGRAM_MAX];	/* replies, one at a time */
 
-static time_t
-now_sec(void)
-{
-	struct timespec	ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec;
-}
-
-static double
-elapsed(const struct timespec *since)
-{
-	struct timespec	now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (double)(now.tv_sec - since->tv_sec) +
-	    (double)(now.tv_nsec - since->tv_nsec) / 1e9;
-}
-
 void
-flow_close(struct flow *f, const char *why)
+udp_flow_close(struct udp_flow *f, const char *why)
 {
 	struct udp_relay	*r = f->relay;
 
-	log_info("udp flow %" PRIu64 " %s -> %s datagrams in=%" PRIu64
-	    " out=%" PRIu64 " bytes in=%" PRIu64 " out=%" PRIu64 " refused=%"
-	    PRIu64 " time=%.3f end=%s", f->id, f->client_name, f->target_name,
-	    f->dgrams_in, f->dgrams_out, f->bytes_in, f->bytes_out, f->refused,
-	    elapsed(&f->start), why);
+	if (why != NULL)
+		log_info("udp flow %" PRIu64 " %s -> %s datagrams in=%"
+		    PRIu64 " out=%" PRIu64 " bytes in=%" PRIu64 " out=%" PRIu64
+		    " refused=%" PRIu64 " time=%.3f end=%s", f->id,
+		    f->client_name, f->target_name, f->dgrams_in, f->dgrams_out,
+		    f->bytes_in, f->bytes_out, f->refused,
+		    mono_since(&f->start), why);
 	event_del(&f->readev);
 	event_del(&f->timer);
 	close(f->fd);
@@ -97,19 +81,19 @@ flow_close(struct flow *f, const char *why)
 static void
 on_flow_expired(evutil_socket_t fd, short what, void *arg)
 {
-	flow_close(arg, "idle");
+	udp_flow_close(arg, "idle");
 }
 
 /* Silence is measured from the last datagram either way. */
 static void
-flow_touch(struct flow *f)
+flow_touch(struct udp_flow *f)
 {
 	event_add(&f->timer, f->relay->expiry);
 }
 
 /* Sends a reply from the address the client wrote to. */
 static ssize_t
-send_reply(struct flow *f, const void *buf, size_t len)
+send_reply(struct udp_flow *f, const void *buf, size_t len)
 {
 	char		 cbuf[CMSG_SPACE(sizeof(union local_addr))];
 	struct iovec	 iov = { (void *)(uintptr_t)buf, len };
@@ -156,7 +140,7 @@ send_reply(struct flow *f, const void *buf, size_t len)
 static void
 on_target_read(evutil_socket_t fd, short what, void *arg)
 {
-	struct flow		*f = arg;
+	struct udp_flow		*f = arg;
 	struct udp_relay	*r = f->relay;
 	ssize_t			 n;
 	int			 i, heard = 0;
@@ -193,7 +177,7 @@ on_target_read(evutil_socket_t fd, short what, void *arg)
 static void
 warn_dropping(struct udp_relay *r, const char *why)
 {
-	time_t	now = now_sec();
+	time_t	now = mono_sec();
 
 	if (r->warned != 0 && now - r->warned < WARN_EVERY)
 		return;
@@ -245,11 +229,11 @@ target_socket(struct udp_relay *r)
 	return fd;
 }
 
-struct flow *
-flow_open(struct udp_relay *r, struct udp_sock *s, const struct flow_key *key,
-    struct msghdr *msg)
+struct udp_flow *
+udp_flow_open(struct udp_relay *r, struct udp_sock *s,
+    const struct flow_key *key, struct msghdr *msg)
 {
-	struct flow	*f;
+	struct udp_flow	*f;
 	char		 why[128];
 	int		 fd;
 
@@ -297,7 +281,7 @@ flow_open(struct udp_relay *r, struct udp_sock *s, const struct flow_key *key,
 /* Passes one datagram to the target; ECONNREFUSED here is an earlier
  * datagram's ICMP error reported late: this one was not sent, try again. */
 void
-flow_forward(struct flow *f, const void *buf, size_t len)
+udp_flow_forward(struct udp_flow *f, const void *buf, size_t len)
 {
 	struct udp_relay	*r = f->relay;
 	ssize_t			 n;
@@ -320,19 +304,9 @@ flow_forward(struct flow *f, const void *buf, size_t len)
 	flow_touch(f);
 }
 
-struct flow *
-flow_find(struct udp_relay *r, const struct flow_key *key)
+struct udp_flow *
+udp_flow_find(struct udp_relay *r, const struct flow_key *key)
 {
 	/* The entry is the flow's first member. */
-	return (struct flow *)(void *)flowtab_find(&r->tab, key);
-}
-
-void
-flow_forget(struct flow *f)
-{
-	TAILQ_REMOVE(&f->relay->flows, f, link);
-	event_del(&f->readev);
-	event_del(&f->timer);
-	close(f->fd);
-	free(f);
+	return (struct udp_flow *)(void *)flowtab_find(&r->tab, key);
 }

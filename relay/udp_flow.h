@@ -21,7 +21,7 @@
 #define UDP_MAX_SOCKS	8
 #define UDP_DGRAM_MAX	65536	/* more than any UDP payload */
 
-struct flow;
+struct udp_flow;
 struct udp_relay;
 
 /* A listening socket: its clients' replies leave from it. */
@@ -39,7 +39,7 @@ struct udp_relay {
 	struct udp_sock		 socks[UDP_MAX_SOCKS];
 	size_t			 nsocks;
 	struct flowtab		 tab;
-	TAILQ_HEAD(, flow)	 flows;
+	TAILQ_HEAD(, udp_flow)	 flows;
 	struct timeval		 timeout;
 	const struct timeval	*expiry;	/* common, or &timeout */
 	struct resolve		*lookup;	/* in progress */
@@ -55,20 +55,20 @@ struct udp_relay {
 };
 
 /* The flow of the client key, or NULL. */
-struct flow *flow_find(struct udp_relay *, const struct flow_key *);
+struct udp_flow *udp_flow_find(struct udp_relay *,
+	    const struct flow_key *);
 /*
  * Opens the flow of a client's first datagram, as recvmsg filled msg (its
  * name and IP_PKTINFO / IPV6_PKTINFO). NULL at the flow limit or out of
  * descriptors, said in a warning at most every few seconds.
  */
-struct flow *flow_open(struct udp_relay *, struct udp_sock *,
+struct udp_flow *udp_flow_open(struct udp_relay *, struct udp_sock *,
 	    const struct flow_key *, struct msghdr *msg);
 /* Passes one datagram from the client on to the target. */
-void	flow_forward(struct flow *, const void *buf, size_t len);
-/* The one close path: unlinks and frees f, logs its summary (end=why). */
-void	flow_close(struct flow *, const char *why);
-/* Closes and frees f without logging: in a forked child, where the flow
- * is the parent's to report. */
-void	flow_forget(struct flow *);
+void	udp_flow_forward(struct udp_flow *, const void *buf, size_t len);
+/* The one close path: unlinks and frees f, logs its summary (end=why);
+ * why NULL: no line (in a forked child, the flow is the parent's to
+ * report). */
+void	udp_flow_close(struct udp_flow *, const char *why);
 
 #endif

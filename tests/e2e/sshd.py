@@ -11,7 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from conftest import children_of, kill_pid, proc_stat
+from harness.procs import children_of, kill_pid, proc_stat
 
 SSHD = "/usr/sbin/sshd"
 PRIVSEP_DIR = Path("/run/sshd")     # sshd refuses to start without it

@@ -9,15 +9,8 @@ import socket
 import threading
 import time
 
-from conftest import (IO_TIMEOUT, echo_roundtrip, free_port, run_relayd, sink_roundtrip, tcp4,
-                      tcp6, wait_closed)
-
-CLIENT = "127.0.0.77"
-
-
-def connect_from(port, source=CLIENT, host="127.0.0.1"):
-    return socket.create_connection((host, port), timeout=IO_TIMEOUT,
-                                    source_address=(source, 0))
+from conftest import (CLIENT, connect_from, echo_roundtrip, free_port, run_relayd,
+                      sink_roundtrip, tcp4, tcp6, wait_closed)
 
 
 def assert_refused(sock):

@@ -14,10 +14,9 @@ import time
 
 import pytest
 
-from conftest import (IO_TIMEOUT, digest_of, free_port, fwd, payload, recv_until_eof,
-                      wait_closed)
+from conftest import (CLIENT, IO_TIMEOUT, connect_from, digest_of, free_port, fwd, payload,
+                      recv_until_eof, trickle, wait_closed)
 
-CLIENT = "127.0.0.77"       # the test client's own loopback source address
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 
@@ -107,11 +106,6 @@ def http_get(port, uri, source=CLIENT):
                                   source_address=(source, 0)) as s:
         s.sendall(f"GET {uri} HTTP/1.0\r\nHost: test\r\n\r\n".encode())
         return recv_until_eof(s)
-
-
-def connect_from(port, source=CLIENT, host="127.0.0.1"):
-    return socket.create_connection((host, port), timeout=IO_TIMEOUT,
-                                    source_address=(source, 0))
 
 
 # ------------------------------------------------------- nginx through -R
@@ -229,9 +223,7 @@ def test_header_dribbled_byte_by_byte_accepted(accepting, sink, header):
     body = payload(5, 100_000)
     with connect_from(port) as s:
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)    # one byte a segment
-        for b in header:
-            s.sendall(bytes([b]))
-            time.sleep(0.01)
+        trickle(s, header, 0.01)
         s.sendall(body)
         s.shutdown(socket.SHUT_WR)
         recv_until_eof(s)

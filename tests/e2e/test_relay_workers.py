@@ -16,8 +16,8 @@ import pytest
 
 from conftest import (Background, Digest, assert_dropped, echo_roundtrip, free_port,
                       local_spec, payload, proc_status, recv_until_eof, run_relayd,
-                      sink_reply, sink_roundtrip, sink_roundtrips_at_once, tcp4, unix,
-                      wait_closed)
+                      served_once_activated, sink_reply, sink_roundtrip,
+                      sink_roundtrips_at_once, tcp4, unix, wait_closed)
 
 EX_USAGE, EX_UNAVAILABLE, EX_CONFIG = 64, 69, 78
 NOBODY = 65534
@@ -343,14 +343,7 @@ def test_socket_from_systemd_is_served_by_every_loop(open_dir, relayd, sink):
                       relay_section("web", f"127.0.0.1:{free_port()}", sink.spec))
     r = relayd("-c", conf, ready=False,
                prefix=("systemd-socket-activate", "-l", f"127.0.0.1:{port}", "--fdname=web"))
-    deadline = time.monotonic() + 10
-    while True:     # it starts relayd when the first client comes
-        try:
-            sink_roundtrip(tcp4(port))
-            break
-        except (ConnectionRefusedError, ConnectionResetError):
-            assert time.monotonic() < deadline, "socket activation never served"
-            time.sleep(0.1)
+    served_once_activated(port)     # it starts relayd when the first client comes
     r.wait_ready()
     n = 1 + len(many_at_once(tcp4(port), PARALLEL, seed=11))
     r.wait_conns(n, timeout=10)

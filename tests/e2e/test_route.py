@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import (Backend, HeaderSink, digest_of, free_port, payload,
-                      recv_exact, run_relayd, sink_reply, tcp4, wait_closed)
+                      recv_exact, run_relayd, sink_reply, tcp4, trickle, wait_closed)
 from test_tls import pki  # noqa: F401 (a fixture)
 
 EX_USAGE, EX_CONFIG = 64, 78
@@ -153,9 +153,7 @@ def test_client_hello_in_one_byte_segments(relayd, pki):
         hello = outgoing.read()
         with tcp4(port).connect() as s:
             s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            for i in range(len(hello)):
-                s.sendall(hello[i:i + 1])
-                time.sleep(0.001)
+            trickle(s, hello, 0.001)
             # The backend answers with its ServerHello: the route held.
             s.settimeout(10)
             assert s.recv(5)[:1] == b"\x16"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port, run_relayd, sink_roundtrip, tcp4
+from conftest import free_port, run_relayd, served_once_activated, sink_roundtrip, tcp4
 
 
 @pytest.fixture
@@ -86,14 +86,7 @@ def test_socket_activation_hands_the_named_socket_to_its_relay(relayd, sink):
     r = relayd("-c", conf, ready=False,
                prefix=("systemd-socket-activate", "-l", f"127.0.0.1:{port}", "--fdname=web"))
     # systemd-socket-activate starts relayd when the first client comes.
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            sink_roundtrip(tcp4(port))
-            break
-        except (ConnectionRefusedError, ConnectionResetError):
-            assert time.monotonic() < deadline, "socket activation never served"
-            time.sleep(0.1)
+    served_once_activated(port)
     r.wait_ready()
     with pytest.raises(ConnectionRefusedError):
         sink_roundtrip(tcp4(own))
@@ -107,14 +100,7 @@ def activated(relayd, conf, port):
     with FileDescriptorName=web, once the first client came and was served."""
     r = relayd("-c", conf, ready=False,
                prefix=("systemd-socket-activate", "-l", f"127.0.0.1:{port}", "--fdname=web"))
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            sink_roundtrip(tcp4(port))
-            break
-        except (ConnectionRefusedError, ConnectionResetError):
-            assert time.monotonic() < deadline, "socket activation never served"
-            time.sleep(0.1)
+    served_once_activated(port)
     return r.wait_ready()
 
 

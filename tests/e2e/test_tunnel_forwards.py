@@ -10,7 +10,7 @@ import pytest
 
 from conftest import (curl_digest, echo_roundtrip, echo_stream, free_port, fwd, listening,
                       recv_exact, recv_until_eof, run_relayd, sink_reply, sink_roundtrip,
-                      sink_roundtrips_at_once, tcp4, tcp6, upload_while_reading,
+                      sink_roundtrips_at_once, tcp4, tcp6, trickle, upload_while_reading,
                       wait_closed)
 
 MiB = 1 << 20
@@ -187,13 +187,9 @@ def test_dynamic_handshake_dribbled_and_early_data_kept(tunnel, echo):
     port = echo.addr.port
     request = bytes([5, 1, 0, 1, 127, 0, 0, 1, port >> 8, port & 0xff])
     with fwd(dport).connect() as s:
-        for b in bytes([5, 1, 0]):
-            s.sendall(bytes([b]))
-            time.sleep(0.05)
+        trickle(s, bytes([5, 1, 0]), 0.05)
         assert recv_exact(s, 2) == bytes([5, 0])
-        for b in request[:-1]:
-            s.sendall(bytes([b]))
-            time.sleep(0.05)
+        trickle(s, request[:-1], 0.05)
         s.sendall(request[-1:] + b"early bytes")
         reply = recv_exact(s, 10)
         assert reply[:2] == bytes([5, 0]), reply

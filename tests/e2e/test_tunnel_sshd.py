@@ -2,9 +2,8 @@
 the other tunnel tests say nothing about relayd."""
 
 import subprocess
-import time
 
-from conftest import free_port, sink_roundtrip, tcp4
+from conftest import free_port, sink_roundtrip_when_up, tcp4
 
 
 def ssh_client(sshd, known_hosts, *args):
@@ -14,15 +13,9 @@ def ssh_client(sshd, known_hosts, *args):
             "-o", "ExitOnForwardFailure=yes", *args, "root@127.0.0.1"]
 
 
-def roundtrip_when_up(addr, timeout=5):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return sink_roundtrip(addr)
-        except (OSError, AssertionError):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+def roundtrip_when_up(addr):
+    """A round trip through an ssh -R forward, once it is up."""
+    return sink_roundtrip_when_up(addr, timeout=5, errors=(OSError, AssertionError))
 
 
 def test_openssh_client_forwards_then_loses_its_session(sshd, sink):
