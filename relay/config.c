@@ -183,7 +183,8 @@ relay_conf_equal(const struct relay_conf *a, const struct relay_conf *b)
 	    a->max_held == b->max_held &&
 	    same_strv(a->certs, a->ncerts, b->certs, b->ncerts) &&
 	    same_strv(a->keys, a->nkeys, b->keys, b->nkeys) &&
-	    samestr(a->ca, b->ca) && samestr(a->verify_name, b->verify_name);
+	    samestr(a->ca, b->ca) && samestr(a->verify_name, b->verify_name) &&
+	    strcmp(a->alpn, b->alpn) == 0;
 }
 
 int
@@ -299,6 +300,10 @@ check_relay_tls(const struct relay_conf *r, char *err, size_t errlen)
 	if (!tls_listen && r->ncerts > 0) {
 		snprintf(err, errlen, "%scert and %skey need a tls: listener "
 		    "(%slisten tls:[ADDR:]PORT)", dash, dash, dash);
+		return -1;
+	}
+	if (!tls_listen && r->alpn[0] != '\0') {
+		snprintf(err, errlen, "%salpn needs a tls: listener", dash);
 		return -1;
 	}
 	if (!r->to.tls && (r->ca != NULL || r->verify_name != NULL)) {

@@ -460,6 +460,37 @@ set_verify_name(void *o, const char *v, char *err, size_t errlen)
 	return 0;
 }
 
+/* A comma-separated list of protocol names, each 1-255 visible bytes
+ * (RFC 7301), kept as given; tls_server_new encodes it. */
+static int
+set_alpn(void *o, const char *v, char *err, size_t errlen)
+{
+	struct relay_conf	*r = o;
+	const char		*p;
+	size_t			 len = 0;
+
+	if (strlen(v) >= sizeof(r->alpn))
+		goto bad;
+	for (p = v;; p++) {
+		if (*p == ',' || *p == '\0') {
+			if (len == 0)
+				goto bad;
+			if (*p == '\0')
+				break;
+			len = 0;
+		} else if (*p <= ' ' || *p > '~')
+			goto bad;
+		else
+			len++;
+	}
+	strcpy(r->alpn, v);
+	return 0;
+bad:
+	snprintf(err, errlen, "--alpn: \"%s\" is not a list of protocol "
+	    "names (h2,http/1.1)", v);
+	return -1;
+}
+
 static int
 add_acl(struct relay_conf *r, int allow, const char *opt, const char *v,
     char *err, size_t errlen)
@@ -687,6 +718,9 @@ static const struct opt_def opts[] = {
 	  "(default: the system store)", set_ca },
 	{ "verify-name", 0, R, "NAME", "name the tls: target's certificate "
 	  "must carry (default: its HOST)", set_verify_name },
+	{ "alpn", 0, R, "LIST", "application protocols a tls: listener "
+	  "agrees to, in order of preference (default: http/1.1); a client "
+	  "offering none of them fails the handshake", set_alpn },
 	{ "fork", 0, R, NULL, "one process per connection instead of one "
 	  "event loop", set_fork },
 	{ "connect-timeout", 0, R, "SEC", "give up connecting to the target "

@@ -260,7 +260,7 @@ load_tls(const struct relay_conf *conf, struct tls_server **server,
     struct tls_client **client, char *err, size_t errlen)
 {
 	if (conf->ncerts > 0 && (*server = tls_server_new(conf->certs,
-	    conf->keys, conf->ncerts, err, errlen)) == NULL)
+	    conf->keys, conf->ncerts, conf->alpn, err, errlen)) == NULL)
 		return -1;
 	if (conf->to.tls && (*client = tls_client_new(conf->ca,
 	    conf->verify_name != NULL ? conf->verify_name : conf->to.host,
