@@ -314,7 +314,7 @@ json_str(const struct json_span *v, char *out, size_t outlen)
 }
 
 int
-json_member_string(const struct json_span *obj, const char *key, char *out,
+json_member_str(const struct json_span *obj, const char *key, char *out,
     size_t outlen)
 {
 	struct json_span	v;

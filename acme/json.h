@@ -29,7 +29,7 @@ int	json_element(const struct json_span *arr, size_t i,
  * when v is not a string, holds a NUL or does not fit. */
 int	json_str(const struct json_span *v, char *out, size_t outlen);
 /* member key of obj as a string: json_member then json_str. */
-int	json_member_string(const struct json_span *obj, const char *key,
+int	json_member_str(const struct json_span *obj, const char *key,
 	    char *out, size_t outlen);
 
 #endif

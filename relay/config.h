@@ -52,6 +52,13 @@ struct relay_conf {
 	char			*verify_name;	/* owned; NULL = to's host */
 	char			 alpn[CONF_ALPN_MAX];	/* "h2,http/1.1"; "" =
 							 * the default */
+	/* ACME certificates for its tls: listeners: acme_dir set */
+	char			*acme_dir;	/* owned, or NULL: no ACME */
+	char			*acme_email;	/* owned, or NULL */
+	char			*acme_server;	/* owned, NULL = Let's Encrypt */
+	char			*acme_ca;	/* owned, NULL = system store */
+	char			**acme_names;	/* nacme_names, owned; none: */
+	size_t			 nacme_names;	/* the routes' names */
 	int			 udp_timeout;	/* seconds a silent flow lives */
 	int			 connect_retry;	/* seconds a client is held, 0 = no */
 	unsigned		 max_held;	/* held at once, every loop */

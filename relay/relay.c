@@ -259,6 +259,16 @@ static int
 load_tls(const struct relay_conf *conf, struct tls_server **server,
     struct tls_client **client, char *err, size_t errlen)
 {
+	char	 cert[4096], key[4096], *certs[1] = { cert }, *keys[1] = { key };
+
+	/* ACME's pair lives in --acme-dir (acme/store.h names it). */
+	if (conf->acme_dir != NULL) {
+		snprintf(cert, sizeof(cert), "%s/cert.pem", conf->acme_dir);
+		snprintf(key, sizeof(key), "%s/key.pem", conf->acme_dir);
+		if ((*server = tls_server_new(certs, keys, 1, conf->alpn, err,
+		    errlen)) == NULL)
+			return -1;
+	}
 	if (conf->ncerts > 0 && (*server = tls_server_new(conf->certs,
 	    conf->keys, conf->ncerts, conf->alpn, err, errlen)) == NULL)
 		return -1;
@@ -487,6 +497,7 @@ relay_new(struct event_base *base, const struct relay_conf *conf, char *err,
 		sh->svc.acl = conf->acl;
 		sh->svc.nacl = conf->nacl;
 		sh->svc.step = conf->accept_proxy ? &proxy_step :
+		    conf->acme_dir != NULL ? &acme_route_step :
 		    r->routes != NULL ? &route_step : NULL;
 		sh->svc.routes = r->routes;
 		sh->svc.handshake_timeout = conf->handshake_timeout;
