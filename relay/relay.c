@@ -257,15 +257,16 @@ on_accept_tls(int fd, const struct sockaddr *sa, socklen_t salen, void *arg)
  * are still readable. Returns -1 with err; the caller frees what is set. */
 static int
 load_tls(const struct relay_conf *conf, struct tls_server **server,
-    struct tls_client **client, char *err, size_t errlen)
+    struct tls_client **client, int checking, char *err, size_t errlen)
 {
 	char	 cert[4096], key[4096], *certs[1] = { cert }, *keys[1] = { key };
 
-	/* ACME's pair lives in --acme-dir (acme/store.h names it). */
+	/* ACME's pair lives in --acme-dir (acme/store.h names it); --check
+	 * before the first start finds none yet. */
 	if (conf->acme_dir != NULL) {
 		snprintf(cert, sizeof(cert), "%s/cert.pem", conf->acme_dir);
 		snprintf(key, sizeof(key), "%s/key.pem", conf->acme_dir);
-		if ((*server = tls_server_new(certs, keys, 1, conf->alpn, err,
+		if ((!checking || access(cert, F_OK) == 0) && (*server = tls_server_new(certs, keys, 1, conf->alpn, err,
 		    errlen)) == NULL)
 			return -1;
 	}
@@ -286,7 +287,7 @@ relay_check_tls(const struct relay_conf *conf, char *err, size_t errlen)
 	struct tls_client	*client = NULL;
 	int			 rc;
 
-	rc = load_tls(conf, &server, &client, err, errlen);
+	rc = load_tls(conf, &server, &client, 1, err, errlen);
 	tls_server_free(server);
 	tls_client_free(client);
 	return rc;
@@ -473,7 +474,7 @@ relay_new(struct event_base *base, const struct relay_conf *conf, char *err,
 	conf = r->conf;
 	r->nshards = spreads(conf) ? workers_count() : 1;
 	TAILQ_INSERT_TAIL(&relays, r, entry);
-	if (load_tls(conf, &r->tls, &r->tls_to, err, errlen) == -1 ||
+	if (load_tls(conf, &r->tls, &r->tls_to, 0, err, errlen) == -1 ||
 	    (conf->nroutes > 0 && (r->routes = route_table_new(conf->routes,
 	    conf->nroutes, conf->has_to, conf->ca, err, errlen)) == NULL)) {
 		*exitcode = EX_NOINPUT;

@@ -242,3 +242,13 @@ def test_failing_server_keeps_the_old_certificate(relayd, acme_env, sink, sockdi
 def test_usage_errors(args, needle):
     done = run_relayd(*args)
     assert done.returncode == 64 and re.search(needle, done.stderr), done
+
+
+def test_check_before_the_first_start(sockdir):
+    """--check passes before DIR or any certificate exists, and makes
+    nothing."""
+    d = sockdir / "acme"
+    done = run_relayd("--check", "--listen", "tls:127.0.0.1:8443", "--listen", "127.0.0.1:8080",
+                      "--acme-dir", d, "--acme-name", NAME, "--to", "127.0.0.1:9")
+    assert done.returncode == 0 and done.stdout == "configuration OK\n", done
+    assert not d.exists()
