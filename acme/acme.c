@@ -67,8 +67,8 @@ names_of(const struct relay_conf *conf, size_t *n)
 }
 
 int
-acme_prepare(const struct relay_conf *conf, uid_t uid, gid_t gid, char *err,
-    size_t errlen)
+acme_prepare(const struct relay_conf *conf, uid_t uid, gid_t gid,
+    int privileged, char *err, size_t errlen)
 {
 	char	**names;
 	size_t	  n;
@@ -78,7 +78,8 @@ acme_prepare(const struct relay_conf *conf, uid_t uid, gid_t gid, char *err,
 		snprintf(err, errlen, "ACME: no names (give --acme-name)");
 		return -1;
 	}
-	rc = store_prepare(conf->acme_dir, names, n, uid, gid, err, errlen);
+	rc = store_prepare(conf->acme_dir, names, n, uid, gid, privileged, err,
+	    errlen);
 	free(names);
 	return rc;
 }

@@ -23,10 +23,11 @@ struct relay_conf;
  * The certificate is for --acme-name, or else the names of the relay's
  * routes. Before the drop (uid -1: no change of owner): --acme-dir made and
  * given to uid, and a placeholder certificate until the first is issued.
- * Returns 0, or -1 with err.
+ * After the drop (privileged 0: a reload), only checks that DIR has a
+ * certificate. Returns 0, or -1 with err.
  */
 int	acme_prepare(const struct relay_conf *, uid_t uid, gid_t gid,
-	    char *err, size_t errlen);
+	    int privileged, char *err, size_t errlen);
 /*
  * A client for conf (copied what it needs); swap(arg) runs in base's loop
  * when a new certificate is in place. NULL with err.

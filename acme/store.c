@@ -151,10 +151,20 @@ give(const char *dir, const char *name, uid_t uid, gid_t gid, char *err,
 
 int
 store_prepare(const char *dir, char *const *names, size_t n, uid_t uid,
-    gid_t gid, char *err, size_t errlen)
+    gid_t gid, int privileged, char *err, size_t errlen)
 {
 	char	path[4096];
 
+	/* After the drop (a reload) the sandbox has no mkdir or chown: what
+	 * the start made must be there. */
+	if (!privileged) {
+		if (store_path(dir, STORE_CERT, path, sizeof(path)) == 0 &&
+		    access(path, R_OK) == 0)
+			return 0;
+		snprintf(err, errlen, "--acme-dir %s has no certificate yet: a "
+		    "new ACME relay needs a restart", dir);
+		return -1;
+	}
 	if (mkdir(dir, 0700) == -1 && errno != EEXIST) {
 		snprintf(err, errlen, "--acme-dir %s: %s", dir, strerror(errno));
 		return -1;

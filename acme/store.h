@@ -28,10 +28,12 @@ int	store_key(const char *dir, const char *name, EVP_PKEY *key,
  * As root before the drop: makes dir (0700) owned by uid:gid (unless
  * uid is -1), and when it has no certificate yet, a self-signed one for
  * names[0..n) valid for a day, so the tls: listener has something to
- * serve until ACME's is there. Returns 0, or -1 with err.
+ * serve until ACME's is there. Unless privileged (a reload after the
+ * drop), only checks that a certificate is there. Returns 0, or -1 with
+ * err.
  */
 int	store_prepare(const char *dir, char *const *names, size_t n,
-	    uid_t uid, gid_t gid, char *err, size_t errlen);
+	    uid_t uid, gid_t gid, int privileged, char *err, size_t errlen);
 /*
  * When the certificate in dir is due to be renewed (two thirds of its
  * lifetime): 0 when it needs one now (missing, ours from store_prepare,

@@ -19,6 +19,9 @@ struct relay_acme {
 	struct acme		*acme;
 };
 static LIST_HEAD(, relay_acme)	acmes = LIST_HEAD_INITIALIZER(acmes);
+/* Units start after the drop and the sandbox: relays made later (on
+ * reload) can no longer make directories or change owners. */
+static int	started;
 
 static struct relay_acme *
 acme_of(const struct relay *r)
@@ -82,7 +85,7 @@ prepare_acme(const struct relay_conf *c, char *err, size_t errlen)
 	int			 root = d != NULL && d->from_root;
 
 	return acme_prepare(c, root ? d->user.uid : (uid_t)-1,
-	    root ? d->user.gid : (gid_t)-1, err, errlen);
+	    root ? d->user.gid : (gid_t)-1, !started, err, errlen);
 }
 
 static void *
@@ -138,6 +141,7 @@ r_start(void *obj)
 	struct relay_acme	*ra = acme_of(obj);
 	char			 err[256];
 
+	started = 1;
 	relay_start(obj);
 	if (ra != NULL && acme_start(ra->acme, err, sizeof(err)) == -1)
 		log_warnx("%s", err);

@@ -252,3 +252,22 @@ def test_check_before_the_first_start(sockdir):
                       "--acme-dir", d, "--acme-name", NAME, "--to", "127.0.0.1:9")
     assert done.returncode == 0 and done.stdout == "configuration OK\n", done
     assert not d.exists()
+
+
+def test_reload_that_adds_an_acme_relay_is_refused_alive(relayd, sink, sockdir):
+    """After the drop relayd cannot make --acme-dir: a reload that adds an
+    ACME relay fails with the reason and the daemon goes on."""
+    p1, p2, p3 = free_port(), free_port(), free_port()
+    conf = sockdir / "relayd.conf"
+    conf.write_text(f"[relay plain]\nlisten = 127.0.0.1:{p1}\nto = {sink.spec}\n")
+    conf.chmod(0o644)
+    r = relayd("-c", conf)
+    conf.write_text(conf.read_text() + f"\n[relay web]\nlisten = tls:127.0.0.1:{p2}\n"
+                    f"listen = 127.0.0.1:{p3}\nacme-dir = {sockdir / 'acme'}\n"
+                    f"acme-name = {NAME}\nacme-server = https://127.0.0.1:9/dir\n"
+                    f"to = {sink.spec}\n")
+    os.kill(r.pid, signal.SIGHUP)
+    r.wait_log(r"has no certificate yet: a new ACME relay needs a restart")
+    assert r.proc.poll() is None
+    with socket.create_connection(("127.0.0.1", p1), timeout=5):
+        pass
