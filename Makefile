@@ -50,7 +50,7 @@ $(shell echo '$(FLAVOUR)' > .build-flavour)
 endif
 
 # Everything but daemon/main.c also links into the unit tests.
-LIB_SRCS := $(wildcard relay/*.c caps/*.c tunnel/*.c daemon/*.c)
+LIB_SRCS := $(wildcard relay/*.c caps/*.c tunnel/*.c acme/*.c daemon/*.c)
 LIB_SRCS := $(filter-out daemon/main.c,$(LIB_SRCS))
 LIB_OBJS := $(LIB_SRCS:.c=.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)

@@ -4,7 +4,8 @@
  * for splice, epoll), resolve names (getaddrinfo_a threads, NSS reading
  * files and asking DNS or nscd), reload (read the config, bind, unlink and
  * chmod unix sockets), serve --fork children, log to syslog, talk to
- * systemd, and run OpenSSL and libssh2 (getrandom). Everything else kills
+ * systemd, run OpenSSL and libssh2 (getrandom), and let the ACME thread
+ * talk to its server and store certificates (sockets, names, rename). Everything else kills
  * the whole process; a call that a library makes only as an optional probe
  * gets the error a kernel without it would give, so the library falls back.
  */
@@ -36,6 +37,8 @@ static const char *const allowed[] = {
 	"faccessat2", "readlink", "readlinkat", "getdents64", "getcwd",
 	/* unix sockets come and go on reload; chmod opens them up */
 	"unlink", "unlinkat", "chmod", "fchmod", "fchmodat", "umask",
+	/* ACME replaces its certificate and key whole in --acme-dir */
+	"rename", "renameat", "renameat2", "fsync",
 	/* the event loop and its wake-ups, splice through pipes */
 	"epoll_create", "epoll_create1", "epoll_ctl", "epoll_wait",
 	"epoll_pwait", "epoll_pwait2", "poll", "ppoll", "select", "pselect6",

@@ -35,6 +35,11 @@ relay_conf_free(struct relay_conf *r)
 	free_strv(r->keys, r->nkeys);
 	free(r->ca);
 	free(r->verify_name);
+	free(r->acme_dir);
+	free(r->acme_email);
+	free(r->acme_server);
+	free(r->acme_ca);
+	free_strv(r->acme_names, r->nacme_names);
 	free(r);
 }
 
@@ -106,6 +111,11 @@ relay_conf_dup(const struct relay_conf *r)
 	c->keys = dup_strv(r->keys, r->nkeys, &failed);
 	c->ca = dupstr(r->ca, &failed);
 	c->verify_name = dupstr(r->verify_name, &failed);
+	c->acme_dir = dupstr(r->acme_dir, &failed);
+	c->acme_email = dupstr(r->acme_email, &failed);
+	c->acme_server = dupstr(r->acme_server, &failed);
+	c->acme_ca = dupstr(r->acme_ca, &failed);
+	c->acme_names = dup_strv(r->acme_names, r->nacme_names, &failed);
 	if (failed || (r->nlisten > 0 && c->listen == NULL) ||
 	    (r->nacl > 0 && c->acl == NULL) ||
 	    (r->nroutes > 0 && c->routes == NULL)) {
@@ -183,7 +193,14 @@ relay_conf_equal(const struct relay_conf *a, const struct relay_conf *b)
 	    a->max_held == b->max_held &&
 	    same_strv(a->certs, a->ncerts, b->certs, b->ncerts) &&
 	    same_strv(a->keys, a->nkeys, b->keys, b->nkeys) &&
-	    samestr(a->ca, b->ca) && samestr(a->verify_name, b->verify_name);
+	    samestr(a->ca, b->ca) && samestr(a->verify_name, b->verify_name) &&
+	    strcmp(a->alpn, b->alpn) == 0 &&
+	    samestr(a->acme_dir, b->acme_dir) &&
+	    samestr(a->acme_email, b->acme_email) &&
+	    samestr(a->acme_server, b->acme_server) &&
+	    samestr(a->acme_ca, b->acme_ca) &&
+	    same_strv(a->acme_names, a->nacme_names, b->acme_names,
+	    b->nacme_names);
 }
 
 int
@@ -274,6 +291,44 @@ config_add_tunnel(struct config *cfg, const char *name, int line)
 	return t;
 }
 
+/* ACME serves a tls: listener in place of --cert, and answers HTTP-01
+ * on the relay's plain listeners (no --fork: it runs in a thread). */
+static int
+check_acme(const struct relay_conf *r, int tls_listen, char *err,
+    size_t errlen)
+{
+	const char	*dash = r->line ? "" : "--", *why = NULL;
+	size_t		 i;
+	int		 plain = 0;
+
+	for (i = 0; i < r->nlisten; i++)
+		plain |= !r->listen[i].tls && !r->listen[i].udp &&
+		    r->listen[i].kind == ADDR_INET;
+	if (r->acme_dir == NULL)
+		why = r->acme_email != NULL || r->acme_server != NULL ||
+		    r->acme_ca != NULL || r->nacme_names > 0 ?
+		    "needs acme-dir" : NULL;
+	else if (!tls_listen)
+		why = "needs a tls: listener";
+	else if (r->ncerts > 0)
+		why = "replaces cert and key: give one or the other";
+	else if (!plain)
+		why = "needs a plain TCP listener for HTTP-01 (port 80)";
+	else if (r->fork_mode)
+		why = "cannot be combined with fork";
+	else if (r->nacme_names == 0 && r->nroutes == 0)
+		why = "needs acme-name (or routes to take names from)";
+	for (i = 0; why == NULL && r->acme_dir != NULL &&
+	    r->nacme_names == 0 && i < r->nroutes; i++)
+		if (r->routes[i].name[0] == '*')
+			why = "cannot get a wildcard route's name (HTTP-01): "
+			    "give acme-name";
+	if (why == NULL)
+		return 0;
+	snprintf(err, errlen, "%sacme %s", dash, why);
+	return -1;
+}
+
 /* --cert/--key pairs go with tls: listeners, --ca/--verify-name with a
  * tls: target. A PROXY header travels outside TLS, which the PROXY code
  * does not do yet. */
@@ -286,7 +341,9 @@ check_relay_tls(const struct relay_conf *r, char *err, size_t errlen)
 
 	for (i = 0; i < r->nlisten; i++)
 		tls_listen |= r->listen[i].tls;
-	if (tls_listen && r->ncerts == 0) {
+	if (check_acme(r, tls_listen, err, errlen) == -1)
+		return -1;
+	if (tls_listen && r->ncerts == 0 && r->acme_dir == NULL) {
 		snprintf(err, errlen, "a tls: listener needs %scert FILE and "
 		    "%skey FILE", dash, dash);
 		return -1;
@@ -299,6 +356,10 @@ check_relay_tls(const struct relay_conf *r, char *err, size_t errlen)
 	if (!tls_listen && r->ncerts > 0) {
 		snprintf(err, errlen, "%scert and %skey need a tls: listener "
 		    "(%slisten tls:[ADDR:]PORT)", dash, dash, dash);
+		return -1;
+	}
+	if (!tls_listen && r->alpn[0] != '\0') {
+		snprintf(err, errlen, "%salpn needs a tls: listener", dash);
 		return -1;
 	}
 	if (!r->to.tls && (r->ca != NULL || r->verify_name != NULL)) {

@@ -11,6 +11,10 @@
 
 #define CONF_USER_MAX	64
 #define CONF_NAME_MAX	64
+/* --alpn's list, as given */
+#define CONF_ALPN_MAX	256
+/* What a tls: listener offers without --alpn */
+#define CONF_ALPN_DEFAULT	"http/1.1"
 /* --max-held's default, and the bound of each -R forward's held channels */
 #define CONF_MAX_HELD	256
 /* --connect-retry's default for -R targets, in seconds */
@@ -46,6 +50,15 @@ struct relay_conf {
 	size_t			 nkeys;
 	char			*ca;		/* owned; NULL = system store */
 	char			*verify_name;	/* owned; NULL = to's host */
+	char			 alpn[CONF_ALPN_MAX];	/* "h2,http/1.1"; "" =
+							 * the default */
+	/* ACME certificates for its tls: listeners: acme_dir set */
+	char			*acme_dir;	/* owned, or NULL: no ACME */
+	char			*acme_email;	/* owned, or NULL */
+	char			*acme_server;	/* owned, NULL = Let's Encrypt */
+	char			*acme_ca;	/* owned, NULL = system store */
+	char			**acme_names;	/* nacme_names, owned; none: */
+	size_t			 nacme_names;	/* the routes' names */
 	int			 udp_timeout;	/* seconds a silent flow lives */
 	int			 connect_retry;	/* seconds a client is held, 0 = no */
 	unsigned		 max_held;	/* held at once, every loop */

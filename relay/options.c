@@ -460,6 +460,100 @@ set_verify_name(void *o, const char *v, char *err, size_t errlen)
 	return 0;
 }
 
+/* A comma-separated list of protocol names, each 1-255 visible bytes
+ * (RFC 7301), kept as given; tls_server_new encodes it. */
+static int
+set_alpn(void *o, const char *v, char *err, size_t errlen)
+{
+	struct relay_conf	*r = o;
+	const char		*p;
+	size_t			 len = 0;
+
+	if (strlen(v) >= sizeof(r->alpn))
+		goto bad;
+	for (p = v;; p++) {
+		if (*p == ',' || *p == '\0') {
+			if (len == 0)
+				goto bad;
+			if (*p == '\0')
+				break;
+			len = 0;
+		} else if (*p <= ' ' || *p > '~')
+			goto bad;
+		else
+			len++;
+	}
+	strcpy(r->alpn, v);
+	return 0;
+bad:
+	snprintf(err, errlen, "--alpn: \"%s\" is not a list of protocol "
+	    "names (h2,http/1.1)", v);
+	return -1;
+}
+
+static int
+set_acme_dir(void *o, const char *v, char *err, size_t errlen)
+{
+	return set_path(&((struct relay_conf *)o)->acme_dir, "--acme-dir", v,
+	    err, errlen);
+}
+
+static int
+set_acme_ca(void *o, const char *v, char *err, size_t errlen)
+{
+	return set_path(&((struct relay_conf *)o)->acme_ca, "--acme-ca", v,
+	    err, errlen);
+}
+
+/* The e-mail address goes into JSON and a mailto: URL: plain bytes. */
+static int
+set_acme_email(void *o, const char *v, char *err, size_t errlen)
+{
+	const char	*p;
+
+	for (p = v; *p != '\0'; p++)
+		if (*p <= ' ' || *p > '~' || strchr("\"\\<>,", *p) != NULL)
+			break;
+	if (*p != '\0' || strchr(v, '@') == NULL || strlen(v) > 200) {
+		snprintf(err, errlen, "--acme-email: bad address \"%s\"", v);
+		return -1;
+	}
+	return set_path(&((struct relay_conf *)o)->acme_email, "--acme-email",
+	    v, err, errlen);
+}
+
+static int
+set_acme_server(void *o, const char *v, char *err, size_t errlen)
+{
+	const char	*p;
+
+	for (p = v; *p > ' ' && *p <= '~' && *p != '"' && *p != '\\'; p++)
+		;
+	if (strncmp(v, "https://", 8) != 0 || *p != '\0' || strlen(v) > 900) {
+		snprintf(err, errlen, "--acme-server: \"%s\" is not an https:// "
+		    "URL", v);
+		return -1;
+	}
+	return set_path(&((struct relay_conf *)o)->acme_server,
+	    "--acme-server", v, err, errlen);
+}
+
+static int
+set_acme_name(void *o, const char *v, char *err, size_t errlen)
+{
+	struct relay_conf	*r = o;
+	char			 name[256];
+
+	if (route_name(v, strlen(v), name, sizeof(name)) == -1 ||
+	    name[0] == '*') {
+		snprintf(err, errlen, "--acme-name: \"%s\" is not a host name",
+		    v);
+		return -1;
+	}
+	return add_path(&r->acme_names, &r->nacme_names, "--acme-name", name,
+	    err, errlen);
+}
+
 static int
 add_acl(struct relay_conf *r, int allow, const char *opt, const char *v,
     char *err, size_t errlen)
@@ -687,6 +781,20 @@ static const struct opt_def opts[] = {
 	  "(default: the system store)", set_ca },
 	{ "verify-name", 0, R, "NAME", "name the tls: target's certificate "
 	  "must carry (default: its HOST)", set_verify_name },
+	{ "acme-dir", 0, R, "DIR", "get the tls: listeners' certificate "
+	  "by ACME (RFC 8555) and keep it, the account key and its key in "
+	  "DIR", set_acme_dir },
+	{ "acme-email", 0, R, "ADDR", "contact address of the ACME account",
+	  set_acme_email },
+	{ "acme-server", 0, R, "URL", "ACME directory URL (default: Let's "
+	  "Encrypt's production one)", set_acme_server },
+	{ "acme-name", 0, R, "NAME", "a name the ACME certificate is for; "
+	  "repeatable (default: the --route names)", set_acme_name },
+	{ "acme-ca", 0, R, "FILE", "CA certificates the ACME server must "
+	  "chain to (default: the system store)", set_acme_ca },
+	{ "alpn", 0, R, "LIST", "application protocols a tls: listener "
+	  "agrees to, in order of preference (default: http/1.1); a client "
+	  "offering none of them fails the handshake", set_alpn },
 	{ "fork", 0, R, NULL, "one process per connection instead of one "
 	  "event loop", set_fork },
 	{ "connect-timeout", 0, R, "SEC", "give up connecting to the target "

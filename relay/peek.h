@@ -42,6 +42,14 @@ enum peek_status peek_tls_sni(const void *buf, size_t len, char *name,
 enum peek_status peek_http_host(const void *buf, size_t len, char *name,
 	    size_t namelen, char *err, size_t errlen);
 
+/*
+ * The request target of the request line at the start of buf (the path,
+ * "/.well-known/acme-challenge/TOKEN"), once peek_http_host said
+ * PEEK_DONE: 0, or -1 when it does not fit in target.
+ */
+int	peek_http_target(const void *buf, size_t len, char *target,
+	    size_t tlen);
+
 /* Whether the first byte of a stream starts a TLS handshake record. */
 int	peek_is_tls(unsigned char first);
 

@@ -126,3 +126,19 @@ more:
 	*name = '\0';
 	return PEEK_NEED_MORE;
 }
+
+int
+peek_http_target(const void *buf, size_t len, char *target, size_t tlen)
+{
+	const char	*p = buf, *end = p + len, *eol, *sp1, *sp2;
+
+	if ((eol = line_end(p, end)) == NULL || request_line(p, eol) == -1)
+		return -1;
+	sp1 = memchr(p, ' ', (size_t)(eol - p));
+	sp2 = memchr(sp1 + 1, ' ', (size_t)(eol - sp1 - 1));
+	if ((size_t)(sp2 - sp1 - 1) >= tlen)
+		return -1;
+	memcpy(target, sp1 + 1, (size_t)(sp2 - sp1 - 1));
+	target[sp2 - sp1 - 1] = '\0';
+	return 0;
+}

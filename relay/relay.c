@@ -230,10 +230,21 @@ on_accept_tls(int fd, const struct sockaddr *sa, socklen_t salen, void *arg)
  * are still readable. Returns -1 with err; the caller frees what is set. */
 static int
 load_tls(const struct relay_conf *conf, struct tls_server **server,
-    struct tls_client **client, char *err, size_t errlen)
+    struct tls_client **client, int checking, char *err, size_t errlen)
 {
+	char	 cert[4096], key[4096], *certs[1] = { cert }, *keys[1] = { key };
+
+	/* ACME's pair lives in --acme-dir (acme/store.h names it); --check
+	 * before the first start finds none yet. */
+	if (conf->acme_dir != NULL) {
+		snprintf(cert, sizeof(cert), "%s/cert.pem", conf->acme_dir);
+		snprintf(key, sizeof(key), "%s/key.pem", conf->acme_dir);
+		if ((!checking || access(cert, F_OK) == 0) && (*server = tls_server_new(certs, keys, 1, conf->alpn, err,
+		    errlen)) == NULL)
+			return -1;
+	}
 	if (conf->ncerts > 0 && (*server = tls_server_new(conf->certs,
-	    conf->keys, conf->ncerts, err, errlen)) == NULL)
+	    conf->keys, conf->ncerts, conf->alpn, err, errlen)) == NULL)
 		return -1;
 	if (conf->to.tls && (*client = tls_client_new(conf->ca,
 	    conf->verify_name != NULL ? conf->verify_name : conf->to.host,
@@ -249,7 +260,7 @@ relay_check_tls(const struct relay_conf *conf, char *err, size_t errlen)
 	struct tls_client	*client = NULL;
 	int			 rc;
 
-	rc = load_tls(conf, &server, &client, err, errlen);
+	rc = load_tls(conf, &server, &client, 1, err, errlen);
 	tls_server_free(server);
 	tls_client_free(client);
 	return rc;
@@ -434,6 +445,7 @@ shard_init(struct relay *r, struct shard *sh, unsigned loop,
 	sh->svc.acl = conf->acl;
 	sh->svc.nacl = conf->nacl;
 	sh->svc.step = conf->accept_proxy ? &proxy_step :
+	    conf->acme_dir != NULL ? &acme_route_step :
 	    r->routes != NULL ? &route_step : NULL;
 	sh->svc.routes = r->routes;
 	sh->svc.handshake_timeout = conf->handshake_timeout;
@@ -484,7 +496,7 @@ relay_new(struct event_base *base, const struct relay_conf *conf, char *err,
 	conf = r->conf;
 	r->nshards = spreads(conf) ? workers_count() : 1;
 	TAILQ_INSERT_TAIL(&relays, r, entry);
-	if (load_tls(conf, &r->tls, &r->tls_to, err, errlen) == -1 ||
+	if (load_tls(conf, &r->tls, &r->tls_to, 0, err, errlen) == -1 ||
 	    (conf->nroutes > 0 && (r->routes = route_table_new(conf->routes,
 	    conf->nroutes, conf->has_to, conf->ca, err, errlen)) == NULL)) {
 		*exitcode = EX_NOINPUT;

@@ -10,6 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/event.h>
+
+#include "relay/challenge.h"
 #include "relay/config.h"
 #include "relay/endpoint.h"
 #include "relay/peek.h"
@@ -20,11 +23,14 @@
 
 #define FIRST_READ	4096	/* a ClientHello or request head's usual size */
 
+static void	route_ready(struct conn *, void *, int);
+
 /* What was read so far, in a buffer that grows to PEEK_MAX as needed. */
 struct route_read {
-	size_t	 have;
-	size_t	 cap;
-	uint8_t	*buf;
+	size_t		 have;
+	size_t		 cap;
+	uint8_t		*buf;
+	struct event	*pass;	/* a tls: listener's client: no step */
 };
 
 static void *
@@ -46,6 +52,8 @@ step_free(void *state)
 {
 	struct route_read	*r = state;
 
+	if (r->pass != NULL)
+		event_free(r->pass);
 	free(r->buf);
 	free(r);
 }
@@ -75,8 +83,8 @@ step_finish(struct conn *c, struct route_read *r, const char *name)
 	int				 i;
 	char				 why[PEEK_NAME_MAX + 32];
 
-	i = route_match(t->names, t->n, name);
-	if (i == -1 && !t->has_default) {
+	i = t != NULL ? route_match(t->names, t->n, name) : -1;
+	if (i == -1 && t != NULL && !t->has_default) {
 		snprintf(why, sizeof(why), "no route for %s", *name ? name :
 		    "a connection without a name");
 		conn_refuse(c, why);
@@ -87,7 +95,8 @@ step_finish(struct conn *c, struct route_read *r, const char *name)
 		    t->routes[i].name);
 	else
 		conn_set_target(c, svc->to, svc->tls_to, "default");
-	svc->routed[i >= 0 ? (size_t)i : t->n]++;
+	if (t != NULL)
+		svc->routed[i >= 0 ? (size_t)i : t->n]++;
 	if (conn_push_target(c, r->buf, r->have) == -1) {
 		conn_close(c, "out of memory");
 		return;
@@ -95,8 +104,75 @@ step_finish(struct conn *c, struct route_read *r, const char *name)
 	conn_step_done(c);
 }
 
+/*
+ * An ACME HTTP-01 request is answered here and never relayed: the key
+ * authorization, or 404 for a token we do not know. Returns 1 when c
+ * was one (and is closed).
+ */
+static int
+answer_challenge(struct conn *c, struct route_read *r)
+{
+	struct endpoint	*client = conn_client(c);
+	char		 target[512], reply[1024];
+	int		 rc;
+
+	if (peek_http_target(r->buf, r->have, target, sizeof(target)) == -1 ||
+	    (rc = challenge_reply(target, reply, sizeof(reply))) == 0)
+		return 0;
+	/* A small reply into an empty socket buffer: one write does. */
+	if (rc == 1)
+		(void)client->ops->write(client, reply, strlen(reply));
+	conn_close(c, rc == 1 && strncmp(reply + 9, "200", 3) == 0 ?
+	    "ACME challenge answered" : "ACME challenge unknown");
+	return 1;
+}
+
 static void
 step_ready(struct conn *c, void *state, int what)
+{
+	route_ready(c, state, 0);
+}
+
+static void
+on_pass(evutil_socket_t fd, short what, void *arg)
+{
+	conn_step_done(arg);
+}
+
+/*
+ * The step of a relay with ACME runs on its tls: listeners' connections
+ * too (one service), but only plain ones carry challenges: the others
+ * end it at once, from the loop, since a step may not end in its start.
+ * A TLS endpoint reports nothing before its handshake starts.
+ */
+static void *
+acme_step_start(struct conn *c)
+{
+	struct route_read	*r;
+	struct timeval		 now = { 0, 0 };
+
+	if ((r = step_start(c)) == NULL ||
+	    conn_client(c)->ops->handshake == NULL)
+		return r;
+	if ((r->pass = evtimer_new(conn_service(c)->base, on_pass, c)) ==
+	    NULL || evtimer_add(r->pass, &now) == -1) {
+		step_free(r);
+		return NULL;
+	}
+	return r;
+}
+
+static void
+acme_step_ready(struct conn *c, void *state, int what)
+{
+	struct route_read	*r = state;
+
+	if (r->pass == NULL)
+		route_ready(c, state, 1);
+}
+
+static void
+route_ready(struct conn *c, void *state, int challenges)
 {
 	struct route_read	*r = state;
 	struct endpoint		*client = conn_client(c);
@@ -124,6 +200,9 @@ step_ready(struct conn *c, void *state, int what)
 	case PEEK_NEED_MORE:
 		return;
 	case PEEK_DONE:
+		if (challenges && !peek_is_tls(r->buf[0]) &&
+		    answer_challenge(c, r))
+			return;
 		step_finish(c, r, name);
 		return;
 	case PEEK_ERROR:
@@ -135,6 +214,10 @@ step_ready(struct conn *c, void *state, int what)
 
 const struct conn_step route_step = {
 	"routing", step_start, step_ready, step_free
+};
+
+const struct conn_step acme_route_step = {
+	"routing", acme_step_start, acme_step_ready, step_free
 };
 
 struct route_table *

@@ -24,6 +24,11 @@ struct route_table {
 
 /* The step; a service that routes sets it and routes. */
 extern const struct conn_step route_step;
+/* The same for a relay with ACME certificates: its plain listeners
+ * answer HTTP-01 challenges (relay/challenge.h) before routing, with or
+ * without routes (NULL: the service's target); a tls: listener's
+ * connections go straight to their handshake. */
+extern const struct conn_step acme_route_step;
 
 /*
  * A table over routes[0..n), with a TLS context for each tls: target

@@ -17,10 +17,12 @@ struct tls_client;
 /*
  * Loads n certificate chain/key pairs (PEM). The first pair is served by
  * default; a client's SNI name picks the first pair whose certificate
- * carries that name. Returns NULL with one line in err.
+ * carries that name. alpn ("h2,http/1.1"; NULL or "": http/1.1) is what
+ * ALPN may select, the first the client offers. Returns NULL with one
+ * line in err.
  */
 struct tls_server *tls_server_new(char *const *certs, char *const *keys,
-	    size_t n, char *err, size_t errlen);
+	    size_t n, const char *alpn, char *err, size_t errlen);
 /* Reads the files again: 0, or -1 with err and the old pairs kept. */
 int	tls_server_reload(struct tls_server *, char *err, size_t errlen);
 /* Frees it; endpoints already made keep what they use. */

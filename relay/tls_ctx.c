@@ -19,6 +19,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "relay/config.h"
 #include "relay/log.h"
 #include "relay/tls.h"
 #include "relay/tls_int.h"
@@ -27,6 +28,9 @@ struct tls_server {
 	char	**certs, **keys;	/* paths, owned */
 	size_t	  n;
 	SSL_CTX	**ctx;			/* n contexts, ctx[0] the default */
+	/* --alpn in the wire format: length-prefixed names, preferred first */
+	unsigned char	alpn[CONF_ALPN_MAX];
+	unsigned	alpnlen;
 };
 
 struct tls_client {
@@ -101,6 +105,48 @@ on_servername(SSL *ssl, int *alert, void *arg)
 	return SSL_TLSEXT_ERR_OK;
 }
 
+/*
+ * ALPN: the first of our protocols that the client offers. A client that
+ * offers protocols but none of ours fails with no_application_protocol
+ * (RFC 7301 3.2) rather than going on with a protocol we never agreed to;
+ * one that offers none is not asked.
+ */
+static int
+on_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+    const unsigned char *in, unsigned inlen, void *arg)
+{
+	struct tls_server	*s = arg;
+	unsigned char		*sel;
+
+	(void)ssl;
+	if (SSL_select_next_proto(&sel, outlen, s->alpn, s->alpnlen, in,
+	    inlen) != OPENSSL_NPN_NEGOTIATED)
+		return SSL_TLSEXT_ERR_ALERT_FATAL;
+	*out = sel;
+	return SSL_TLSEXT_ERR_OK;
+}
+
+/* "h2,http/1.1" (checked by the option) in the wire format. */
+static void
+alpn_encode(struct tls_server *s, const char *list)
+{
+	const char	*p = list, *end;
+	size_t		 len;
+
+	s->alpnlen = 0;
+	while (*p != '\0') {
+		end = strchr(p, ',');
+		len = end != NULL ? (size_t)(end - p) : strlen(p);
+		if (len == 0 || len > 255 ||
+		    s->alpnlen + 1 + len > sizeof(s->alpn))
+			break;
+		s->alpn[s->alpnlen++] = (unsigned char)len;
+		memcpy(s->alpn + s->alpnlen, p, len);
+		s->alpnlen += (unsigned)len;
+		p += len + (end != NULL);
+	}
+}
+
 /* An expired certificate is still served (clients decide), but said. */
 static void
 warn_if_expired(SSL_CTX *ctx, const char *cert)
@@ -144,6 +190,8 @@ server_ctx(struct tls_server *s, const char *cert, const char *key,
 		warn_if_expired(ctx, cert);
 		SSL_CTX_set_tlsext_servername_callback(ctx, on_servername);
 		SSL_CTX_set_tlsext_servername_arg(ctx, s);
+		/* Each: after SNI the chosen context's callback runs. */
+		SSL_CTX_set_alpn_select_cb(ctx, on_alpn, s);
 		return ctx;
 	}
 	SSL_CTX_free(ctx);
@@ -215,8 +263,8 @@ free_paths(char **p, size_t n)
 }
 
 struct tls_server *
-tls_server_new(char *const *certs, char *const *keys, size_t n, char *err,
-    size_t errlen)
+tls_server_new(char *const *certs, char *const *keys, size_t n,
+    const char *alpn, char *err, size_t errlen)
 {
 	struct tls_server	*s;
 
@@ -234,6 +282,8 @@ tls_server_new(char *const *certs, char *const *keys, size_t n, char *err,
 		return NULL;
 	}
 	s->n = n;
+	alpn_encode(s, alpn != NULL && *alpn != '\0' ? alpn :
+	    CONF_ALPN_DEFAULT);
 	if ((s->ctx = load_pairs(s, err, errlen)) == NULL) {
 		tls_server_free(s);
 		return NULL;
