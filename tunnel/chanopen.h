@@ -7,7 +7,7 @@
 #ifndef TUNNEL_CHANOPEN_H
 #define TUNNEL_CHANOPEN_H
 
-#include "relay/config.h"
+#include "relay/addr.h"
 #include "relay/endpoint.h"
 
 struct event_base;

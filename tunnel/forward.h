@@ -55,6 +55,7 @@ int	fwds_exit_code(const struct fwds *);
 
 /* Whether every -R forward is up. */
 int	fwds_ready(const struct fwds *);
+/* How many forwards the tunnel has. */
 size_t	fwds_count(const struct fwds *);
 /* Live connections through the forwards. */
 unsigned fwds_active(const struct fwds *);
