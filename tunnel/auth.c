@@ -17,7 +17,7 @@
 
 #include "relay/log.h"
 #include "tunnel/auth.h"
-#include "tunnel/tunnel_int.h"
+#include "tunnel/sshcall.h"
 
 #define MAX_KEYS	4
 #define MAX_KEY_SIZE	(64 * 1024)

@@ -9,10 +9,39 @@
 #include <stdlib.h>
 
 #include "relay/log.h"
-#include "tunnel/tunnel_int.h"
+#include "tunnel/budget.h"
+
+struct budget {
+	const char	*name;		/* the tunnel's, for logs */
+	size_t		 held;		/* allocated by libssh2 */
+	unsigned	 refused;	/* channels refused, over budget */
+};
+
+struct budget *
+budget_new(const char *name)
+{
+	struct budget	*b;
+
+	if ((b = calloc(1, sizeof(*b))) == NULL)
+		return NULL;
+	b->name = name;
+	return b;
+}
+
+void
+budget_free(struct budget *b)
+{
+	free(b);
+}
+
+void
+budget_reset(struct budget *b)
+{
+	b->held = 0;
+}
 
 static void
-count(struct tunnel *t, void *p, int sign)
+count(struct budget *b, void *p, int sign)
 {
 	size_t	n;
 
@@ -20,38 +49,37 @@ count(struct tunnel *t, void *p, int sign)
 		return;
 	n = malloc_usable_size(p);
 	if (sign > 0)
-		t->mem_held += n;
+		b->held += n;
 	else
-		t->mem_held -= n < t->mem_held ? n : t->mem_held;
+		b->held -= n < b->held ? n : b->held;
 }
 
 void *
-budget_alloc(size_t len, void **abstract)
+budget_alloc(struct budget *b, size_t len)
 {
 	void	*p = malloc(len);
 
-	count(*abstract, p, 1);
+	count(b, p, 1);
 	return p;
 }
 
 void *
-budget_realloc(void *old, size_t len, void **abstract)
+budget_realloc(struct budget *b, void *old, size_t len)
 {
-	struct tunnel	*t = *abstract;
 	size_t		 was = old != NULL ? malloc_usable_size(old) : 0;
 	void		*p;
 
 	if ((p = realloc(old, len)) == NULL)
 		return NULL;
-	t->mem_held -= was < t->mem_held ? was : t->mem_held;
-	count(t, p, 1);
+	b->held -= was < b->held ? was : b->held;
+	count(b, p, 1);
 	return p;
 }
 
 void
-budget_free(void *p, void **abstract)
+budget_release(struct budget *b, void *p)
 {
-	count(*abstract, p, -1);
+	count(b, p, -1);
 	free(p);
 }
 
@@ -61,21 +89,21 @@ budget_free(void *p, void **abstract)
  * were refused in between.
  */
 int
-budget_admit(struct tunnel *t)
+budget_admit(struct budget *b)
 {
-	if (t->mem_held >= TUNNEL_MEM_BUDGET) {
-		if (t->mem_refused++ == 0)
+	if (b->held >= TUNNEL_MEM_BUDGET) {
+		if (b->refused++ == 0)
 			log_warnx("tunnel %s: memory budget spent (libssh2 "
 			    "holds %zu KiB of %u): refusing new channels",
-			    t->name, t->mem_held / 1024,
+			    b->name, b->held / 1024,
 			    TUNNEL_MEM_BUDGET / 1024);
 		return 0;
 	}
-	if (t->mem_refused > 0) {
+	if (b->refused > 0) {
 		log_info("tunnel %s: memory back under budget (%zu KiB); "
-		    "%u new channels were refused", t->name,
-		    t->mem_held / 1024, t->mem_refused);
-		t->mem_refused = 0;
+		    "%u new channels were refused", b->name,
+		    b->held / 1024, b->refused);
+		b->refused = 0;
 	}
 	return 1;
 }

@@ -13,14 +13,18 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include <event2/event.h>
+#include <event2/event_struct.h>
 
 #include "relay/log.h"
+#include "tunnel/chanopen.h"
+#include "tunnel/clockjump.h"
 #include "tunnel/netwatch.h"
-#include "tunnel/tunnel_int.h"
+#include "tunnel/recheck.h"
 
 #define RECHECK_SETTLE_MS	100	/* a change comes as a burst */
 #define RECHECK_DEADLINE_SEC	2
@@ -29,22 +33,35 @@
  * ClientAliveCountMax, which the README advises keeping well below this. */
 #define STALE_HOLD_SEC		300
 
-enum { RC_IDLE, RC_SETTLING, RC_PROBING };
+enum recheck_state { RC_IDLE, RC_SETTLING, RC_PROBING };
+
+struct recheck {
+	struct recheck_env	 env;
+	int			 fd;		/* the up session's, else -1 */
+	int			 session_ifindex; /* its source address's */
+	struct clockjump	 clock;
+	struct event		 ev;		/* settling, then deadline */
+	enum recheck_state	 state;
+	const char		*cause;		/* "network change", "resume" */
+	uint64_t		 rx_at_probe;	/* *rx_bytes when it left */
+	char			 last_loss[200];	/* "cause: why" */
+	int64_t			 last_loss_at;	/* wall clock seconds */
+	struct timespec		 stale_until;	/* an old session may hold
+						 * our -R ports until then */
+};
 
 static void	on_recheck(evutil_socket_t, short, void *);
 
 /* Whether a channel open of ours (not a probe) holds the open slot. */
 static int
-open_slot_busy(struct tunnel *t)
+open_slot_busy(struct recheck *t)
 {
-	struct open_req	*r = TAILQ_FIRST(&t->opens);
-
-	return r != NULL && r->in_progress && !r->ping;
+	return opens_slot_held(t->env.opens) >= 0;
 }
 
 /* The session's source address, as text in buf; -1 if unknown. */
 static int
-source_address(struct tunnel *t, struct sockaddr_storage *ss, char *buf,
+source_address(struct recheck *t, struct sockaddr_storage *ss, char *buf,
     size_t len)
 {
 	socklen_t	 sl = sizeof(*ss);
@@ -62,20 +79,20 @@ source_address(struct tunnel *t, struct sockaddr_storage *ss, char *buf,
 }
 
 static void
-begin(struct tunnel *t, const char *cause)
+begin(struct recheck *t, const char *cause)
 {
 	struct timeval	tv = { 0, RECHECK_SETTLE_MS * 1000 };
 
-	if (t->state != T_UP || t->recheck != RC_IDLE)
+	if (t->fd == -1 || t->state != RC_IDLE)
 		return;
-	t->recheck = RC_SETTLING;
-	t->recheck_cause = cause;
-	evtimer_add(&t->ev_recheck, &tv);
+	t->state = RC_SETTLING;
+	t->cause = cause;
+	evtimer_add(&t->ev, &tv);
 }
 
 /* The burst is over: is the source address still ours, then a probe. */
 static void
-settled(struct tunnel *t)
+settled(struct recheck *t)
 {
 	struct sockaddr_storage	ss;
 	struct timeval		tv = { RECHECK_DEADLINE_SEC, 0 };
@@ -85,57 +102,56 @@ settled(struct tunnel *t)
 	if (source_address(t, &ss, addr, sizeof(addr)) == 0)
 		ifindex = netwatch_ifindex_of((struct sockaddr *)&ss);
 	if (ifindex == 0) {
-		t->recheck = RC_IDLE;
+		t->state = RC_IDLE;
 		snprintf(why, sizeof(why), "probe after %s failed: source "
-		    "address %s gone", t->recheck_cause, addr);
-		tunnel_lost(t, t->recheck_cause, why);
+		    "address %s gone", t->cause, addr);
+		t->env.lost(t->env.arg, t->cause, why);
 		return;
 	}
 	if (ifindex > 0)
 		t->session_ifindex = ifindex;
-	t->recheck_rx = t->rx_bytes;
-	t->recheck = RC_PROBING;
-	if (!open_slot_busy(t) && !t->pinging &&
-	    open_request(t, NULL, 0, NULL, NULL) != NULL)
-		t->pinging = 1;
-	log_debug("tunnel %s: probing the session after %s", t->name,
-	    t->recheck_cause);
-	evtimer_add(&t->ev_recheck, &tv);
+	t->rx_at_probe = *t->env.rx_bytes;
+	t->state = RC_PROBING;
+	if (!open_slot_busy(t))
+		(void)opens_probe(t->env.opens);
+	log_debug("tunnel %s: probing the session after %s", t->env.name,
+	    t->cause);
+	evtimer_add(&t->ev, &tv);
 }
 
 static void
-judged(struct tunnel *t)
+judged(struct recheck *t)
 {
 	char	why[160];
 
-	t->recheck = RC_IDLE;
-	if (t->rx_bytes != t->recheck_rx) {
-		log_info("tunnel %s: probe after %s answered", t->name,
-		    t->recheck_cause);
+	t->state = RC_IDLE;
+	if (*t->env.rx_bytes != t->rx_at_probe) {
+		log_info("tunnel %s: probe after %s answered", t->env.name,
+		    t->cause);
 		return;
 	}
 	if (open_slot_busy(t)) {
 		log_info("tunnel %s: probe after %s could not leave (a channel "
-		    "open is pending); left to keepalives", t->name,
-		    t->recheck_cause);
+		    "open is pending); left to keepalives", t->env.name,
+		    t->cause);
 		return;
 	}
-	snprintf(why, sizeof(why), "probe after %s failed", t->recheck_cause);
-	tunnel_lost(t, t->recheck_cause, why);
+	snprintf(why, sizeof(why), "probe after %s failed", t->cause);
+	t->env.lost(t->env.arg, t->cause, why);
 }
 
 static void
 on_recheck(evutil_socket_t fd, short what, void *arg)
 {
-	struct tunnel	*t = arg;
+	struct recheck	*t = arg;
 
-	if (t->state != T_UP) {
-		t->recheck = RC_IDLE;
+	if (t->fd == -1) {
+		t->state = RC_IDLE;
 		return;
 	}
-	if (t->recheck == RC_SETTLING)
+	if (t->state == RC_SETTLING)
 		settled(t);
-	else if (t->recheck == RC_PROBING)
+	else if (t->state == RC_PROBING)
 		judged(t);
 }
 
@@ -148,7 +164,7 @@ on_recheck(evutil_socket_t fd, short what, void *arg)
  * address detection) breaks nothing.
  */
 static int
-concerns(struct tunnel *t, const struct netchange *nc)
+concerns(struct recheck *t, const struct netchange *nc)
 {
 	struct sockaddr_storage	ss;
 	char			addr[INET6_ADDRSTRLEN];
@@ -167,83 +183,74 @@ concerns(struct tunnel *t, const struct netchange *nc)
 	return nc->default_route || (nc->main_table && same_if);
 }
 
-static void
-on_netchange(const struct netchange *nc, void *arg)
+void
+recheck_netchange(struct recheck *t, const struct netchange *nc)
 {
-	struct tunnel	*t = arg;
+	if (t->fd != -1 && concerns(t, nc))
+		begin(t, "network change");
+}
 
-	if (t->state == T_UP) {
-		if (concerns(t, nc))
-			begin(t, "network change");
-		return;
-	}
-	/* Waiting after a failed connect: a new address or route may be
-	 * the way to the server, so try now. Refusals keep their delay. */
-	if (t->state == T_DOWN && !nc->removed && t->backoff.unreachable > 0 &&
-	    evtimer_pending(&t->ev_retry, NULL)) {
-		struct timeval	now = { 0, 0 };
+struct recheck *
+recheck_new(const struct recheck_env *env)
+{
+	struct recheck	*t;
 
-		evtimer_add(&t->ev_retry, &now);
-	}
+	if ((t = calloc(1, sizeof(*t))) == NULL)
+		return NULL;
+	t->env = *env;
+	t->fd = -1;
+	evtimer_assign(&t->ev, env->base, on_recheck, t);
+	return t;
 }
 
 void
-recheck_init(struct tunnel *t)
-{
-	char	err[160];
-
-	evtimer_assign(&t->ev_recheck, t->base, on_recheck, t);
-	if ((t->netwatch = netwatch_new(t->base, on_netchange, t, err,
-	    sizeof(err))) == NULL)
-		log_warnx("tunnel %s: not watching network changes (%s); "
-		    "keepalives alone notice a changed network", t->name, err);
-}
-
-void
-recheck_session_up(struct tunnel *t)
+recheck_session_up(struct recheck *t, int fd)
 {
 	struct sockaddr_storage	ss;
 	char			addr[INET6_ADDRSTRLEN];
 
+	t->fd = fd;
 	t->session_ifindex = -1;
 	if (source_address(t, &ss, addr, sizeof(addr)) == 0)
 		t->session_ifindex = netwatch_ifindex_of((struct sockaddr *)&ss);
-	log_debug("tunnel %s: session from %s, interface %d", t->name, addr,
+	log_debug("tunnel %s: session from %s, interface %d", t->env.name, addr,
 	    t->session_ifindex);
 	(void)clockjump_check(&t->clock);
 }
 
 void
-recheck_tick(struct tunnel *t)
+recheck_tick(struct recheck *t)
 {
 	int64_t	slept = clockjump_check(&t->clock);
 
-	if (slept == 0 || t->state != T_UP)
+	if (slept == 0 || t->fd == -1)
 		return;
-	log_info("tunnel %s: resumed after %lld s asleep", t->name,
+	log_info("tunnel %s: resumed after %lld s asleep", t->env.name,
 	    (long long)(slept / 1000));
 	begin(t, "resume");
 }
 
 void
-recheck_cancel(struct tunnel *t)
+recheck_cancel(struct recheck *t)
 {
-	if (t->recheck != RC_IDLE)
-		event_del(&t->ev_recheck);
-	t->recheck = RC_IDLE;
+	if (t->state != RC_IDLE)
+		event_del(&t->ev);
+	t->state = RC_IDLE;
+	t->fd = -1;
 	t->session_ifindex = 0;
 }
 
 void
-recheck_free(struct tunnel *t)
+recheck_free(struct recheck *t)
 {
+	if (t == NULL)
+		return;
 	recheck_cancel(t);
-	netwatch_free(t->netwatch);
-	t->netwatch = NULL;
+	free(t);
 }
 
 void
-recheck_note_loss(struct tunnel *t, const char *cause, const char *why)
+recheck_note_loss(struct recheck *t, const char *cause, const char *why)
 {
 	static const char *const unnoticed[] = { "network change", "resume",
 	    "keepalive", "probe" };
@@ -261,11 +268,15 @@ recheck_note_loss(struct tunnel *t, const char *cause, const char *why)
 		}
 }
 
-int
-recheck_old_session_may_hold(struct tunnel *t)
+time_t
+recheck_held_until(const struct recheck *t)
 {
-	struct timespec	now;
+	return t->stale_until.tv_sec;
+}
 
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return now.tv_sec < t->stale_until.tv_sec;
+const char *
+recheck_last_loss(const struct recheck *t, int64_t *at)
+{
+	*at = t->last_loss_at;
+	return t->last_loss[0] != '\0' ? t->last_loss : NULL;
 }

@@ -17,8 +17,9 @@
 #include <event2/event_struct.h>
 
 #include "relay/log.h"
+#include "relay/service.h"
 #include "tunnel/socks.h"
-#include "tunnel/tunnel_int.h"
+#include "tunnel/socks_conn.h"
 
 #define SOCKS_HANDSHAKE_SEC	10
 #define SOCKS_MAX_HANDSHAKES	256
@@ -28,7 +29,7 @@
 
 struct socks {
 	TAILQ_ENTRY(socks)	 entry;
-	struct fwd		*f;
+	struct socks_server	*f;
 	int			 fd;
 	int			 greeted;
 	uint8_t			 buf[SOCKS_MAX_REQUEST];
@@ -39,9 +40,15 @@ struct socks {
 	char			 name[ADDR_STR_MAX];
 };
 
-/* The opener's report: answer the client, then start pumping or close. */
-static void
-socks_done(struct endpoint *ep, const char *why, void *arg)
+struct socks_server {
+	struct event_base	*base;
+	struct service		*svc;
+	TAILQ_HEAD(, socks)	 handshakes;	/* clients still negotiating */
+	unsigned		 nhandshakes;
+};
+
+void
+socks_answer(struct endpoint *ep, const char *why, void *arg)
 {
 	struct conn	*c = arg;
 	struct endpoint	*client = conn_client(c);
@@ -63,23 +70,6 @@ socks_done(struct endpoint *ep, const char *why, void *arg)
 		conn_target_failed(c, why);
 }
 
-static void *
-socks_open(struct service *svc, struct conn *c, const struct addr_spec *to)
-{
-	struct fwd	*f = (struct fwd *)((char *)svc -
-			    offsetof(struct fwd, svc));
-
-	return open_request(f->t, to, svc->connect_timeout, socks_done, c);
-}
-
-static void
-socks_cancel(void *handle)
-{
-	open_cancel(handle);
-}
-
-const struct service_ops socks_ops = { socks_open, socks_cancel, NULL };
-
 static void
 socks_free(struct socks *s, int close_fd)
 {
@@ -95,7 +85,7 @@ socks_free(struct socks *s, int close_fd)
 /* Counts and logs (a few lines a second) a client refused before its
  * target was opened. */
 static void __attribute__((format(printf, 3, 4)))
-refuse(struct fwd *f, const char *client, const char *fmt, ...)
+refuse(struct socks_server *f, const char *client, const char *fmt, ...)
 {
 	va_list	ap;
 	char	why[200];
@@ -103,9 +93,9 @@ refuse(struct fwd *f, const char *client, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
-	f->svc.rejected++;
-	f->svc.refused.handshake++;
-	service_log_refusal(&f->svc, client, why);
+	f->svc->rejected++;
+	f->svc->refused.handshake++;
+	service_log_refusal(f->svc, client, why);
 }
 
 static void
@@ -135,12 +125,12 @@ got_request(struct socks *s)
 		return;
 	}
 	event_del(&s->ev);
-	if ((ep = endpoint_fd_new(s->f->t->base, s->fd, NULL, NULL,
+	if ((ep = endpoint_fd_new(s->f->base, s->fd, NULL, NULL,
 	    NULL)) == NULL) {
 		socks_fail(s, "out of memory", SOCKS_REP_FAILURE, 1);
 		return;
 	}
-	conn_start(&s->f->svc, ep, s->name, &to);
+	conn_start(s->f->svc, ep, s->name, &to);
 	socks_free(s, 0);
 }
 
@@ -223,7 +213,7 @@ same_host(const struct sockaddr *a, const struct sockaddr *b)
 
 /* Why a new client from sa gets no handshake slot, or NULL. */
 static const char *
-no_room(struct fwd *f, const struct sockaddr *sa)
+no_room(struct socks_server *f, const struct sockaddr *sa)
 {
 	struct socks	*s;
 	unsigned	 mine = 0;
@@ -238,7 +228,7 @@ no_room(struct fwd *f, const struct sockaddr *sa)
 }
 
 void
-socks_accept(struct fwd *f, int fd, const struct sockaddr *sa,
+socks_accept(struct socks_server *f, int fd, const struct sockaddr *sa,
     socklen_t salen)
 {
 	struct timeval	 tv = { SOCKS_HANDSHAKE_SEC, 0 };
@@ -260,16 +250,32 @@ socks_accept(struct fwd *f, int fd, const struct sockaddr *sa,
 	addr_sa_format(sa, salen, s->name, sizeof(s->name));
 	TAILQ_INSERT_TAIL(&f->handshakes, s, entry);
 	f->nhandshakes++;
-	event_assign(&s->ev, f->t->base, fd, EV_READ | EV_PERSIST, on_readable,
+	event_assign(&s->ev, f->base, fd, EV_READ | EV_PERSIST, on_readable,
 	    s);
-	evtimer_assign(&s->timer, f->t->base, on_timeout, s);
+	evtimer_assign(&s->timer, f->base, on_timeout, s);
 	event_add(&s->ev, NULL);
 	evtimer_add(&s->timer, &tv);
 }
 
-void
-socks_free_all(struct fwd *f)
+struct socks_server *
+socks_server_new(struct event_base *base, struct service *svc)
 {
+	struct socks_server	*f;
+
+	if ((f = calloc(1, sizeof(*f))) == NULL)
+		return NULL;
+	f->base = base;
+	f->svc = svc;
+	TAILQ_INIT(&f->handshakes);
+	return f;
+}
+
+void
+socks_server_free(struct socks_server *f)
+{
+	if (f == NULL)
+		return;
 	while (!TAILQ_EMPTY(&f->handshakes))
 		socks_free(TAILQ_FIRST(&f->handshakes), 1);
+	free(f);
 }

@@ -22,8 +22,15 @@
 #include "relay/dial.h"
 #include "relay/log.h"
 #include "tunnel/auth.h"
+#include "tunnel/budget.h"
+#include "tunnel/channel.h"
+#include "tunnel/chanopen.h"
+#include "tunnel/forward.h"
 #include "tunnel/hostkey.h"
+#include "tunnel/netwatch.h"
+#include "tunnel/recheck.h"
 #include "tunnel/sendbuf.h"
+#include "tunnel/sshcall.h"
 #include "tunnel/tunnel.h"
 #include "tunnel/tunnel_int.h"
 
@@ -128,61 +135,6 @@ tunnel_global_exit(void)
 	libssh2_ready = 0;
 }
 
-const char *
-ssh_error(LIBSSH2_SESSION *s, char *buf, size_t len)
-{
-	char	*msg = NULL;
-	int	 n = 0;
-
-	if (s != NULL)
-		libssh2_session_last_error(s, &msg, &n, 0);
-	if (msg == NULL || n <= 0)
-		return strncpy(buf, "unknown error", len);
-	return log_escape(buf, len, msg, (size_t)n);
-}
-
-int
-tunnel_may_call(struct tunnel *t, void *who, enum ssh_op op)
-{
-	return t->owner == NULL || (t->owner == who && t->owner_op == op);
-}
-
-void
-tunnel_called(struct tunnel *t, void *who, enum ssh_op op, int rc)
-{
-	if (rc == LIBSSH2_ERROR_EAGAIN && (libssh2_session_block_directions(
-	    t->s) & LIBSSH2_SESSION_BLOCK_OUTBOUND)) {
-		t->owner = who;
-		t->owner_op = op;
-	} else if (t->owner == who && t->owner_op == op) {
-		t->owner = NULL;
-		t->owner_op = OP_NONE;
-	}
-	/* Called from a socket's pump: the session's events and any input
-	 * this call read are looked after by a pass. */
-	if (!t->in_pass)
-		tunnel_kick(t);
-}
-
-void
-tunnel_kick(struct tunnel *t)
-{
-	if (t->s != NULL)
-		event_active(&t->ev_kick, EV_TIMEOUT, 0);
-}
-
-void
-tunnel_fail(struct tunnel *t, const char *why)
-{
-	if (t->fail_why[0] == '\0') {
-		char	msg[128];
-
-		snprintf(t->fail_why, sizeof(t->fail_why), "%s: %s", why,
-		    ssh_error(t->s, msg, sizeof(msg)));
-	}
-	tunnel_kick(t);
-}
-
 /*
  * sshd leaves Nagle on for sessions without a pty, so a small reply it
  * sends while an earlier one is unacknowledged waits for our ACK, which
@@ -255,7 +207,7 @@ send_failed(struct tunnel *t, int error)
 {
 	t->sock_dead = 1;
 	t->sock_errno = error;
-	tunnel_kick(t);
+	sshcall_kick(t->call);
 }
 
 /* A packet bigger than the whole batch, which has left: sent as it is. */
@@ -305,8 +257,7 @@ send_cb(libssh2_socket_t fd, const void *buf, size_t len, int flags,
 			return send_direct(t, fd, buf, len, flags);
 	}
 	t->packets_out++;
-	if (!t->in_pass)
-		tunnel_kick(t);
+	sshcall_poke(t->call);
 	return (ssize_t)len;
 }
 
@@ -322,7 +273,7 @@ arm_events(struct tunnel *t)
 	    sendbuf_pending(t->out) > 0;
 	/* While a packet is half sent, nothing else may be done: waiting
 	 * for input would only spin. */
-	if (t->owner != NULL) {
+	if (sshcall_holder(t->call, NULL) != NULL) {
 		want_read = 0;
 		want_write = 1;
 	}
@@ -343,40 +294,19 @@ arm_events(struct tunnel *t)
 static void
 teardown(struct tunnel *t)
 {
-	struct open_req	*r, *next;
-
 	dial_cancel(t->dial);
 	t->dial = NULL;
-	recheck_cancel(t);
+	recheck_cancel(t->recheck);
 	event_del(&t->ev_keepalive);
 	event_del(&t->ev_retry);
 	if (t->s == NULL)
 		return;
 	event_del(&t->ev_read);
 	event_del(&t->ev_write);
-	event_del(&t->ev_kick);
 	t->write_armed = 0;
-	fwd_session_down(t);
-	chan_detach_all(t);
-	/* Opens not yet sent wait for the next session; one the server was
-	 * already working on is not repeated behind its back. */
-	for (r = TAILQ_FIRST(&t->opens); r != NULL; r = next) {
-		next = TAILQ_NEXT(r, entry);
-		if (r->in_progress && !r->ping && !r->abandoned) {
-			void	(*done)(struct endpoint *, const char *,
-				    void *) = r->done;
-			void	*arg = r->arg;
-
-			r->in_progress = 0;
-			open_cancel(r);
-			done(NULL, "tunnel lost", arg);
-			continue;
-		}
-		r->in_progress = 0;
-		if (r->ping || r->abandoned)
-			open_cancel(r);
-	}
-	t->pinging = 0;
+	fwds_session_down(t->fwds);
+	chans_detach_all(t->chans);
+	opens_session_lost(t->opens);
 	auth_end(t->auth);
 	/* With the socket shut and marked dead (no batching, no waiting
 	 * for readability), libssh2 frees at once instead of trying to say
@@ -388,12 +318,10 @@ teardown(struct tunnel *t)
 	close(t->fd);
 	sendbuf_clear(t->out);
 	t->s = NULL;
+	sshcall_end(t->call);
 	t->fd = -1;
-	t->owner = NULL;
-	t->owner_op = OP_NONE;
 	t->sock_dead = 0;
 	t->drained = 0;
-	t->fail_why[0] = '\0';
 	t->state = T_DOWN;
 }
 
@@ -418,7 +346,8 @@ retry_later(struct tunnel *t, enum backoff_reason reason, const char *what,
 			    t->backoff.unreachable > 0;
 
 	if (t->state == T_UP)
-		recheck_note_loss(t, t->cause ? t->cause : "error", why);
+		recheck_note_loss(t->recheck, t->cause ? t->cause : "error",
+		    why);
 	t->cause = NULL;
 	teardown(t);
 	delay = backoff_next(&t->backoff, reason, jitter());
@@ -432,11 +361,21 @@ retry_later(struct tunnel *t, enum backoff_reason reason, const char *what,
 	evtimer_add(&t->ev_retry, &tv);
 }
 
-void
-tunnel_lost(struct tunnel *t, const char *cause, const char *why)
+/* Drops the up session for cause ("network change", "keepalive",
+ * "probe", "server closed") and schedules the next; not from inside a
+ * pass. */
+static void
+lost(struct tunnel *t, const char *cause, const char *why)
 {
 	t->cause = cause;
 	retry_later(t, lost_reason(t), "lost", why);
+}
+
+/* recheck.c's verdict. */
+static void
+on_lost(void *arg, const char *cause, const char *why)
+{
+	lost(arg, cause, why);
 }
 
 /* A failure that the user must fix: fatal until the tunnel was up once. */
@@ -569,13 +508,9 @@ lost_reason(struct tunnel *t)
 static int
 open_pending(struct tunnel *t)
 {
-	struct open_req	*r = TAILQ_FIRST(&t->opens);
-	struct timespec	 now;
+	long	held = opens_slot_held(t->opens);
 
-	if (r == NULL || r->ping || !r->in_progress)
-		return 0;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return now.tv_sec - r->since.tv_sec < OPEN_PATIENCE_SEC;
+	return held >= 0 && held < OPEN_PATIENCE_SEC;
 }
 
 /*
@@ -590,7 +525,7 @@ keepalive_tick(evutil_socket_t fd, short what, void *arg)
 	struct tunnel	*t = arg;
 	char		 why[128];
 
-	recheck_tick(t);
+	recheck_tick(t->recheck);
 	if (t->missed >= t->conf->keepalive_count) {
 		if (t->state == T_UP)
 			snprintf(why, sizeof(why), "no answer to %d keepalives",
@@ -598,17 +533,16 @@ keepalive_tick(evutil_socket_t fd, short what, void *arg)
 		else
 			snprintf(why, sizeof(why), "server silent for %d s "
 			    "during login", t->missed * t->conf->keepalive);
-		tunnel_lost(t, "keepalive", why);
+		lost(t, "keepalive", why);
 		return;
 	}
 	if (open_pending(t))
 		return;
 	/* Cleared by any byte from the server; a probe asks for one. */
 	t->missed++;
-	if (t->state == T_UP && !t->pinging &&
-	    open_request(t, NULL, 0, NULL, NULL) != NULL)
-		t->pinging = 1;
-	tunnel_kick(t);
+	if (t->state == T_UP)
+		(void)opens_probe(t->opens);
+	sshcall_kick(t->call);
 }
 
 static void
@@ -620,9 +554,10 @@ became_up(struct tunnel *t)
 	t->ever_up = 1;
 	clock_gettime(CLOCK_MONOTONIC, &t->up_since);
 	event_del(&t->ev_retry);
-	recheck_session_up(t);
-	fwd_session_up(t);
-	tunnel_kick(t);
+	recheck_session_up(t->recheck, t->fd);
+	fwds_session_up(t->fwds, t->sessions == 1,
+	    recheck_held_until(t->recheck));
+	sshcall_kick(t->call);
 }
 
 static void
@@ -635,7 +570,7 @@ step_auth(struct tunnel *t)
 		return;
 	case AUTH_OK:
 		became_up(t);
-		tunnel_kick(t);
+		sshcall_kick(t->call);
 		return;
 	case AUTH_REFUSED:
 		refused(t, 77, err);
@@ -649,48 +584,6 @@ step_auth(struct tunnel *t)
 	}
 }
 
-/* Offers readiness once to every channel the pump waits on. */
-static int
-sweep(struct tunnel *t)
-{
-	struct chan	*c, *next;
-	int		 what;
-
-	for (c = TAILQ_FIRST(&t->chans); c != NULL; c = next) {
-		next = TAILQ_NEXT(c, entry);
-		if (t->owner != NULL)
-			return 0;
-		what = 0;
-		if ((c->ep.wanted & EP_READ) && chan_readable(c))
-			what |= EP_READ;
-		if (c->ep.wanted & EP_WRITE)
-			what |= EP_WRITE;
-		if (what != 0)
-			c->ep.cb(&c->ep, what, c->ep.cbarg);
-		if (t->state != T_UP || t->fail_why[0] != '\0')
-			return -1;
-	}
-	return 0;
-}
-
-/* The holder of a half-sent packet repeats its call before anything. */
-static void
-run_owner(struct tunnel *t)
-{
-	struct chan	*c = t->owner;
-
-	/* Opens, listens, EOFs and frees are retried by their own service,
-	 * always from the same place (libssh2 1.10 builds an EOF packet on
-	 * the stack and checks the address on retry). */
-	if (t->owner_op != OP_READ && t->owner_op != OP_WRITE)
-		return;
-	if (c->closing)
-		chan_finish_owned(c, t->owner_op);
-	else
-		c->ep.cb(&c->ep, t->owner_op == OP_READ ? EP_READ : EP_WRITE,
-		    c->ep.cbarg);
-}
-
 /*
  * Makes libssh2 process input it has read but not yet handled. A channel
  * read drains everything. Without a channel, a probe's channel open
@@ -701,18 +594,11 @@ run_owner(struct tunnel *t)
 static int
 drain(struct tunnel *t, int probing)
 {
-	struct chan	*c = TAILQ_FIRST(&t->chans);
-
-	if (c != NULL) {
-		chan_drain(c);
+	if (chans_drain(t->chans))
 		return 1;
-	}
-	if (probing || t->pinging)
+	if (probing || !opens_probe(t->opens))
 		return 0;
-	if (open_request(t, NULL, 0, NULL, NULL) == NULL)
-		return 0;
-	t->pinging = 1;
-	return open_service(t) == -1 ? -1 : 1;
+	return opens_service(t->opens) == -1 ? -1 : 1;
 }
 
 /*
@@ -725,38 +611,40 @@ static void
 step_up(struct tunnel *t)
 {
 	uint64_t	rx, moved;
-	int		round, probing = t->pinging, acted;
+	int		round, probing = opens_probing(t->opens), acted;
 
 	for (round = 0; round < SWEEP_ROUNDS; round++) {
 		rx = t->rx_bytes;
-		moved = t->moved;
-		if (t->owner != NULL)
-			run_owner(t);
-		if (t->state != T_UP || t->fail_why[0] != '\0')
+		moved = chans_moved(t->chans);
+		chans_resume(t->chans);
+		if (!sshcall_live(t->call))
 			return;
-		if (open_service(t) == -1 || fwd_service(t) == -1 ||
-		    sweep(t) == -1 || chan_reap(t) == -1)
+		if (opens_service(t->opens) == -1 ||
+		    fwds_service(t->fwds) == -1 ||
+		    chans_sweep(t->chans) == -1 || chans_reap(t->chans) == -1)
 			return;
 		acted = 0;
-		if (!t->drained && t->owner == NULL &&
+		if (!t->drained && sshcall_holder(t->call, NULL) == NULL &&
 		    (acted = drain(t, probing)) == -1)
 			return;
-		if (t->owner != NULL || (t->rx_bytes == rx &&
-		    t->moved == moved && (t->drained || !acted)))
+		if (sshcall_holder(t->call, NULL) != NULL ||
+		    (t->rx_bytes == rx && chans_moved(t->chans) == moved &&
+		    (t->drained || !acted)))
 			return;
 	}
 	/* Still busy: yield to the rest of the loop, then carry on. */
-	tunnel_kick(t);
+	sshcall_kick(t->call);
 }
 
 static void
 pass(struct tunnel *t, int readable)
 {
-	char	why[200];
+	const char	*failure;
+	char		 why[200];
 
 	if (t->s == NULL)
 		return;
-	t->in_pass = 1;
+	sshcall_in_pass(t->call, 1);
 	if (readable)
 		t->drained = 0;
 	switch (t->state) {
@@ -776,13 +664,14 @@ pass(struct tunnel *t, int readable)
 	if (t->s != NULL && t->state != T_UP && !t->drained &&
 	    !(libssh2_session_block_directions(t->s) &
 	    LIBSSH2_SESSION_BLOCK_OUTBOUND))
-		tunnel_kick(t);
+		sshcall_kick(t->call);
 	if (t->s != NULL && flush_out(t) == -1) {
 		t->sock_dead = 1;
 		t->sock_errno = errno;
 	}
-	t->in_pass = 0;
-	if (t->s != NULL && (t->sock_dead || t->fail_why[0] != '\0')) {
+	sshcall_in_pass(t->call, 0);
+	failure = sshcall_failure(t->call);
+	if (t->s != NULL && (t->sock_dead || failure != NULL)) {
 		/* A dead socket is the cause of whatever failed with it. */
 		if (t->sock_dead && t->sock_errno != 0)
 			snprintf(why, sizeof(why), "%s",
@@ -791,8 +680,8 @@ pass(struct tunnel *t, int readable)
 			snprintf(why, sizeof(why), "server closed the "
 			    "connection");
 		else
-			snprintf(why, sizeof(why), "%s", t->fail_why);
-		tunnel_lost(t, t->sock_dead && t->sock_errno == 0 ?
+			snprintf(why, sizeof(why), "%s", failure);
+		lost(t, t->sock_dead && t->sock_errno == 0 ?
 		    "server closed" : "error", why);
 		return;
 	}
@@ -850,14 +739,41 @@ set_callbacks(LIBSSH2_SESSION *s)
 #endif
 }
 
+/* libssh2 allocates through the budget; the session's abstract pointer
+ * is the tunnel, for these and for recv_cb and send_cb. */
+static void *
+ssh_alloc(size_t len, void **abstract)
+{
+	struct tunnel	*t = *abstract;
+
+	return budget_alloc(t->budget, len);
+}
+
+static void *
+ssh_realloc(void *p, size_t len, void **abstract)
+{
+	struct tunnel	*t = *abstract;
+
+	return budget_realloc(t->budget, p, len);
+}
+
+static void
+ssh_free(void *p, void **abstract)
+{
+	struct tunnel	*t = *abstract;
+
+	budget_release(t->budget, p);
+}
+
 static int
 new_session(struct tunnel *t)
 {
 	t->kex_bytes = 0;
-	t->mem_held = 0;
-	if ((t->s = libssh2_session_init_ex(budget_alloc, budget_free,
-	    budget_realloc, t)) == NULL)
+	budget_reset(t->budget);
+	if ((t->s = libssh2_session_init_ex(ssh_alloc, ssh_free, ssh_realloc,
+	    t)) == NULL)
 		return -1;
+	sshcall_begin(t->call, t->s);
 	libssh2_session_set_blocking(t->s, 0);
 	set_callbacks(t->s);
 	libssh2_session_method_pref(t->s, LIBSSH2_METHOD_KEX, PREF_KEX);
@@ -952,31 +868,42 @@ known_hosts_path(const struct tunnel_conf *tc, char *buf, size_t len)
 	    (int)len ? 0 : -1;
 }
 
-struct tunnel *
-tunnel_new(struct event_base *base, const struct tunnel_conf *tc, char *err,
-    size_t errlen, int *exitcode)
+/* The parts each file of the tunnel keeps for it; -1 if out of memory. */
+static int
+new_parts(struct tunnel *t)
 {
-	struct in6_addr	 v6;
-	struct tunnel	*t;
-	char		 path[4096];
+	struct recheck_env	re = { t->base, t->name, NULL, &t->rx_bytes,
+				    on_lost, t };
 
-	if ((t = calloc(1, sizeof(*t))) == NULL ||
-	    (t->out = malloc(sizeof(*t->out))) == NULL ||
-	    (t->conf = tunnel_conf_dup(tc)) == NULL) {
-		if (t != NULL)
-			free(t->out);
-		free(t);
-		snprintf(err, errlen, "out of memory");
-		*exitcode = 71;
-		return NULL;
-	}
-	tc = t->conf;
-	t->base = base;
-	t->fd = -1;
-	sendbuf_clear(t->out);
-	TAILQ_INIT(&t->chans);
-	TAILQ_INIT(&t->closing);
-	TAILQ_INIT(&t->opens);
+	if ((t->call = sshcall_new(t->base, on_kick, t)) == NULL ||
+	    (t->budget = budget_new(t->name)) == NULL ||
+	    (t->chans = chans_new(t->call)) == NULL ||
+	    (t->opens = opens_new(t->base, t->call, t->chans,
+	    t->budget)) == NULL)
+		return -1;
+	re.opens = t->opens;
+	return (t->recheck = recheck_new(&re)) == NULL ? -1 : 0;
+}
+
+static void
+free_parts(struct tunnel *t)
+{
+	recheck_free(t->recheck);
+	if (t->opens != NULL)
+		opens_free(t->opens);
+	chans_free(t->chans);
+	budget_free(t->budget);
+	sshcall_free(t->call);
+	tunnel_conf_free(t->conf);
+	free(t->out);
+	free(t);
+}
+
+static void
+name_server(struct tunnel *t, const struct tunnel_conf *tc)
+{
+	struct in6_addr	v6;
+
 	default_user(t, tc);
 	snprintf(t->name, sizeof(t->name), strchr(tc->dest.host, ':') ?
 	    "%s@[%s]:%u" : "%s@%s:%u", t->user, tc->dest.host, tc->dest.port);
@@ -985,29 +912,89 @@ tunnel_new(struct event_base *base, const struct tunnel_conf *tc, char *err,
 	t->server.port = tc->dest.port;
 	t->server.numeric = inet_pton(AF_INET6, tc->dest.host, &v6) == 1 ||
 	    inet_pton(AF_INET, tc->dest.host, &v6) == 1;
+}
+
+/* Host keys, the user's keys and the forwards, whose -L and -D listeners
+ * are bound now. */
+static int
+load(struct tunnel *t, char *err, size_t errlen, int *exitcode)
+{
+	struct fwds_env	 fe = { t->base, t->conf, t->name, t->call, t->chans,
+			    t->opens, t->budget };
+	char		 path[4096];
+
+	*exitcode = 66;
+	if (known_hosts_path(t->conf, path, sizeof(path)) == -1 ||
+	    (t->hostkeys = hostkeys_load(path, t->conf->accept_new_host_key,
+	    err, errlen)) == NULL ||
+	    (t->auth = auth_load(t->conf, err, errlen, exitcode)) == NULL)
+		return -1;
+	return (t->fwds = fwds_new(&fe, err, errlen, exitcode)) == NULL ?
+	    -1 : 0;
+}
+
+struct tunnel *
+tunnel_new(struct event_base *base, const struct tunnel_conf *tc, char *err,
+    size_t errlen, int *exitcode)
+{
+	struct tunnel	*t;
+
+	if ((t = calloc(1, sizeof(*t))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		*exitcode = 71;
+		return NULL;
+	}
+	t->base = base;
+	t->fd = -1;
+	if ((t->out = malloc(sizeof(*t->out))) == NULL ||
+	    (t->conf = tunnel_conf_dup(tc)) == NULL || new_parts(t) == -1) {
+		free_parts(t);
+		snprintf(err, errlen, "out of memory");
+		*exitcode = 71;
+		return NULL;
+	}
+	sendbuf_clear(t->out);
+	name_server(t, t->conf);
 	evtimer_assign(&t->ev_retry, base, on_login_deadline, t);
 	event_assign(&t->ev_keepalive, base, -1, EV_PERSIST, keepalive_tick, t);
-	event_assign(&t->ev_kick, base, -1, 0, on_kick, t);
-	*exitcode = 66;
-	if (known_hosts_path(tc, path, sizeof(path)) == -1 ||
-	    (t->hostkeys = hostkeys_load(path, tc->accept_new_host_key, err,
-	    errlen)) == NULL ||
-	    (t->auth = auth_load(tc, err, errlen, exitcode)) == NULL ||
-	    fwd_setup(t, err, errlen, exitcode) == -1) {
+	if (load(t, err, errlen, exitcode) == -1) {
 		tunnel_free(t);
 		return NULL;
 	}
 	return t;
 }
 
+/*
+ * A network change: while the session is up, recheck.c judges whether it
+ * may have cut it. Waiting after a failed connect, a new address or route
+ * may be the way to the server, so try now. Refusals keep their delay.
+ */
+static void
+on_netchange(const struct netchange *nc, void *arg)
+{
+	struct tunnel	*t = arg;
+	struct timeval	 now = { 0, 0 };
+
+	if (t->state == T_UP)
+		recheck_netchange(t->recheck, nc);
+	else if (t->state == T_DOWN && !nc->removed &&
+	    t->backoff.unreachable > 0 && evtimer_pending(&t->ev_retry, NULL))
+		evtimer_add(&t->ev_retry, &now);
+}
+
 void
 tunnel_start(struct tunnel *t)
 {
 	struct timeval	now = { 0, 0 };
+	char		err[160];
 
 	evtimer_assign(&t->ev_retry, t->base, on_retry, t);
 	evtimer_add(&t->ev_retry, &now);
-	recheck_init(t);
+	/* A failure only logs: keepalives remain. */
+	if ((t->netwatch = netwatch_new(t->base, on_netchange, t, err,
+	    sizeof(err))) == NULL)
+		log_warnx("tunnel %s: not watching network changes (%s); "
+		    "keepalives alone notice a changed network", t->name, err);
 }
 
 const struct tunnel_conf *
@@ -1019,7 +1006,28 @@ tunnel_conf(const struct tunnel *t)
 int
 tunnel_exit_code(const struct tunnel *t)
 {
-	return t == NULL ? 0 : t->exit_code;
+	if (t == NULL)
+		return 0;
+	return t->exit_code != 0 || t->fwds == NULL ? t->exit_code :
+	    fwds_exit_code(t->fwds);
+}
+
+void
+tunnel_set_up_hook(void (*hook)(void))
+{
+	fwds_set_up_hook(hook);
+}
+
+void
+tunnel_stop_accepting(struct tunnel *t)
+{
+	fwds_stop_accepting(t->fwds);
+}
+
+void
+tunnel_close_listeners(struct tunnel *t)
+{
+	fwds_close_listeners(t->fwds);
 }
 
 void
@@ -1028,12 +1036,10 @@ tunnel_free(struct tunnel *t)
 	if (t == NULL)
 		return;
 	teardown(t);
-	recheck_free(t);
-	open_fail_all(t, "shutdown");
-	fwd_free_all(t);
+	netwatch_free(t->netwatch);
+	opens_fail_all(t->opens, "shutdown");
+	fwds_free(t->fwds);
 	hostkeys_free(t->hostkeys);
 	auth_free(t->auth);
-	tunnel_conf_free(t->conf);
-	free(t->out);
-	free(t);
+	free_parts(t);
 }

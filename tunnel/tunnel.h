@@ -41,8 +41,8 @@ void	tunnel_start(struct tunnel *);
 int	tunnel_exit_code(const struct tunnel *);
 /* Writes its state, reconnections and each forward's connections. */
 void	tunnel_write_status(const struct tunnel *, FILE *);
-/* What --metrics and --status --json tell of a tunnel (stats.c); the
- * strings are the tunnel's own, valid while it lives. */
+/* What --metrics and --status --json tell of a tunnel (tunnel_status.c);
+ * the strings are the tunnel's own, valid while it lives. */
 #define TUNNEL_NSTATES	5
 struct tunnel_stats {
 	const char	*name;		/* "-" on the command line */

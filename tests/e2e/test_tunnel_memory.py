@@ -20,7 +20,7 @@ from conftest import (SANITIZE, Backend, children_of, free_port, fwd,
 
 KiB = 1 << 10
 MiB = 1 << 20
-# What SECURITY.md promises (tunnel/tunnel_int.h).
+# What SECURITY.md promises (tunnel/tunnel_int.h, tunnel/budget.h).
 KEX_MAX = 64 * KiB
 BUDGET = 64 * MiB
 OPEN_WINDOW = 256 * KiB

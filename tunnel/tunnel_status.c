@@ -1,7 +1,14 @@
-/* A tunnel's figures for --metrics and --status --json. */
+/*
+ * What a tunnel tells of itself: its state and figures for --status,
+ * --metrics and --status --json, its readiness, its live connections.
+ */
+#include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
+#include "tunnel/forward.h"
+#include "tunnel/recheck.h"
 #include "tunnel/tunnel.h"
 #include "tunnel/tunnel_int.h"
 
@@ -36,23 +43,42 @@ tunnel_get_stats(const struct tunnel *t, struct tunnel_stats *st)
 	st->packets = t->packets_out;
 	st->writes = t->sends_out;
 	st->last_up = t->ever_up ? wall_of(&t->up_since) : 0;
-	st->nforwards = t->nfwds;
+	st->nforwards = fwds_count(t->fwds);
 }
 
-/* -R is up once the server listens for it; -L and -D while they listen
- * here and the session they need is up. */
 void
 tunnel_forward_stats(const struct tunnel *t, size_t i,
     struct forward_stats *st)
 {
-	const struct fwd	*f = &t->fwds[i];
+	fwds_stats(t->fwds, i, t->state == T_UP, st);
+}
 
-	memset(st, 0, sizeof(*st));
-	st->name = f->name;
-	if (f->spec->kind == FWD_REMOTE) {
-		st->up = t->state == T_UP && f->state == FWD_UP;
-		st->port = st->up ? f->bound_port : 0;
-	} else
-		st->up = t->state == T_UP && f->local != NULL;
-	service_count(&f->svc, &st->counts);
+void
+tunnel_write_status(const struct tunnel *t, FILE *fp)
+{
+	const char	*name = t->conf->name[0] ? t->conf->name : "-";
+	const char	*loss;
+	int64_t		 at;
+
+	fprintf(fp, "tunnel %s %s: %s, %u reconnects, %" PRIu64 " packets "
+	    "sent in %" PRIu64 " writes\n", name, t->name,
+	    tunnel_state_name((int)t->state),
+	    t->sessions > 1 ? t->sessions - 1 : 0, t->packets_out,
+	    t->sends_out);
+	if ((loss = recheck_last_loss(t->recheck, &at)) != NULL)
+		fprintf(fp, "tunnel %s last loss: %s (%lld s ago)\n", name,
+		    loss, (long long)(time(NULL) - at));
+	fwds_write_status(t->fwds, fp, name);
+}
+
+int
+tunnel_ready(const struct tunnel *t)
+{
+	return fwds_ready(t->fwds) && t->state == T_UP;
+}
+
+unsigned
+tunnel_active(const struct tunnel *t)
+{
+	return fwds_active(t->fwds);
 }
