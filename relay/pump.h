@@ -23,6 +23,7 @@ struct flow {
 	int		 srcfd, dstfd;	/* -1: copy only */
 	uint8_t		 bulk;	/* a read filled the buffer: splice now */
 	uint8_t		 eof;	/* src said EOF */
+	uint8_t		 hup;	/* src told that its EOF has arrived */
 	uint8_t		 shut;	/* EOF passed on to dst */
 };
 
