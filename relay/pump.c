@@ -8,7 +8,8 @@
  * either is not fully written, the source is not read (backpressure), and
  * once written it goes back to its pool, so an idle connection holds
  * neither. EOF is passed on with a shutdown of the destination's write
- * side, so half-closed connections keep working in the other direction.
+ * side, so half-closed connections keep working in the other direction;
+ * the last EOF goes with the close when that sends it just the same.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -195,6 +196,20 @@ flow_splice(struct pump *p, struct flow *f)
 	return f->srcfd == -1;
 }
 
+/*
+ * The EOF of the direction that finishes last goes with the close that
+ * follows PUMP_DONE when its destination is a bare socket: close() then
+ * sends the FIN that shutdown() would (nothing is left unread on it: its
+ * own EOF was read), one system call fewer.
+ */
+static int
+closing_says_eof(const struct pump *p, const struct flow *f)
+{
+	const struct flow	*other = f == &p->ab ? &p->ba : &p->ab;
+
+	return other->shut && endpoint_splice_fd(f->dst) != -1;
+}
+
 static int
 flow_run(struct pump *p, struct flow *f)
 {
@@ -208,6 +223,8 @@ flow_run(struct pump *p, struct flow *f)
 		return -1;
 	if (f->eof && f->off == f->len && f->piped == 0 && !f->shut) {
 		f->shut = 1;
+		if (closing_says_eof(p, f))
+			return 0;
 		if (f->dst->ops->shutdown_write(f->dst) == -1 &&
 		    errno != ENOTCONN)
 			return flow_fail(p, f->dst, errno);
