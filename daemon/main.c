@@ -110,7 +110,10 @@ main(int argc, char **argv)
 		become_relays(&d, nloops);
 	start_units(&d);
 
+	/* The loop's lines go out once per pass, not one write each. */
+	(void)log_batch(d.base);
 	event_base_dispatch(d.base);
+	log_batch_end();
 
 	return close_everything(&d);
 }

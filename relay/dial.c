@@ -124,6 +124,13 @@ on_timeout(evutil_socket_t fd, short what, void *arg)
 	fail(d, "connect timeout", "", ETIMEDOUT);
 }
 
+/*
+ * The connect ended. Watched for reading as well as writing: a failed
+ * connect raises EPOLLERR (with EPOLLHUP), which libevent reports as both,
+ * while one that succeeded is writable only. Writable alone therefore
+ * needs no SO_ERROR to ask; anything else (an error, or a target that
+ * spoke first) asks.
+ */
 static void
 on_connected(evutil_socket_t fd, short what, void *arg)
 {
@@ -132,7 +139,8 @@ on_connected(evutil_socket_t fd, short what, void *arg)
 	int			 error = 0;
 	socklen_t		 len = sizeof(error);
 
-	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len) == -1)
+	if (what != EV_WRITE &&
+	    getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len) == -1)
 		error = errno;
 	if (error != 0) {
 		d->last_error = error;
@@ -184,8 +192,8 @@ try_next(struct dial *d)
 		}
 		if (errno == EINPROGRESS) {
 			d->fd = fd;
-			event_assign(&d->conn_ev, d->base, fd, EV_WRITE,
-			    on_connected, d);
+			event_assign(&d->conn_ev, d->base, fd,
+			    EV_READ | EV_WRITE, on_connected, d);
 			event_add(&d->conn_ev, NULL);
 			return;
 		}

@@ -13,6 +13,8 @@
 #define EP_READ		0x01
 #define EP_WRITE	0x02
 #define EP_LOST		0x04	/* the transport under it is gone */
+#define EP_HUP		0x08	/* with EP_READ: the peer's EOF has arrived,
+				 * behind whatever is still to read */
 
 struct endpoint;
 
@@ -50,6 +52,9 @@ struct endpoint {
 	endpoint_cb			*cb;
 	void				*cbarg;
 	int				 wanted;
+	/* Its EP_READ carries EP_HUP whenever the peer's EOF has arrived:
+	 * a short read then says there is nothing more, EOF included. */
+	int				 tells_hup;
 };
 
 /* Changes interest only when it differs from what is armed. */

@@ -1,4 +1,8 @@
-/* Socket endpoints: two persistent events, armed only while wanted. */
+/*
+ * Socket endpoints: two persistent events, armed only while wanted. The
+ * reading one asks for EPOLLRDHUP (EV_CLOSED) where libevent has it, so
+ * a FIN behind data is known without a read that would only say EAGAIN.
+ */
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <errno.h>
@@ -89,7 +93,8 @@ fd_ready(evutil_socket_t fd, short what, void *arg)
 	struct endpoint	*ep = arg;
 
 	ep->cb(ep, (what & EV_READ ? EP_READ : 0) |
-	    (what & EV_WRITE ? EP_WRITE : 0), ep->cbarg);
+	    (what & EV_WRITE ? EP_WRITE : 0) |
+	    (what & EV_CLOSED ? EP_HUP : 0), ep->cbarg);
 }
 
 struct endpoint *
@@ -97,16 +102,21 @@ endpoint_fd_new(struct event_base *base, int fd, const struct sockaddr *peer,
     endpoint_cb *cb, void *arg)
 {
 	struct endpoint_fd	*e;
+	short			 hup = 0;
 
 	if ((e = calloc(1, sizeof(*e))) == NULL)
 		return NULL;
+	if (event_base_get_features(base) & EV_FEATURE_EARLY_CLOSE)
+		hup = EV_CLOSED;
+	e->ep.tells_hup = hup != 0;
 	e->ep.ops = &fd_ops;
 	e->ep.cb = cb;
 	e->ep.cbarg = arg;
 	e->fd = fd;
 	e->tcp = peer != NULL && (peer->sa_family == AF_INET ||
 	    peer->sa_family == AF_INET6);
-	event_assign(&e->rd, base, fd, EV_READ | EV_PERSIST, fd_ready, &e->ep);
+	event_assign(&e->rd, base, fd, EV_READ | EV_PERSIST | hup, fd_ready,
+	    &e->ep);
 	event_assign(&e->wr, base, fd, EV_WRITE | EV_PERSIST, fd_ready, &e->ep);
 	return &e->ep;
 }

@@ -8,6 +8,18 @@ enum log_level { LOG_LVL_ERROR, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
 
 /* Sets the threshold; messages above it are dropped. Also routes libevent's log. */
 void	log_init(enum log_level level, int use_syslog);
+struct event_base;
+/*
+ * The calling thread's lines wait in a buffer of its own and are written
+ * together once per pass of base's loop (which the thread runs), and
+ * before a fatal, a fork or the exit. stderr only: syslog takes each line
+ * as it comes. Returns 0, or -1 when out of memory (lines then go out one
+ * by one).
+ */
+int	log_batch(struct event_base *base);
+/* Writes what the calling thread batched and stops batching: before its
+ * loop's base is freed, or the thread ends. */
+void	log_batch_end(void);
 /* Current threshold, so callers can skip building expensive messages. */
 enum log_level log_get_level(void);
 

@@ -8,7 +8,8 @@
  * either is not fully written, the source is not read (backpressure), and
  * once written it goes back to its pool, so an idle connection holds
  * neither. EOF is passed on with a shutdown of the destination's write
- * side, so half-closed connections keep working in the other direction.
+ * side, so half-closed connections keep working in the other direction;
+ * the last EOF goes with the close when that sends it just the same.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -72,26 +73,37 @@ flow_fill(struct pump *p, struct flow *f)
 	return 0;
 }
 
+/*
+ * Whether a short read (or fill) emptied the source: it did when the
+ * source tells of its EOF (EP_HUP) and has told none. Otherwise it is read
+ * again in the same wakeup: a FIN that came right after the data (an
+ * HTTP/1.0 answer) then passes on at once, and through a tunnel in the
+ * same packet batch as the data, at the price of a read that may only
+ * say EAGAIN.
+ */
+static int
+drained(const struct flow *f)
+{
+	return f->src->tells_hup && !f->hup;
+}
+
 /* The copying path: through a buffer and the endpoints' own calls. */
 static int
 flow_copy(struct pump *p, struct flow *f)
 {
 	ssize_t	n, m;
-	int	rounds;
+	int	rounds, empty = 0;
 
 	for (rounds = 0; rounds < PUMP_ROUNDS; rounds++) {
 		if (f->off == f->len) {
-			/* Read again after a short read: a FIN that came
-			 * right after the data (an HTTP/1.0 answer) then
-			 * passes on in the same wakeup, and through a
-			 * tunnel in the same packet batch as the data. */
-			if (f->eof)
+			if (f->eof || empty)
 				break;
 			if ((n = flow_fill(p, f)) <= 0) {
 				if (n < 0)
 					return -1;
 				break;
 			}
+			empty = n < BUFPOOL_SIZE && drained(f);
 		}
 		m = f->dst->ops->write(f->dst, f->buf + f->off,
 		    f->len - f->off);
@@ -149,15 +161,15 @@ flow_splice(struct pump *p, struct flow *f)
 {
 	size_t	budget = PUMP_BUDGET, want;
 	ssize_t	n;
-	int	drained = 0;
+	int	empty = 0;
 
 	if (f->pipe == NULL && !f->eof && (f->pipe = pipepool_get()) == NULL)
 		return 1;
 	while (f->pipe != NULL) {
 		if (f->piped == 0) {
-			/* As when copying, a short fill drained the source:
-			 * no syscall just to learn EAGAIN. */
-			if (f->eof || budget == 0 || drained)
+			/* As when copying, a short fill drained the source
+			 * unless its EOF is known to wait behind. */
+			if (f->eof || budget == 0 || empty)
 				break;
 			want = f->pipe->size < budget ? f->pipe->size : budget;
 			if ((n = pipe_fill(p, f, want)) <= 0) {
@@ -165,7 +177,7 @@ flow_splice(struct pump *p, struct flow *f)
 					return -1;
 				break;
 			}
-			drained = (size_t)n < want;
+			empty = (size_t)n < want && !f->hup;
 			budget -= (size_t)n;
 		}
 		n = splice(f->pipe->rd, NULL, f->dstfd, NULL, f->piped,
@@ -184,6 +196,20 @@ flow_splice(struct pump *p, struct flow *f)
 	return f->srcfd == -1;
 }
 
+/*
+ * The EOF of the direction that finishes last goes with the close that
+ * follows PUMP_DONE when its destination is a bare socket: close() then
+ * sends the FIN that shutdown() would (nothing is left unread on it: its
+ * own EOF was read), one system call fewer.
+ */
+static int
+closing_says_eof(const struct pump *p, const struct flow *f)
+{
+	const struct flow	*other = f == &p->ab ? &p->ba : &p->ab;
+
+	return other->shut && endpoint_splice_fd(f->dst) != -1;
+}
+
 static int
 flow_run(struct pump *p, struct flow *f)
 {
@@ -197,6 +223,8 @@ flow_run(struct pump *p, struct flow *f)
 		return -1;
 	if (f->eof && f->off == f->len && f->piped == 0 && !f->shut) {
 		f->shut = 1;
+		if (closing_says_eof(p, f))
+			return 0;
 		if (f->dst->ops->shutdown_write(f->dst) == -1 &&
 		    errno != ENOTCONN)
 			return flow_fail(p, f->dst, errno);
@@ -244,6 +272,8 @@ pump_ready(struct pump *p, struct endpoint *ep, int what)
 	struct flow	*out = ep == p->a ? &p->ab : &p->ba;
 	struct flow	*in = ep == p->a ? &p->ba : &p->ab;
 
+	if (what & EP_HUP)
+		out->hup = 1;
 	/* Write first: draining the pending bytes frees room to read more. */
 	if ((what & EP_WRITE) && flow_run(p, in) == -1)
 		return PUMP_FAILED;

@@ -23,6 +23,7 @@ struct flow {
 	int		 srcfd, dstfd;	/* -1: copy only */
 	uint8_t		 bulk;	/* a read filled the buffer: splice now */
 	uint8_t		 eof;	/* src said EOF */
+	uint8_t		 hup;	/* src told that its EOF has arrived */
 	uint8_t		 shut;	/* EOF passed on to dst */
 };
 
@@ -43,7 +44,9 @@ void	pump_set_splice(int on);
 void	pump_start(struct pump *, struct endpoint *a, struct endpoint *b);
 /*
  * Handles readiness of ep (one of the pump's endpoints). PUMP_DONE: both
- * directions delivered their EOF; PUMP_FAILED: see failed and error.
+ * directions delivered their EOF, the last one to a bare socket (see
+ * endpoint_ops.splice_fd) only when the caller closes it, which it must
+ * do at once; PUMP_FAILED: see failed and error.
  */
 enum pump_status pump_ready(struct pump *, struct endpoint *ep, int what);
 /* Stops all interest and gives buffers and pipes back (a pipe that still

@@ -17,6 +17,7 @@
 #include <event2/thread.h>
 
 #include "relay/bufpool.h"
+#include "relay/log.h"
 #include "relay/pipepool.h"
 #include "relay/resolve.h"
 #include "relay/workers.h"
@@ -144,8 +145,10 @@ worker_main(void *arg)
 	struct worker	*w = arg;
 
 	in_worker = 1;
+	(void)log_batch(w->base);
 	event_base_loop(w->base, EVLOOP_NO_EXIT_ON_EMPTY);
 	/* What this thread cached for itself. */
+	log_batch_end();
 	resolve_shutdown();
 	bufpool_drain();
 	pipepool_drain();

@@ -22,6 +22,7 @@ struct mem_ep {
 	char		*out;
 	size_t		 outlen;
 	int		 fd, shut, eof;
+	int		 reads;
 };
 
 #define BIG	(BUFPOOL_SIZE + 1000)	/* one full read, then a short one */
@@ -32,6 +33,7 @@ mem_read(struct endpoint *ep, void *buf, size_t len)
 	struct mem_ep	*m = (struct mem_ep *)ep;
 	size_t		 n = m->inlen < len ? m->inlen : len;
 
+	m->reads++;
 	if (n == 0 && !m->eof) {
 		errno = EAGAIN;
 		return -1;
@@ -130,8 +132,9 @@ copies_until_a_read_fills_the_buffer(void **state)
 	assert_int_equal(p.ab.srcfd, -1);
 	assert_true(b.shut);
 	assert_memory_equal(b.out, src, sizeof(src));
+	/* a would be closed now, which says EOF: no shutdown first. */
 	assert_int_equal(pump_ready(&p, &b.ep, EP_READ), PUMP_DONE);
-	assert_true(a.shut);
+	assert_false(a.shut);
 	assert_int_equal(p.ab.bytes, sizeof(src));
 	assert_int_equal(p.ab.spliced, 0);
 	pump_stop(&p);
@@ -156,6 +159,35 @@ eof_behind_data_passes_on_at_once(void **state)
 	assert_memory_equal(b.out, "hello", 5);
 	assert_true(b.shut);
 	assert_false(a.shut);
+	pump_stop(&p);
+}
+
+/* A source that tells of its EOF is not read again after a short read
+ * unless it told of one: the read would only say EAGAIN. When it did, the
+ * EOF passes on in the same wakeup. */
+static void
+short_read_of_a_source_that_tells_eof(void **state)
+{
+	struct mem_ep	 a, b;
+	struct pump	 p;
+
+	mem_init(&a, "hello", 5, a_out, -1);
+	mem_init(&b, "", 0, b_out, -1);
+	a.ep.tells_hup = 1;
+	a.eof = b.eof = 0;
+	pump_start(&p, &a.ep, &b.ep);
+	assert_int_equal(pump_ready(&p, &a.ep, EP_READ), PUMP_RUNNING);
+	assert_int_equal(a.reads, 1);
+	assert_int_equal(b.outlen, 5);
+	a.in = "world";
+	a.inlen = 5;
+	a.eof = 1;
+	assert_int_equal(pump_ready(&p, &a.ep, EP_READ | EP_HUP),
+	    PUMP_RUNNING);
+	assert_int_equal(a.reads, 3);
+	assert_int_equal(b.outlen, 10);
+	assert_memory_equal(b.out, "helloworld", 10);
+	assert_true(b.shut);
 	pump_stop(&p);
 }
 
@@ -184,6 +216,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(copies_until_a_read_fills_the_buffer),
 		cmocka_unit_test(eof_behind_data_passes_on_at_once),
+		cmocka_unit_test(short_read_of_a_source_that_tells_eof),
 		cmocka_unit_test(splice_off_copies),
 	};
 
