@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sysexits.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -203,10 +204,10 @@ auth_load(const struct tunnel_conf *tc, char *err, size_t errlen,
 
 	if ((a = calloc(1, sizeof(*a))) == NULL) {
 		snprintf(err, errlen, "out of memory");
-		*exitcode = 71;
+		*exitcode = EX_OSERR;
 		return NULL;
 	}
-	*exitcode = 66;	/* EX_NOINPUT */
+	*exitcode = EX_NOINPUT;
 	if (tc->passphrase_file != NULL &&
 	    load_passphrase(a, tc->passphrase_file, err, errlen) == -1)
 		goto fail;

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sysexits.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -179,7 +180,7 @@ remote_refused(struct fwd *f)
 	    !f->ever_up) {
 		log_warnx("tunnel %s: forward %s refused by the server: %s",
 		    tname, f->name, msg);
-		set->exit_code = 69;
+		set->exit_code = EX_UNAVAILABLE;
 		sshcall_stop(set->env.sc);
 		event_base_loopbreak(set->env.base);
 		return;
@@ -377,7 +378,7 @@ setup_one(struct fwds *set, struct fwd *f, const struct forward_spec *spec,
 	if (spec->kind == FWD_DYNAMIC && (f->socks = socks_server_new(
 	    set->env.base, &f->svc)) == NULL) {
 		snprintf(err, errlen, "out of memory");
-		*exitcode = 71;
+		*exitcode = EX_OSERR;
 		return -1;
 	}
 	if ((f->local = listener_bind(set->env.base, &spec->listen,
@@ -401,7 +402,7 @@ fwds_new(const struct fwds_env *env, char *err, size_t errlen,
 	    (set->v = calloc(env->conf->nfwd, sizeof(*set->v))) == NULL) {
 		free(set);
 		snprintf(err, errlen, "out of memory");
-		*exitcode = 71;
+		*exitcode = EX_OSERR;
 		return NULL;
 	}
 	set->env = *env;

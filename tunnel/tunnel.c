@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sysexits.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -466,7 +467,7 @@ step_handshake(struct tunnel *t)
 	log_methods(t);
 	if (hostkeys_verify(t->hostkeys, t->s, t->server.host,
 	    t->server.port, t->name, err, sizeof(err)) == -1) {
-		refused(t, 77, err);
+		refused(t, EX_NOPERM, err);
 		return;
 	}
 	t->state = T_AUTH;
@@ -573,10 +574,10 @@ step_auth(struct tunnel *t)
 		sshcall_kick(t->call);
 		return;
 	case AUTH_REFUSED:
-		refused(t, 77, err);
+		refused(t, EX_NOPERM, err);
 		return;
 	case AUTH_BAD_KEY:
-		refused(t, 65, err);
+		refused(t, EX_DATAERR, err);
 		return;
 	case AUTH_ERROR:
 		retry_later(t, BACKOFF_REFUSED, "lost", err);
@@ -923,7 +924,7 @@ load(struct tunnel *t, char *err, size_t errlen, int *exitcode)
 			    t->opens, t->budget };
 	char		 path[4096];
 
-	*exitcode = 66;
+	*exitcode = EX_NOINPUT;
 	if (known_hosts_path(t->conf, path, sizeof(path)) == -1 ||
 	    (t->hostkeys = hostkeys_load(path, t->conf->accept_new_host_key,
 	    err, errlen)) == NULL ||
@@ -941,7 +942,7 @@ tunnel_new(struct event_base *base, const struct tunnel_conf *tc, char *err,
 
 	if ((t = calloc(1, sizeof(*t))) == NULL) {
 		snprintf(err, errlen, "out of memory");
-		*exitcode = 71;
+		*exitcode = EX_OSERR;
 		return NULL;
 	}
 	t->base = base;
@@ -950,7 +951,7 @@ tunnel_new(struct event_base *base, const struct tunnel_conf *tc, char *err,
 	    (t->conf = tunnel_conf_dup(tc)) == NULL || new_parts(t) == -1) {
 		free_parts(t);
 		snprintf(err, errlen, "out of memory");
-		*exitcode = 71;
+		*exitcode = EX_OSERR;
 		return NULL;
 	}
 	sendbuf_clear(t->out);
