@@ -108,7 +108,7 @@ become_child(struct relay *serving)
 
 	in_child = 1;
 	if (event_reinit(serving->shards[0].svc.base) == -1)
-		fatalx(71, "event_reinit failed in --fork child");
+		fatalx(EX_OSERR, "event_reinit failed in --fork child");
 	resolve_after_fork();
 	pipepool_drain();
 	TAILQ_FOREACH(r, &relays, entry) {
