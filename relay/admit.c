@@ -80,6 +80,13 @@ service_release(struct service *svc)
 		atomic_fetch_sub(svc->conn_slots, 1);
 }
 
+/* Whether the service's step tells the client's real address. */
+static int
+learns_origin(const struct service *svc)
+{
+	return svc->step != NULL && svc->step->learns_origin;
+}
+
 int
 service_admit(struct service *svc, const struct sockaddr *sa,
     socklen_t salen)
@@ -91,9 +98,9 @@ service_admit(struct service *svc, const struct sockaddr *sa,
 		snprintf(full, sizeof(full), "--max-conns %u reached",
 		    svc->max_conns);
 		why = full;
-	} else if ((why = admit_check(svc, sa, svc->step == NULL)) == NULL)
-		return 1;	/* with a step, the limits wait for the
-				 * address it will tell */
+	} else if ((why = admit_check(svc, sa, !learns_origin(svc))) == NULL)
+		return 1;	/* with a PROXY header, the limits wait for
+				 * the address it will tell */
 	else
 		service_release(svc);
 	svc->rejected++;
@@ -108,7 +115,7 @@ service_admit_origin(struct service *svc, const struct sockaddr *sa,
 {
 	const char	*why;
 
-	if (svc->step != NULL && (why = admit_check(svc, sa, 1)) != NULL)
+	if (learns_origin(svc) && (why = admit_check(svc, sa, 1)) != NULL)
 		return why;
 	if (svc->iplimit == NULL)
 		return NULL;

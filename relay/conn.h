@@ -47,6 +47,9 @@ struct conn_step {
 	void	 (*ready)(struct conn *, void *state, int what);
 	/* Frees the state (the step ended, or the connection closed). */
 	void	 (*free)(void *state);
+	/* It tells the client's real address (a PROXY header): the
+	 * per-address limits wait for it. Otherwise they apply at accept. */
+	int	 learns_origin;
 };
 
 /*

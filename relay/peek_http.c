@@ -68,8 +68,9 @@ host_name(const char *v, const char *end, char *name, size_t namelen)
 	if ((n = (size_t)(stop - v)) >= namelen || n >= PEEK_NAME_MAX)
 		return -1;
 	for (i = 0; i < n; i++) {
-		if (!isalnum((unsigned char)v[i]) && strchr("-._[]:", v[i]) ==
-		    NULL)
+		/* strchr finds the terminator too: a NUL is no host byte. */
+		if (!isalnum((unsigned char)v[i]) && (v[i] == '\0' ||
+		    strchr("-._[]:", v[i]) == NULL))
 			return -1;
 		name[i] = (char)tolower((unsigned char)v[i]);
 	}

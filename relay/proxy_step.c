@@ -80,5 +80,5 @@ step_ready(struct conn *c, void *state, int what)
 }
 
 const struct conn_step proxy_step = {
-	"PROXY header", step_start, step_ready, step_free
+	"PROXY header", step_start, step_ready, step_free, 1
 };

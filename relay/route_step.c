@@ -213,11 +213,11 @@ route_ready(struct conn *c, void *state, int challenges)
 }
 
 const struct conn_step route_step = {
-	"routing", step_start, step_ready, step_free
+	"routing", step_start, step_ready, step_free, 0
 };
 
 const struct conn_step acme_route_step = {
-	"routing", acme_step_start, acme_step_ready, step_free
+	"routing", acme_step_start, acme_step_ready, step_free, 0
 };
 
 struct route_table *

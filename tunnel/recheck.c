@@ -96,7 +96,7 @@ settled(struct recheck *t)
 {
 	struct sockaddr_storage	ss;
 	struct timeval		tv = { RECHECK_DEADLINE_SEC, 0 };
-	char			addr[INET6_ADDRSTRLEN], why[160];
+	char			addr[INET6_ADDRSTRLEN] = "?", why[160];
 	int			ifindex = -1;
 
 	if (source_address(t, &ss, addr, sizeof(addr)) == 0)
@@ -167,7 +167,7 @@ static int
 concerns(struct recheck *t, const struct netchange *nc)
 {
 	struct sockaddr_storage	ss;
-	char			addr[INET6_ADDRSTRLEN];
+	char			addr[INET6_ADDRSTRLEN] = "?";
 	int			same_if;
 
 	if (nc->family == 0)
@@ -207,7 +207,7 @@ void
 recheck_session_up(struct recheck *t, int fd)
 {
 	struct sockaddr_storage	ss;
-	char			addr[INET6_ADDRSTRLEN];
+	char			addr[INET6_ADDRSTRLEN] = "?";
 
 	t->fd = fd;
 	t->session_ifindex = -1;

@@ -261,3 +261,28 @@ def test_config_file_route_key(tmp_path):
     conf.chmod(0o600)
     done = run_relayd("-c", conf, "--check")
     assert done.returncode == 0 and "configuration OK" in done.stdout, done
+
+
+def test_per_address_limits_apply_before_a_name_is_read(relayd, sinks):
+    """Routing learns no address: --rate counts a client at accept, so
+    connections that never send a name cannot pile up in the routing step."""
+    port = free_port()
+    r = relayd("--listen", f"127.0.0.1:{port}", *routes(sinks), "--rate", "2",
+               "--handshake-timeout", "10")
+    silent = [tcp4(port).connect() for _ in range(6)]
+    try:
+        r.wait_log(r"refused 127\.0\.0\.1:\d+: --rate exceeded$")
+        refused = 0
+        for s in silent:
+            s.settimeout(0.5)
+            try:
+                if s.recv(1) == b"":
+                    refused += 1
+            except socket.timeout:
+                pass
+            except ConnectionResetError:
+                refused += 1
+        assert refused >= 3, f"only {refused} of 6 silent clients refused at accept"
+    finally:
+        for s in silent:
+            s.close()

@@ -209,6 +209,9 @@ http_refusals(void **state)
 	    PEEK_ERROR);
 	assert_int_equal(host("GET / HTTP/1.1\r\nNo colon\r\n\r\n", name),
 	    PEEK_ERROR);
+	/* A NUL inside the Host: the backend would see another name. */
+	assert_int_equal(peek_http_host("GET / HTTP/1.1\r\nHost: a.example\0evil"
+	    "\r\n\r\n", 40, name, sizeof(name), err, sizeof(err)), PEEK_ERROR);
 	assert_int_equal(host("GET / HTTP/1.1\r\nX: y\r\n z\r\n\r\n", name),
 	    PEEK_ERROR);
 	/* A head that never ends. */
