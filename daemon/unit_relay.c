@@ -153,11 +153,14 @@ r_stop_accepting(void *obj)
 	relay_stop_accepting(obj);
 }
 
-/* Its listening sockets wait, parked, for the relay that replaces it. */
+/* Its listening sockets wait, parked, for the relay that replaces it;
+ * its ACME client stops, so that its successor's is the only one writing
+ * the directory (the certificate loaded stays in use meanwhile). */
 static void
 r_retire(void *obj)
 {
 	relay_park_listeners(obj);
+	forget_acme(obj);
 }
 
 static void

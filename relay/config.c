@@ -480,6 +480,29 @@ config_check_tunnel(const struct tunnel_conf *t, char *err, size_t errlen)
 	return 0;
 }
 
+/* Two ACME clients on one directory would write over each other. */
+static int
+check_acme_dirs(const struct config *cfg, char *err, size_t errlen)
+{
+	const struct relay_conf	*a, *b;
+	size_t			 i, j;
+
+	for (i = 0; i < cfg->nrelays; i++)
+		for (j = i + 1; j < cfg->nrelays; j++) {
+			a = cfg->relays[i];
+			b = cfg->relays[j];
+			if (a->acme_dir == NULL || b->acme_dir == NULL ||
+			    strcmp(a->acme_dir, b->acme_dir) != 0)
+				continue;
+			snprintf(err, errlen, "relays %s and %s both use "
+			    "acme-dir %s: give each its own", a->name[0] ?
+			    a->name : "-", b->name[0] ? b->name : "-",
+			    a->acme_dir);
+			return -1;
+		}
+	return 0;
+}
+
 int
 config_validate(const struct config *cfg, char *err, size_t errlen)
 {
@@ -491,6 +514,8 @@ config_validate(const struct config *cfg, char *err, size_t errlen)
 		    "--ssh with forwards, or -c FILE (see --help)");
 		return -1;
 	}
+	if (check_acme_dirs(cfg, err, errlen) == -1)
+		return -1;
 	for (i = 0; i < cfg->nrelays; i++) {
 		if (config_check_relay(cfg->relays[i], err, errlen) == -1)
 			return -1;

@@ -271,3 +271,17 @@ def test_reload_that_adds_an_acme_relay_is_refused_alive(relayd, sink, sockdir):
     assert r.proc.poll() is None
     with socket.create_connection(("127.0.0.1", p1), timeout=5):
         pass
+
+
+def test_two_relays_cannot_share_an_acme_dir(sockdir):
+    """Two ACME clients would write over each other's key and certificate."""
+    d = sockdir / "acme"
+    conf = sockdir / "relayd.conf"
+    section = ("[relay {n}]\nlisten = tls:127.0.0.1:{t}\nlisten = 127.0.0.1:{p}\n"
+               "acme-dir = {d}\nacme-name = {name}\nto = 127.0.0.1:9\n")
+    conf.write_text(section.format(n="a", t=8443, p=8080, d=d, name=NAME) +
+                    section.format(n="b", t=8444, p=8081, d=d, name=NAME))
+    conf.chmod(0o600)
+    done = run_relayd("-c", conf, "--check")
+    assert done.returncode == 78, done
+    assert f"relays a and b both use acme-dir {d}" in done.stderr, done.stderr
