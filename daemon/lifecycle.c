@@ -94,6 +94,7 @@ check_ready(void)
 	if (d->tunproc != NULL && !tunproc_ready(d->tunproc))
 		return;
 	if (d->tunchan != NULL) {	/* the relay process tells systemd */
+		log_flush();	/* "forward ... up" before READY=1 */
 		tunchan_ready(d->tunchan);
 		d->ready_sent = 1;
 		return;

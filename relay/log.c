@@ -94,6 +94,13 @@ on_flush(evutil_socket_t fd, short what, void *arg)
 	batch_flush(arg);
 }
 
+void
+log_flush(void)
+{
+	if (own != NULL)
+		batch_flush(own);
+}
+
 /* Before a fork: the child would write the parent's lines again. */
 static void
 before_fork(void)

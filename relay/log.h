@@ -17,6 +17,9 @@ struct event_base;
  * by one).
  */
 int	log_batch(struct event_base *base);
+/* Writes what the calling thread batched so far, batching on: before it
+ * tells another process something its lines should precede. */
+void	log_flush(void);
 /* Writes what the calling thread batched and stops batching: before its
  * loop's base is freed, or the thread ends. */
 void	log_batch_end(void);

@@ -89,6 +89,7 @@ sysd_close_unused_sockets(void)
 void
 sysd_ready(const char *status)
 {
+	log_flush();	/* what was said before readiness is seen first */
 	sd_notifyf(0, "READY=1\nSTATUS=%s", status);
 }
 

@@ -303,7 +303,8 @@ def test_remote_channels_into_a_target_that_never_reads(tunnel, backends, figure
         # libssh2 before relayd sees it, may fill it until its close is
         # done: the budget bounds how many are admitted.
         assert 0 < len(ok) < n
-        assert len(ok) * PER_REMOTE < BUDGET + 32 * PER_REMOTE
+        # A sanitized build fills windows more slowly: more get in first.
+        assert len(ok) * PER_REMOTE < BUDGET + (64 if SANITIZE else 32) * PER_REMOTE
         # ASan's allocator keeps per-size-class caches it never returns.
         bound = (BUDGET + len(ok) * PER_REMOTE) * (2 if SANITIZE else 1) + SLACK
         assert grown < bound, f"VmHWM grew {grown >> 20} MiB"
