@@ -48,6 +48,10 @@ FLAVOUR  := sanitize=$(SANITIZE) libssh2=$(LIBSSH2)
 ifneq ($(shell cat .build-flavour 2>/dev/null),$(FLAVOUR))
 $(shell echo '$(FLAVOUR)' > .build-flavour)
 endif
+# Written above while the Makefile is read, which make's view of the
+# directory may not show yet: this rule keeps a fresh tree from falling
+# back to make's built-in rules (no warnings, no fuzz targets).
+.build-flavour: ;
 
 # Everything but daemon/main.c also links into the unit tests.
 LIB_SRCS := $(wildcard relay/*.c caps/*.c tunnel/*.c acme/*.c daemon/*.c)
