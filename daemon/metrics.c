@@ -55,7 +55,8 @@ scrape_free(struct scrape *s)
 {
 	TAILQ_REMOVE(&s->m->scrapes, s, entry);
 	s->m->n--;
-	event_free(s->ev);
+	if (s->ev != NULL)	/* none when out of memory answering */
+		event_free(s->ev);
 	event_free(s->timer);
 	close(s->fd);
 	free(s->out);
@@ -109,8 +110,6 @@ respond(struct scrape *s, const char *status, const char *headers,
 	    on_write, s)) == NULL || event_add(s->ev, NULL) == -1 ||
 	    evtimer_add(s->timer, &tv) == -1) {
 		log_warnx("metrics: cannot answer: out of memory");
-		if (s->ev == NULL)	/* scrape_free frees it */
-			s->ev = event_new(s->m->d->base, -1, 0, on_write, s);
 		scrape_free(s);
 	}
 }

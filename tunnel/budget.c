@@ -69,6 +69,11 @@ budget_realloc(struct budget *b, void *old, size_t len)
 	size_t		 was = old != NULL ? malloc_usable_size(old) : 0;
 	void		*p;
 
+	/* realloc(p, 0) may free p and return NULL: count it as the free. */
+	if (len == 0 && old != NULL) {
+		budget_release(b, old);
+		return NULL;
+	}
 	if ((p = realloc(old, len)) == NULL)
 		return NULL;
 	b->held -= was < b->held ? was : b->held;
