@@ -36,6 +36,7 @@ struct auth {
 	char		*passphrase;
 	int		 use_agent;
 	int		 explicit;	/* --identity: its failures are fatal */
+	int		 borrowed;	/* keys and passphrase are another's */
 	/* the attempt in progress */
 	size_t		 next;		/* next key; nkeys = done */
 	LIBSSH2_AGENT	*agent;
@@ -232,6 +233,20 @@ fail:
 
 static void	agent_close(struct auth *);
 
+struct auth *
+auth_share(const struct auth *from)
+{
+	struct auth	*a;
+
+	if ((a = malloc(sizeof(*a))) == NULL)
+		return NULL;
+	*a = *from;
+	a->borrowed = 1;
+	a->agent = NULL;
+	auth_begin(a);
+	return a;
+}
+
 void
 auth_begin(struct auth *a)
 {
@@ -396,12 +411,12 @@ auth_free(struct auth *a)
 	if (a == NULL)
 		return;
 	agent_close(a);
-	for (i = 0; i < a->nkeys; i++) {
+	for (i = 0; i < a->nkeys && !a->borrowed; i++) {
 		explicit_bzero(a->keys[i].data, a->keys[i].len);
 		free(a->keys[i].data);
 		free(a->keys[i].path);
 	}
-	if (a->passphrase != NULL) {
+	if (a->passphrase != NULL && !a->borrowed) {
 		explicit_bzero(a->passphrase, strlen(a->passphrase));
 		free(a->passphrase);
 	}

@@ -28,6 +28,9 @@ enum auth_result {
 };
 
 /* Starts a fresh attempt on a new session. */
+/* Another login with the same keys, which stay from's: it must outlive
+ * the share. NULL on allocation failure. */
+struct auth *auth_share(const struct auth *from);
 void	auth_begin(struct auth *);
 /* Forgets everything tied to the session; call before freeing it. */
 void	auth_end(struct auth *);

@@ -34,12 +34,6 @@ budget_free(struct budget *b)
 	free(b);
 }
 
-void
-budget_reset(struct budget *b)
-{
-	b->held = 0;
-}
-
 static void
 count(struct budget *b, void *p, int sign)
 {

@@ -21,8 +21,6 @@ struct budget;
  * allocation failure. */
 struct budget *budget_new(const char *name);
 void	budget_free(struct budget *);
-/* A new session: nothing held yet. */
-void	budget_reset(struct budget *);
 /* malloc, realloc and free for libssh2, counting what is held. */
 void	*budget_alloc(struct budget *, size_t);
 void	*budget_realloc(struct budget *, void *, size_t);

@@ -205,6 +205,12 @@ chan_new(struct chans *set, LIBSSH2_CHANNEL *ch)
 	return &c->ep;
 }
 
+int
+chans_empty(const struct chans *set)
+{
+	return TAILQ_EMPTY(&set->live) && TAILQ_EMPTY(&set->closing);
+}
+
 uint64_t
 chans_moved(const struct chans *set)
 {

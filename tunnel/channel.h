@@ -35,6 +35,8 @@ int	chans_reap(struct chans *);
 /* Lets libssh2 process buffered input through a zero-length read on a
  * channel; 0 if there is none to read on. */
 int	chans_drain(struct chans *);
+/* Whether the set has no channel, live or closing. */
+int	chans_empty(const struct chans *);
 /* Channel bytes moved so far, to see progress. */
 uint64_t chans_moved(const struct chans *);
 /* Detaches every channel from a dying session and tells their owners. */

@@ -1,8 +1,9 @@
 /*
- * The channel-open queue: libssh2 keeps one channel open in progress per
- * session, so opens are queued and served one at a time, each reporting
- * its channel or why there is none. Probes (keepalives) take the same
- * slot: an unknown channel type, refused at once by the server.
+ * Channel opens: one queue for the tunnel, one slot per session. An open
+ * waits in the queue until a session's slot is free, is then sent, and
+ * holds that slot until the server answers; libssh2 cannot have two in
+ * progress in one session. Probes (keepalives) take the slot ahead of
+ * the queue: an unknown channel type, refused at once by the server.
  */
 #include <sys/queue.h>
 #include <stdint.h>
@@ -19,14 +20,13 @@
 #include "tunnel/chanopen.h"
 #include "tunnel/sshcall.h"
 
-/* A request that needs the session's one channel-open slot. */
+/* A channel open: waiting in the queue, or in a slot's libssh2 call. */
 struct open_req {
-	TAILQ_ENTRY(open_req)	 entry;
+	TAILQ_ENTRY(open_req)	 entry;		/* while it waits */
 	struct opens		*q;
+	struct open_slot	*slot;		/* once sent */
 	struct addr_spec	 to;
-	int			 ping;		/* a keepalive probe, no channel */
-	int			 in_progress;	/* libssh2 holds its open state */
-	struct timespec		 since;		/* when it was first sent */
+	struct timespec		 since;		/* when it was sent */
 	int			 abandoned;	/* nobody waits for it any more */
 	struct event		 timer;
 	open_done_fn		*done;
@@ -35,25 +35,35 @@ struct open_req {
 
 struct opens {
 	struct event_base	*base;
-	struct sshcall		*sc;
-	struct chans		*set;
 	struct budget		*budget;
 	TAILQ_HEAD(, open_req)	 queue;
-	int			 pinging;	/* a probe is queued */
+	size_t			 waiting;
+	void			(*queued)(void *);
+	void			*arg;
+};
+
+enum probe_state { PROBE_NONE, PROBE_ASKED, PROBE_SENT };
+
+struct open_slot {
+	struct opens		*q;
+	struct sshcall		*sc;
+	struct chans		*set;
+	struct open_req		*cur;		/* in libssh2's open state */
+	enum probe_state	 probe;
 };
 
 struct opens *
-opens_new(struct event_base *base, struct sshcall *sc, struct chans *set,
-    struct budget *budget)
+opens_new(struct event_base *base, struct budget *budget,
+    void (*queued)(void *), void *arg)
 {
 	struct opens	*q;
 
 	if ((q = calloc(1, sizeof(*q))) == NULL)
 		return NULL;
 	q->base = base;
-	q->sc = sc;
-	q->set = set;
 	q->budget = budget;
+	q->queued = queued;
+	q->arg = arg;
 	TAILQ_INIT(&q->queue);
 	return q;
 }
@@ -64,10 +74,26 @@ opens_free(struct opens *q)
 	free(q);
 }
 
+size_t
+opens_waiting(const struct opens *q)
+{
+	return q->waiting;
+}
+
+static void
+unqueue(struct open_req *r)
+{
+	TAILQ_REMOVE(&r->q->queue, r, entry);
+	r->q->waiting--;
+}
+
 static void
 open_free(struct open_req *r)
 {
-	TAILQ_REMOVE(&r->q->queue, r, entry);
+	if (r->slot == NULL)
+		unqueue(r);
+	else
+		r->slot->cur = NULL;
 	event_del(&r->timer);
 	free(r);
 }
@@ -93,16 +119,15 @@ open_request(struct opens *q, const struct addr_spec *to, int timeout_sec,
 	if ((r = calloc(1, sizeof(*r))) == NULL)
 		return NULL;
 	r->q = q;
-	r->ping = to == NULL;
-	if (to != NULL)
-		r->to = *to;
+	r->to = *to;
 	r->done = done;
 	r->arg = arg;
 	evtimer_assign(&r->timer, q->base, open_timeout, r);
 	if (timeout_sec > 0)
 		evtimer_add(&r->timer, &tv);
 	TAILQ_INSERT_TAIL(&q->queue, r, entry);
-	sshcall_kick(q->sc);
+	q->waiting++;
+	q->queued(q->arg);
 	return r;
 }
 
@@ -110,15 +135,13 @@ void
 open_cancel(struct open_req *r)
 {
 	/* libssh2 is in the middle of opening it: let that finish, then
-	 * close what it gives, or the next open would receive it. */
-	if (r->in_progress) {
+	 * close what it gives, or the slot's next open would receive it. */
+	if (r->slot != NULL) {
 		r->abandoned = 1;
 		r->done = NULL;
 		event_del(&r->timer);
 		return;
 	}
-	if (r->ping)
-		r->q->pinging = 0;
 	open_free(r);
 }
 
@@ -130,71 +153,79 @@ opens_fail_all(struct opens *q, const char *why)
 	void		*arg;
 
 	while ((r = TAILQ_FIRST(&q->queue)) != NULL) {
-		done = r->abandoned ? NULL : r->done;
+		done = r->done;
 		arg = r->arg;
 		open_free(r);
-		if (done != NULL)
-			done(NULL, why, arg);
+		done(NULL, why, arg);
 	}
-	q->pinging = 0;
+}
+
+struct open_slot *
+slot_new(struct opens *q, struct sshcall *sc, struct chans *set)
+{
+	struct open_slot	*sl;
+
+	if ((sl = calloc(1, sizeof(*sl))) == NULL)
+		return NULL;
+	sl->q = q;
+	sl->sc = sc;
+	sl->set = set;
+	return sl;
 }
 
 void
-opens_session_lost(struct opens *q)
+slot_free(struct open_slot *sl)
 {
-	struct open_req	*r, *next;
+	free(sl);
+}
+
+void
+slot_session_lost(struct open_slot *sl)
+{
+	struct open_req	*r = sl->cur;
 	open_done_fn	*done;
 	void		*arg;
 
-	/* Opens not yet sent wait for the next session; one the server was
-	 * already working on is not repeated behind its back. */
-	for (r = TAILQ_FIRST(&q->queue); r != NULL; r = next) {
-		next = TAILQ_NEXT(r, entry);
-		if (r->in_progress && !r->ping && !r->abandoned) {
-			done = r->done;
-			arg = r->arg;
-			r->in_progress = 0;
-			open_cancel(r);
-			done(NULL, "tunnel lost", arg);
-			continue;
-		}
-		r->in_progress = 0;
-		if (r->ping || r->abandoned)
-			open_cancel(r);
-	}
-	q->pinging = 0;
+	sl->probe = PROBE_NONE;
+	if (r == NULL)
+		return;
+	done = r->abandoned ? NULL : r->done;
+	arg = r->arg;
+	open_free(r);
+	if (done != NULL)
+		done(NULL, "tunnel lost", arg);
 }
 
 int
-opens_probe(struct opens *q)
+slot_probe(struct open_slot *sl)
 {
-	if (q->pinging || open_request(q, NULL, 0, NULL, NULL) == NULL)
+	if (sl->probe != PROBE_NONE)
 		return 0;
-	q->pinging = 1;
+	sl->probe = PROBE_ASKED;
 	return 1;
 }
 
 int
-opens_probing(const struct opens *q)
+slot_probing(const struct open_slot *sl)
 {
-	return q->pinging;
+	return sl->probe != PROBE_NONE;
 }
 
 long
-opens_slot_held(const struct opens *q)
+slot_held_ms(const struct open_slot *sl, int abandoned_too)
 {
-	struct open_req	*r = TAILQ_FIRST(&q->queue);
-	struct timespec	 now;
+	struct timespec	now;
 
-	if (r == NULL || r->ping || !r->in_progress)
+	if (sl->cur == NULL || (sl->cur->abandoned && !abandoned_too))
 		return -1;
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (long)(now.tv_sec - r->since.tv_sec);
+	return (long)(now.tv_sec - sl->cur->since.tv_sec) * 1000 +
+	    (now.tv_nsec - sl->cur->since.tv_nsec) / 1000000;
 }
 
-/* Delivers the outcome of the open at the head of the queue. */
+/* Delivers the outcome of the slot's open. */
 static void
-open_finish(struct opens *q, struct open_req *r, LIBSSH2_CHANNEL *ch,
+open_finish(struct open_slot *sl, struct open_req *r, LIBSSH2_CHANNEL *ch,
     int rc)
 {
 	open_done_fn	*done = r->abandoned ? NULL : r->done;
@@ -202,34 +233,26 @@ open_finish(struct opens *q, struct open_req *r, LIBSSH2_CHANNEL *ch,
 	struct endpoint	*ep = NULL;
 	char		 why[300], msg[256];
 
-	if (r->ping) {
-		q->pinging = 0;
-		if (ch == NULL && rc != LIBSSH2_ERROR_CHANNEL_FAILURE)
-			sshcall_fail(q->sc, "keepalive probe failed");
-		done = NULL;
-	}
 	open_free(r);
-	if (ch != NULL && (ep = chan_new(q->set, ch)) == NULL) {
+	if (ch != NULL && (ep = chan_new(sl->set, ch)) == NULL) {
 		/* No memory for our side: let the session go. */
-		sshcall_fail(q->sc, "out of memory");
-		rc = LIBSSH2_ERROR_ALLOC;
-		ch = NULL;
+		sshcall_fail(sl->sc, "out of memory");
+		return;
 	}
 	if (ep != NULL && done == NULL) {
 		ep->ops->free(ep);	/* nobody wants it any more */
 		return;
 	}
-	if (done == NULL)
-		return;
 	if (ep != NULL) {
 		done(ep, NULL, arg);
 		return;
 	}
 	snprintf(why, sizeof(why), "connect failed: %s",
-	    ssh_error(sshcall_session(q->sc), msg, sizeof(msg)));
+	    ssh_error(sshcall_session(sl->sc), msg, sizeof(msg)));
 	if (rc != LIBSSH2_ERROR_CHANNEL_FAILURE)
-		sshcall_fail(q->sc, "channel open failed");
-	done(NULL, why, arg);
+		sshcall_fail(sl->sc, "channel open failed");
+	if (done != NULL)
+		done(NULL, why, arg);
 }
 
 static unsigned char *
@@ -284,45 +307,82 @@ open_probe(LIBSSH2_SESSION *s)
 	    NULL, 0);
 }
 
-/* A channel open not yet begun, refused while the budget is spent. */
-static void
-open_refuse(struct open_req *r)
+/* The probe's answer: a refusal proves the server there. */
+static int
+probe_step(struct open_slot *sl)
 {
-	open_done_fn	*done = r->done;
-	void		*arg = r->arg;
+	LIBSSH2_SESSION	*s = sshcall_session(sl->sc);
+	LIBSSH2_CHANNEL	*ch;
+	struct endpoint	*ep;
+	int		 rc;
 
-	open_free(r);
-	done(NULL, "refused: the tunnel's memory budget is spent", arg);
+	ch = open_probe(s);
+	rc = ch != NULL ? 0 : libssh2_session_last_errno(s);
+	sshcall_done(sl->sc, sl, OP_OPEN, rc);
+	if (ch == NULL && rc == LIBSSH2_ERROR_EAGAIN) {
+		sl->probe = PROBE_SENT;
+		return 0;
+	}
+	sl->probe = PROBE_NONE;
+	if (ch != NULL && (ep = chan_new(sl->set, ch)) != NULL)
+		ep->ops->free(ep);	/* a server that took it: close it */
+	else if (ch != NULL || rc != LIBSSH2_ERROR_CHANNEL_FAILURE)
+		sshcall_fail(sl->sc, "keepalive probe failed");
+	return 1;
+}
+
+/* The next queued open the budget admits, now the slot's; NULL if none. */
+static struct open_req *
+take_next(struct open_slot *sl)
+{
+	struct open_req	*r;
+	open_done_fn	*done;
+	void		*arg;
+
+	while ((r = TAILQ_FIRST(&sl->q->queue)) != NULL) {
+		if (budget_admit(sl->q->budget)) {
+			unqueue(r);
+			r->slot = sl;
+			sl->cur = r;
+			clock_gettime(CLOCK_MONOTONIC, &r->since);
+			return r;
+		}
+		done = r->done;
+		arg = r->arg;
+		open_free(r);
+		done(NULL, "refused: the tunnel's memory budget is spent",
+		    arg);
+	}
+	return NULL;
 }
 
 int
-opens_service(struct opens *q)
+slot_service(struct open_slot *sl)
 {
 	LIBSSH2_SESSION	*s;
-	struct open_req	*r;
 	LIBSSH2_CHANNEL	*ch;
+	struct open_req	*r;
 	int		 rc;
 
-	while ((r = TAILQ_FIRST(&q->queue)) != NULL) {
-		if (!sshcall_may(q->sc, r, OP_OPEN))
+	for (;;) {
+		if (!sshcall_may(sl->sc, sl, OP_OPEN))
 			return 0;
-		if (!r->ping && !r->in_progress && !budget_admit(q->budget)) {
-			open_refuse(r);
-			continue;
+		if (sl->cur == NULL && sl->probe != PROBE_NONE) {
+			if (!probe_step(sl))
+				return 0;
+		} else {
+			if ((r = sl->cur) == NULL && (r = take_next(sl)) ==
+			    NULL)
+				return 0;
+			s = sshcall_session(sl->sc);
+			ch = open_direct(s, &r->to);
+			rc = ch != NULL ? 0 : libssh2_session_last_errno(s);
+			sshcall_done(sl->sc, sl, OP_OPEN, rc);
+			if (ch == NULL && rc == LIBSSH2_ERROR_EAGAIN)
+				return 0;
+			open_finish(sl, r, ch, rc);
 		}
-		s = sshcall_session(q->sc);
-		ch = r->ping ? open_probe(s) : open_direct(s, &r->to);
-		rc = ch != NULL ? 0 : libssh2_session_last_errno(s);
-		sshcall_done(q->sc, r, OP_OPEN, rc);
-		if (ch == NULL && rc == LIBSSH2_ERROR_EAGAIN) {
-			if (!r->in_progress)
-				clock_gettime(CLOCK_MONOTONIC, &r->since);
-			r->in_progress = 1;
-			return 0;
-		}
-		open_finish(q, r, ch, rc);
-		if (!sshcall_live(q->sc))
+		if (!sshcall_live(sl->sc))
 			return -1;
 	}
-	return 0;
 }

@@ -56,7 +56,7 @@ static void	on_recheck(evutil_socket_t, short, void *);
 static int
 open_slot_busy(struct recheck *t)
 {
-	return opens_slot_held(t->env.opens) >= 0;
+	return slot_held_ms(t->env.slot, 1) >= 0;
 }
 
 /* The session's source address, as text in buf; -1 if unknown. */
@@ -113,7 +113,7 @@ settled(struct recheck *t)
 	t->rx_at_probe = *t->env.rx_bytes;
 	t->state = RC_PROBING;
 	if (!open_slot_busy(t))
-		(void)opens_probe(t->env.opens);
+		(void)slot_probe(t->env.slot);
 	log_debug("tunnel %s: probing the session after %s", t->env.name,
 	    t->cause);
 	evtimer_add(&t->ev, &tv);

@@ -12,14 +12,14 @@
 
 struct event_base;
 struct netchange;
-struct opens;
+struct open_slot;
 struct recheck;
 
 /* What a check uses of its tunnel; everything outlives it. */
 struct recheck_env {
 	struct event_base	*base;
 	const char		*name;		/* the tunnel's, for logs */
-	struct opens		*opens;		/* probes go through it */
+	struct open_slot	*slot;		/* the session's: probes */
 	const uint64_t		*rx_bytes;	/* bytes from the server */
 	/* Drops the up session for cause, with why (from the loop). */
 	void			(*lost)(void *arg, const char *cause,

@@ -54,6 +54,7 @@ sshcall_end(struct sshcall *sc)
 	sc->owner = NULL;
 	sc->owner_op = OP_NONE;
 	sc->stopped = 0;
+	sc->in_pass = 0;
 	sc->fail_why[0] = '\0';
 }
 

@@ -1,15 +1,13 @@
 /*
- * The tunnel's session: connect, handshake, host key, authentication, then
- * passes that serve forwards and channels, keepalive probes that notice a
- * silent server, and reconnection with a delay that depends on why the
- * last attempt failed. Everything is non-blocking and driven by the one
- * event loop.
+ * The tunnel: its main session, which carries the -R forwards and is
+ * reconnected with a delay that depends on why the last attempt failed;
+ * extra sessions opened while slow channel opens hold every session's
+ * open slot; keepalive ticks that notice a silent server in every phase.
+ * Sessions themselves are lane.c's. Everything is driven by the one event
+ * loop.
  */
 #include <sys/socket.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <arpa/inet.h>
-#include <errno.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,7 +18,6 @@
 #include <event2/event.h>
 #include <openssl/rand.h>
 
-#include "relay/dial.h"
 #include "relay/log.h"
 #include "tunnel/auth.h"
 #include "tunnel/budget.h"
@@ -28,71 +25,22 @@
 #include "tunnel/chanopen.h"
 #include "tunnel/forward.h"
 #include "tunnel/hostkey.h"
+#include "tunnel/lane.h"
 #include "tunnel/netwatch.h"
 #include "tunnel/recheck.h"
-#include "tunnel/sendbuf.h"
-#include "tunnel/sshcall.h"
 #include "tunnel/tunnel.h"
 #include "tunnel/tunnel_int.h"
 
-#define LOGIN_GRACE_SEC	30
 /* A connect with no answer is given up and made again this often: a
  * silent network costs the server nothing, and fresh SYNs find it soon
  * after it heals instead of after the kernel's doubling SYN retries. */
 #define CONNECT_PATIENCE_SEC	10
 #define YOUNG_SESSION_SEC	10
 #define OPEN_PATIENCE_SEC	150	/* above Linux's SYN retry time */
-#define SWEEP_ROUNDS	8
 
-/*
- * The fastest ciphers and MACs that libssh2 and OpenSSH share. AES runs on
- * AES-NI, hmac-sha2-256 on the SHA extensions (cheaper per byte than
- * sha2-512 there). libssh2 1.10 has only AES-CTR and plain MACs. 1.11.1
- * has encrypt-then-MAC, offered before the plain MACs, and AES-GCM, whose
- * MAC is built in: it measured a little cheaper than aes128-ctr with
- * hmac-sha2-256-etm (3.4 against 3.5 CPU seconds per GiB up, 2.9 against
- * 3.2 down) and faster, so it comes first. 1.11.0 had both, but checked
- * EtM on receive by the outbound MAC and crashed with AES-GCM in an
- * explicit cipher list: left at 1.10's methods. The chacha20-poly1305 of
- * 1.11.1 is never offered: libssh2's own code, with a length underflow
- * that a malicious server can reach in Debian 13's package.
- */
-#if LIBSSH2_VERSION_NUM >= 0x010b01 && defined(LIBSSH2_CIPHER_RUNS)
-/* LIBSSH2=patched (third_party/libssh2): AES-CTR goes a packet per cipher
- * call, AES-GCM still a block per call, so CTR is the faster by far. */
-#define PREF_CIPHER	"aes128-ctr,aes256-ctr,aes192-ctr," \
-			"aes128-gcm@openssh.com,aes256-gcm@openssh.com"
-#define PREF_MAC	"hmac-sha2-256-etm@openssh.com," \
-			"hmac-sha2-512-etm@openssh.com,hmac-sha2-256,hmac-sha2-512"
-#elif LIBSSH2_VERSION_NUM >= 0x010b01
-#define PREF_CIPHER	"aes128-gcm@openssh.com,aes256-gcm@openssh.com," \
-			"aes128-ctr,aes256-ctr,aes192-ctr"
-#define PREF_MAC	"hmac-sha2-256-etm@openssh.com," \
-			"hmac-sha2-512-etm@openssh.com,hmac-sha2-256,hmac-sha2-512"
-#else
-#define PREF_CIPHER	"aes128-ctr,aes256-ctr,aes192-ctr"
-#define PREF_MAC	"hmac-sha2-256,hmac-sha2-512"
-#endif
-/*
- * Kex with curve25519 first. 1.11.1 adds ext-info-c and
- * kex-strict-c-v00@openssh.com (strict kex, against Terrapin) to any list
- * it is given; 1.11.0 must be asked for ext-info-c, without which the
- * server sends no server-sig-algs and an RSA key signs with ssh-rsa
- * (SHA-1), which OpenSSH 8.8 and later refuse.
- */
-#if LIBSSH2_VERSION_NUM == 0x010b00
-#define PREF_KEX_EXT	",ext-info-c"
-#else
-#define PREF_KEX_EXT	""
-#endif
-#define PREF_KEX	"curve25519-sha256,curve25519-sha256@libssh.org," \
-			"ecdh-sha2-nistp256,ecdh-sha2-nistp384," \
-			"diffie-hellman-group14-sha256," \
-			"diffie-hellman-group16-sha512" PREF_KEX_EXT
-
-static void	pass(struct tunnel *, int readable);
 static void	attempt(struct tunnel *);
 static enum backoff_reason lost_reason(struct tunnel *);
+static void	drop_extras(struct tunnel *);
 
 static void
 on_retry(evutil_socket_t fd, short what, void *arg)
@@ -136,196 +84,6 @@ tunnel_global_exit(void)
 	libssh2_ready = 0;
 }
 
-/*
- * sshd leaves Nagle on for sessions without a pty, so a small reply it
- * sends while an earlier one is unacknowledged waits for our ACK, which
- * delayed ACK holds back up to 40 ms. The kernel falls back to delayed
- * ACKs by itself, so quick ACKs are asked for again after every read.
- */
-static void
-quickack(int fd)
-{
-	int	on = 1;
-
-	setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &on, sizeof(on));
-}
-
-/*
- * Counts bytes from the server: any byte proves it alive. Once a read
- * said EAGAIN, none is tried again until the socket is reported readable:
- * every libssh2 call looks for input, and most would find none. Before
- * the key exchange ends, libssh2 keeps every packet of a type it does not
- * know, and nothing has proved who sends them yet: past TUNNEL_KEX_MAX
- * the connection counts as dead.
- */
-static ssize_t
-recv_cb(libssh2_socket_t fd, void *buf, size_t len, int flags,
-    void **abstract)
-{
-	struct tunnel	*t = *abstract;
-	ssize_t		 n;
-
-	if (t->drained && !t->sock_dead)
-		return -EAGAIN;
-	if (t->state == T_HANDSHAKE && t->kex_bytes > TUNNEL_KEX_MAX)
-		return -ECONNABORTED;
-	if ((n = recv(fd, buf, len, flags)) > 0) {
-		t->missed = 0;
-		t->rx_bytes += (uint64_t)n;
-		if (t->state == T_HANDSHAKE &&
-		    (t->kex_bytes += (size_t)n) > TUNNEL_KEX_MAX)
-			return -ECONNABORTED;
-		quickack(fd);
-		return n;
-	}
-	if (n == 0) {
-		t->sock_dead = 1;
-		t->sock_errno = 0;
-		return -ECONNRESET;
-	}
-	if (errno == EAGAIN || errno == EWOULDBLOCK)
-		t->drained = 1;
-	else if (errno != EINTR) {
-		t->sock_dead = 1;
-		t->sock_errno = errno;
-	}
-	return -errno;
-}
-
-/* Sends the batch; see sendbuf_flush. */
-static int
-flush_out(struct tunnel *t)
-{
-	if (sendbuf_pending(t->out) == 0)
-		return 0;
-	t->sends_out++;
-	return sendbuf_flush(t->out, t->fd);
-}
-
-/* A failed send means the connection is gone, even if nothing reads. */
-static void
-send_failed(struct tunnel *t, int error)
-{
-	t->sock_dead = 1;
-	t->sock_errno = error;
-	sshcall_kick(t->call);
-}
-
-/* A packet bigger than the whole batch, which has left: sent as it is. */
-static ssize_t
-send_direct(struct tunnel *t, int fd, const void *buf, size_t len, int flags)
-{
-	ssize_t	n;
-	int	error;
-
-	t->sends_out++;
-	if ((n = send(fd, buf, len, flags | MSG_NOSIGNAL)) >= 0) {
-		if ((size_t)n == len)
-			t->packets_out++;
-		return n;
-	}
-	error = errno;
-	if (error != EAGAIN && error != EWOULDBLOCK && error != EINTR)
-		send_failed(t, error);
-	return -error;
-}
-
-/*
- * Packets join the batch that the end of the pass sends (a call outside a
- * pass asks for one). One that does not fit waits for the batch to leave:
- * libssh2 sees EAGAIN and repeats it, as with a full socket.
- */
-static ssize_t
-send_cb(libssh2_socket_t fd, const void *buf, size_t len, int flags,
-    void **abstract)
-{
-	struct tunnel	*t = *abstract;
-	int		 error;
-
-	if (t->sock_dead)
-		return -EPIPE;
-	if (sendbuf_add(t->out, buf, len) == -1) {
-		/* No room: the batch leaves first. */
-		switch (flush_out(t)) {
-		case -1:
-			error = errno;
-			send_failed(t, error);
-			return -error;
-		case 1:
-			return -EAGAIN;
-		}
-		if (sendbuf_add(t->out, buf, len) == -1)
-			return send_direct(t, fd, buf, len, flags);
-	}
-	t->packets_out++;
-	sshcall_poke(t->call);
-	return (ssize_t)len;
-}
-
-static void
-arm_events(struct tunnel *t)
-{
-	int	want_write, want_read = 1;
-
-	if (t->s == NULL)
-		return;
-	want_write = (libssh2_session_block_directions(t->s) &
-	    LIBSSH2_SESSION_BLOCK_OUTBOUND) != 0 ||
-	    sendbuf_pending(t->out) > 0;
-	/* While a packet is half sent, nothing else may be done: waiting
-	 * for input would only spin. */
-	if (sshcall_holder(t->call, NULL) != NULL) {
-		want_read = 0;
-		want_write = 1;
-	}
-	if (want_read)
-		event_add(&t->ev_read, NULL);
-	else
-		event_del(&t->ev_read);
-	if (want_write != t->write_armed) {
-		if (want_write)
-			event_add(&t->ev_write, NULL);
-		else
-			event_del(&t->ev_write);
-		t->write_armed = want_write;
-	}
-}
-
-/* Drops the session and everything that lived in it. */
-static void
-teardown(struct tunnel *t)
-{
-	dial_cancel(t->dial);
-	t->dial = NULL;
-	recheck_cancel(t->recheck);
-	event_del(&t->ev_keepalive);
-	event_del(&t->ev_retry);
-	if (t->s == NULL)
-		return;
-	event_del(&t->ev_read);
-	event_del(&t->ev_write);
-	t->write_armed = 0;
-	fwds_session_down(t->fwds);
-	chans_detach_all(t->chans);
-	opens_session_lost(t->opens);
-	auth_end(t->auth);
-	/* With the socket shut and marked dead (no batching, no waiting
-	 * for readability), libssh2 frees at once instead of trying to say
-	 * goodbye to a server that may be gone. */
-	shutdown(t->fd, SHUT_RDWR);
-	t->sock_dead = 1;
-	if (libssh2_session_free(t->s) != 0)
-		log_debug("tunnel %s: session not freed cleanly", t->name);
-	close(t->fd);
-	sendbuf_clear(t->out);
-	t->s = NULL;
-	sshcall_end(t->call);
-	t->fd = -1;
-	t->sock_dead = 0;
-	t->drained = 0;
-	t->state = T_DOWN;
-}
-
 static double
 jitter(void)
 {
@@ -334,6 +92,18 @@ jitter(void)
 	if (RAND_bytes((unsigned char *)&r, sizeof(r)) != 1)
 		return 0.5;
 	return (double)r / 4294967296.0;
+}
+
+/* Drops the main session, its forwards and the extra sessions. */
+static void
+teardown(struct tunnel *t)
+{
+	recheck_cancel(t->recheck);
+	event_del(&t->ev_retry);
+	if (t->main->state == L_UP)
+		fwds_session_down(t->fwds);
+	drop_extras(t);
+	lane_drop(t->main);
 }
 
 /* Ends the attempt or session and schedules the next one. */
@@ -346,7 +116,7 @@ retry_later(struct tunnel *t, enum backoff_reason reason, const char *what,
 	int		quiet = reason == BACKOFF_UNREACHABLE &&
 			    t->backoff.unreachable > 0;
 
-	if (t->state == T_UP)
+	if (t->main->state == L_UP)
 		recheck_note_loss(t->recheck, t->cause ? t->cause : "error",
 		    why);
 	t->cause = NULL;
@@ -393,86 +163,26 @@ refused(struct tunnel *t, int exit_code, const char *why)
 	retry_later(t, BACKOFF_REFUSED, "refused", why);
 }
 
+/* How the main session ended decides when the next one starts. */
 static void
-on_login_deadline(evutil_socket_t fd, short what, void *arg)
+main_ended(struct lane *l, const struct lane_ending *e, void *arg)
 {
 	struct tunnel	*t = arg;
 
-	retry_later(t, BACKOFF_REFUSED, "lost", "login took too long");
-}
-
-/* "cipher C, mac M" of one direction. An AEAD cipher (AES-GCM) carries
- * its own MAC, for which libssh2 reports a made-up name. */
-static void
-describe_crypt(LIBSSH2_SESSION *s, int crypt, int mac, char *buf,
-    size_t len)
-{
-	const char	*c = libssh2_session_methods(s, crypt);
-	const char	*m = libssh2_session_methods(s, mac);
-
-	if (c != NULL && (strstr(c, "-gcm@") != NULL ||
-	    strstr(c, "poly1305") != NULL))
-		m = "(implicit)";
-	snprintf(buf, len, "cipher %s, mac %s", c ? c : "?", m ? m : "?");
-}
-
-static void
-log_methods(struct tunnel *t)
-{
-	const char	*kex = libssh2_session_methods(t->s, LIBSSH2_METHOD_KEX);
-	const char	*hk = libssh2_session_methods(t->s,
-			    LIBSSH2_METHOD_HOSTKEY);
-	const char	*comp = libssh2_session_methods(t->s,
-			    LIBSSH2_METHOD_COMP_CS);
-	char		 out[160], in[160];
-
-	describe_crypt(t->s, LIBSSH2_METHOD_CRYPT_CS, LIBSSH2_METHOD_MAC_CS,
-	    out, sizeof(out));
-	describe_crypt(t->s, LIBSSH2_METHOD_CRYPT_SC, LIBSSH2_METHOD_MAC_SC,
-	    in, sizeof(in));
-	/* Each direction is negotiated on its own; they differ only when
-	 * the server's preferences say so. */
-	if (strcmp(out, in) == 0)
-		log_debug("tunnel %s: kex %s, host key %s, %s, compression %s",
-		    t->name, kex ? kex : "?", hk ? hk : "?", out,
-		    comp ? comp : "?");
-	else
-		log_debug("tunnel %s: kex %s, host key %s, out: %s, in: %s, "
-		    "compression %s", t->name, kex ? kex : "?", hk ? hk : "?",
-		    out, in, comp ? comp : "?");
-}
-
-static void
-step_handshake(struct tunnel *t)
-{
-	char	err[512], msg[256];
-	int	rc;
-
-	rc = libssh2_session_handshake(t->s, t->fd);
-	if (rc == LIBSSH2_ERROR_EAGAIN)
-		return;
-	if (rc != 0 && t->kex_bytes > TUNNEL_KEX_MAX) {
-		snprintf(err, sizeof(err), "the server sent more than %d KiB "
-		    "before the key exchange ended", TUNNEL_KEX_MAX / 1024);
-		retry_later(t, BACKOFF_REFUSED, "handshake failed", err);
-		return;
+	switch (e->kind) {
+	case LANE_UNREACHABLE:
+		retry_later(t, BACKOFF_UNREACHABLE, e->what, e->why);
+		break;
+	case LANE_FAILED:
+		retry_later(t, BACKOFF_REFUSED, e->what, e->why);
+		break;
+	case LANE_REFUSED:
+		refused(t, e->exit_code, e->why);
+		break;
+	case LANE_LOST:
+		lost(t, e->cause, e->why);
+		break;
 	}
-	if (rc != 0) {
-		snprintf(err, sizeof(err), "%s%s", ssh_error(t->s, msg,
-		    sizeof(msg)), rc == LIBSSH2_ERROR_KEX_FAILURE ?
-		    hostkeys_kex_hint(t->hostkeys) : "");
-		retry_later(t, BACKOFF_REFUSED, "handshake failed", err);
-		return;
-	}
-	log_methods(t);
-	if (hostkeys_verify(t->hostkeys, t->s, t->server.host,
-	    t->server.port, t->name, err, sizeof(err)) == -1) {
-		refused(t, EX_NOPERM, err);
-		return;
-	}
-	t->state = T_AUTH;
-	auth_begin(t->auth);
-	pass(t, 0);
 }
 
 /*
@@ -488,7 +198,7 @@ lost_reason(struct tunnel *t)
 	struct timespec	now;
 	int		young;
 
-	if (t->state != T_UP)
+	if (t->main->state != L_UP)
 		return BACKOFF_REFUSED;
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	young = now.tv_sec - t->up_since.tv_sec < YOUNG_SESSION_SEC;
@@ -500,345 +210,332 @@ lost_reason(struct tunnel *t)
 	return t->young_losses >= 2 ? BACKOFF_REFUSED : BACKOFF_LOST;
 }
 
-/*
- * Whether a channel open of ours holds libssh2's one open slot, and with
- * it the probe, for less than a kernel takes to give up on a connect: the
- * server may be connecting to a target that drops SYNs, and owes no byte
- * until then. A silence then is no sign of a dead server.
- */
-static int
-open_pending(struct tunnel *t)
-{
-	long	held = opens_slot_held(t->opens);
-
-	return held >= 0 && held < OPEN_PATIENCE_SEC;
-}
-
-/*
- * Silence is counted from the connection's first byte on: each tick
- * without a byte from the server is a miss, whether or not a probe could
- * ask for one (none can before login), but while a channel open of ours
- * is pending, for up to OPEN_PATIENCE_SEC.
- */
 static void
-keepalive_tick(evutil_socket_t fd, short what, void *arg)
+main_up(struct lane *l, void *arg)
 {
 	struct tunnel	*t = arg;
-	char		 why[128];
 
-	recheck_tick(t->recheck);
-	if (t->missed >= t->conf->keepalive_count) {
-		if (t->state == T_UP)
-			snprintf(why, sizeof(why), "no answer to %d keepalives",
-			    t->missed);
-		else
-			snprintf(why, sizeof(why), "server silent for %d s "
-			    "during login", t->missed * t->conf->keepalive);
-		lost(t, "keepalive", why);
-		return;
-	}
-	if (open_pending(t))
-		return;
-	/* Cleared by any byte from the server; a probe asks for one. */
-	t->missed++;
-	if (t->state == T_UP)
-		(void)opens_probe(t->opens);
-	sshcall_kick(t->call);
-}
-
-static void
-became_up(struct tunnel *t)
-{
 	log_info("tunnel %s: authenticated as %s with %s", t->name, t->user,
 	    auth_method(t->auth));
-	t->state = T_UP;
 	t->ever_up = 1;
+	t->sessions++;
 	clock_gettime(CLOCK_MONOTONIC, &t->up_since);
 	event_del(&t->ev_retry);
-	recheck_session_up(t->recheck, t->fd);
+	recheck_session_up(t->recheck, l->fd);
 	fwds_session_up(t->fwds, t->sessions == 1,
 	    recheck_held_until(t->recheck));
-	sshcall_kick(t->call);
+	lane_kick(l);
 }
 
-static void
-step_auth(struct tunnel *t)
-{
-	char	err[512];
-
-	switch (auth_step(t->auth, t->s, t->user, err, sizeof(err))) {
-	case AUTH_AGAIN:
-		return;
-	case AUTH_OK:
-		became_up(t);
-		sshcall_kick(t->call);
-		return;
-	case AUTH_REFUSED:
-		refused(t, EX_NOPERM, err);
-		return;
-	case AUTH_BAD_KEY:
-		refused(t, EX_DATAERR, err);
-		return;
-	case AUTH_ERROR:
-		retry_later(t, BACKOFF_REFUSED, "lost", err);
-		return;
-	}
-}
-
-/*
- * Makes libssh2 process input it has read but not yet handled. A channel
- * read drains everything. Without a channel, a probe's channel open
- * handles a packet per call; its answer is input too, so a pass that
- * began with a probe in flight starts no other (they would never end).
- * Returns 1 if it acted, 0 if not, -1 if the tunnel failed.
- */
+/* The main session's pass serves the forwards too. */
 static int
-drain(struct tunnel *t, int probing)
-{
-	if (chans_drain(t->chans))
-		return 1;
-	if (probing || !opens_probe(t->opens))
-		return 0;
-	return opens_service(t->opens) == -1 ? -1 : 1;
-}
-
-/*
- * Serves the session until nothing changes. libssh2 reads the socket for
- * every channel at once, so any call may bring input for a channel
- * already served in this round: rounds repeat while input arrives, is
- * left unprocessed, or bytes move.
- */
-static void
-step_up(struct tunnel *t)
-{
-	uint64_t	rx, moved;
-	int		round, probing = opens_probing(t->opens), acted;
-
-	for (round = 0; round < SWEEP_ROUNDS; round++) {
-		rx = t->rx_bytes;
-		moved = chans_moved(t->chans);
-		chans_resume(t->chans);
-		if (!sshcall_live(t->call))
-			return;
-		if (opens_service(t->opens) == -1 ||
-		    fwds_service(t->fwds) == -1 ||
-		    chans_sweep(t->chans) == -1 || chans_reap(t->chans) == -1)
-			return;
-		acted = 0;
-		if (!t->drained && sshcall_holder(t->call, NULL) == NULL &&
-		    (acted = drain(t, probing)) == -1)
-			return;
-		if (sshcall_holder(t->call, NULL) != NULL ||
-		    (t->rx_bytes == rx && chans_moved(t->chans) == moved &&
-		    (t->drained || !acted)))
-			return;
-	}
-	/* Still busy: yield to the rest of the loop, then carry on. */
-	sshcall_kick(t->call);
-}
-
-static void
-pass(struct tunnel *t, int readable)
-{
-	const char	*failure;
-	char		 why[200];
-
-	if (t->s == NULL)
-		return;
-	sshcall_in_pass(t->call, 1);
-	if (readable)
-		t->drained = 0;
-	switch (t->state) {
-	case T_HANDSHAKE:
-		step_handshake(t);
-		break;
-	case T_AUTH:
-		step_auth(t);
-		break;
-	case T_UP:
-		step_up(t);
-		break;
-	default:
-		break;
-	}
-	/* Handshake and login calls handle one packet each: more may wait. */
-	if (t->s != NULL && t->state != T_UP && !t->drained &&
-	    !(libssh2_session_block_directions(t->s) &
-	    LIBSSH2_SESSION_BLOCK_OUTBOUND))
-		sshcall_kick(t->call);
-	if (t->s != NULL && flush_out(t) == -1) {
-		t->sock_dead = 1;
-		t->sock_errno = errno;
-	}
-	sshcall_in_pass(t->call, 0);
-	failure = sshcall_failure(t->call);
-	if (t->s != NULL && (t->sock_dead || failure != NULL)) {
-		/* A dead socket is the cause of whatever failed with it. */
-		if (t->sock_dead && t->sock_errno != 0)
-			snprintf(why, sizeof(why), "%s",
-			    strerror(t->sock_errno));
-		else if (t->sock_dead)
-			snprintf(why, sizeof(why), "server closed the "
-			    "connection");
-		else
-			snprintf(why, sizeof(why), "%s", failure);
-		lost(t, t->sock_dead && t->sock_errno == 0 ?
-		    "server closed" : "error", why);
-		return;
-	}
-	arm_events(t);
-}
-
-static void
-on_read(evutil_socket_t fd, short what, void *arg)
-{
-	pass(arg, 1);
-}
-
-static void
-on_write(evutil_socket_t fd, short what, void *arg)
-{
-	pass(arg, 0);
-}
-
-static void
-on_kick(evutil_socket_t fd, short what, void *arg)
-{
-	pass(arg, 0);
-}
-
-/* Dead peers are noticed by the kernel too: keepalives on an idle socket,
- * and a bound on how long sent data may stay unacknowledged. */
-static void
-tune_socket(struct tunnel *t, int fd)
-{
-	int	on = 1, idle = t->conf->keepalive, cnt = t->conf->keepalive_count;
-	int	timeout_ms = (idle * cnt > 10 ? idle * cnt : 10) * 1000;
-
-	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
-	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
-	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &idle, sizeof(idle));
-	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
-	setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &timeout_ms,
-	    sizeof(timeout_ms));
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
-}
-
-/* 1.11.1 deprecates callback_set for callback_set2, which takes a
- * generic function pointer instead of a data pointer. */
-static void
-set_callbacks(LIBSSH2_SESSION *s)
-{
-#if LIBSSH2_VERSION_NUM >= 0x010b01
-	libssh2_session_callback_set2(s, LIBSSH2_CALLBACK_RECV,
-	    (libssh2_cb_generic *)recv_cb);
-	libssh2_session_callback_set2(s, LIBSSH2_CALLBACK_SEND,
-	    (libssh2_cb_generic *)send_cb);
-#else
-	libssh2_session_callback_set(s, LIBSSH2_CALLBACK_RECV, (void *)recv_cb);
-	libssh2_session_callback_set(s, LIBSSH2_CALLBACK_SEND, (void *)send_cb);
-#endif
-}
-
-/* libssh2 allocates through the budget; the session's abstract pointer
- * is the tunnel, for these and for recv_cb and send_cb. */
-static void *
-ssh_alloc(size_t len, void **abstract)
-{
-	struct tunnel	*t = *abstract;
-
-	return budget_alloc(t->budget, len);
-}
-
-static void *
-ssh_realloc(void *p, size_t len, void **abstract)
-{
-	struct tunnel	*t = *abstract;
-
-	return budget_realloc(t->budget, p, len);
-}
-
-static void
-ssh_free(void *p, void **abstract)
-{
-	struct tunnel	*t = *abstract;
-
-	budget_release(t->budget, p);
-}
-
-static int
-new_session(struct tunnel *t)
-{
-	t->kex_bytes = 0;
-	budget_reset(t->budget);
-	if ((t->s = libssh2_session_init_ex(ssh_alloc, ssh_free, ssh_realloc,
-	    t)) == NULL)
-		return -1;
-	sshcall_begin(t->call, t->s);
-	libssh2_session_set_blocking(t->s, 0);
-	set_callbacks(t->s);
-	libssh2_session_method_pref(t->s, LIBSSH2_METHOD_KEX, PREF_KEX);
-	libssh2_session_method_pref(t->s, LIBSSH2_METHOD_CRYPT_CS, PREF_CIPHER);
-	libssh2_session_method_pref(t->s, LIBSSH2_METHOD_CRYPT_SC, PREF_CIPHER);
-	libssh2_session_method_pref(t->s, LIBSSH2_METHOD_MAC_CS, PREF_MAC);
-	libssh2_session_method_pref(t->s, LIBSSH2_METHOD_MAC_SC, PREF_MAC);
-	if (t->conf->compress)
-		libssh2_session_flag(t->s, LIBSSH2_FLAG_COMPRESS, 1);
-	hostkeys_prefer(t->hostkeys, t->s, t->server.host, t->server.port);
-	return 0;
-}
-
-static void
-on_dialled(int fd, const struct sockaddr *sa, socklen_t salen,
-    const char *why, void *arg)
+main_serve(void *arg)
 {
 	struct tunnel	*t = arg;
-	struct timeval	 tv = { LOGIN_GRACE_SEC, 0 };
-	struct timeval	 tick = { t->conf->keepalive, 0 };
 
-	t->dial = NULL;
-	if (fd == -1) {
-		retry_later(t, BACKOFF_UNREACHABLE, "cannot connect", why);
-		return;
-	}
-	t->fd = fd;
-	tune_socket(t, fd);
-	evtimer_assign(&t->ev_retry, t->base, on_login_deadline, t);
-	evtimer_add(&t->ev_retry, &tv);
-	t->missed = 0;
-	event_add(&t->ev_keepalive, &tick);
-	if (new_session(t) == -1) {
-		close(fd);
-		t->fd = -1;
-		retry_later(t, BACKOFF_REFUSED, "lost", "out of memory");
-		return;
-	}
-	t->sessions++;
-	t->state = T_HANDSHAKE;
-	event_assign(&t->ev_read, t->base, fd, EV_READ | EV_PERSIST, on_read,
-	    t);
-	event_assign(&t->ev_write, t->base, fd, EV_WRITE | EV_PERSIST,
-	    on_write, t);
-	pass(t, 0);
+	return fwds_service(t->fwds);
 }
 
 /* The connect has its own deadline, no longer than a silent server is
  * given: unanswered, it is "cannot connect" and retried within a second;
  * the login deadline and the count of silence start once connected. */
-static void
-attempt(struct tunnel *t)
+static int
+connect_patience(const struct tunnel *t)
 {
 	int	patience = (t->conf->keepalive_count + 1) * t->conf->keepalive;
 
-	if (patience > CONNECT_PATIENCE_SEC)
-		patience = CONNECT_PATIENCE_SEC;
+	return patience > CONNECT_PATIENCE_SEC ? CONNECT_PATIENCE_SEC :
+	    patience;
+}
+
+static void
+attempt(struct tunnel *t)
+{
 	(t->backoff.unreachable > 0 ? log_debug : log_info)("tunnel %s: "
 	    "connecting", t->name);
-	t->state = T_CONNECTING;
-	if ((t->dial = dial_start(t->base, &t->server, patience,
-	    on_dialled, t)) == NULL)
-		retry_later(t, BACKOFF_UNREACHABLE, "cannot connect",
-		    "out of memory");
+	lane_connect(t->main, connect_patience(t));
+}
+
+/*
+ * Extra sessions. libssh2 opens one channel at a time per session, and a
+ * server connecting to a target that drops SYNs holds that open for up to
+ * two minutes. When opens wait and every up session's slot has been held
+ * for SLOW_OPEN_MS, more sessions are opened, one per waiting open, up to
+ * EXTRA_MAX; they carry -L and -D channels only and close after
+ * EXTRA_IDLE_SEC without one. An extra session that fails to log in
+ * stops more from being tried for EXTRA_REFUSED_SEC (the server may limit
+ * a user's sessions): the opens then wait their turn as with one session.
+ */
+#define SLOW_OPEN_MS		200
+#define EXTRA_MAX		7	/* beside the main session */
+#define EXTRA_CONNECTING_MAX	4	/* under sshd's MaxStartups */
+#define EXTRA_IDLE_SEC		10
+#define EXTRA_REFUSED_SEC	30
+
+static int
+extras_refused(const struct tunnel *t)
+{
+	struct timespec	now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return now.tv_sec < t->extras_refused_until;
+}
+
+static int
+may_add_extra(const struct tunnel *t)
+{
+	return t->main->state == L_UP && t->nextra < EXTRA_MAX &&
+	    !extras_refused(t);
+}
+
+static void
+extra_up(struct lane *l, void *arg)
+{
+	struct tunnel	*t = arg;
+
+	log_info("tunnel %s: up", l->name);
+	lane_kick(l);
+	event_active(&t->ev_spread, EV_TIMEOUT, 0);
+}
+
+static void
+remove_extra(struct tunnel *t, struct lane *l)
+{
+	TAILQ_REMOVE(&t->extras, l, entry);
+	t->nextra--;
+	auth_free(l->auth);
+	lane_free(l);
+}
+
+/* An extra session ends on its own: its channels end with it. */
+static void
+extra_ended(struct lane *l, const struct lane_ending *e, void *arg)
+{
+	struct tunnel	*t = arg;
+	struct timespec	 now;
+
+	if (l->state != L_UP) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		t->extras_refused_until = now.tv_sec + EXTRA_REFUSED_SEC;
+		log_warnx("tunnel %s: %s: %s; no extra session for %d s",
+		    l->name, e->what, e->why, EXTRA_REFUSED_SEC);
+	} else
+		log_info("tunnel %s: %s: %s", l->name, e->what, e->why);
+	remove_extra(t, l);
+	event_active(&t->ev_spread, EV_TIMEOUT, 0);
+}
+
+static void
+add_extra(struct tunnel *t, const char *why)
+{
+	struct lane_env	 env = t->main->env;
+	struct lane	*l;
+	struct auth	*auth;
+	char		 name[sizeof(t->name) + 32];
+
+	snprintf(name, sizeof(name), "%s: extra session %u", t->name,
+	    ++t->extra_seq);
+	env.up = extra_up;
+	env.ended = extra_ended;
+	env.serve = NULL;
+	if ((auth = auth_share(t->auth)) == NULL ||
+	    (l = lane_new(&env, name, auth)) == NULL) {
+		auth_free(auth);
+		return;
+	}
+	TAILQ_INSERT_TAIL(&t->extras, l, entry);
+	t->nextra++;
+	log_info("tunnel %s: connecting (%s)", l->name, why);
+	lane_connect(l, connect_patience(t));
+}
+
+static void
+drop_extras(struct tunnel *t)
+{
+	struct lane	*l;
+
+	event_del(&t->ev_spread);
+	while ((l = TAILQ_FIRST(&t->extras)) != NULL)
+		remove_extra(t, l);
+}
+
+/* The main session, then the extra ones. */
+static struct lane *
+next_lane(struct tunnel *t, struct lane *l)
+{
+	return l == NULL ? t->main : l == t->main ?
+	    TAILQ_FIRST(&t->extras) : TAILQ_NEXT(l, entry);
+}
+
+/*
+ * Opens wait: sessions whose slot is free take them (kicked); if every
+ * slot has been held for SLOW_OPEN_MS, sessions are added for the opens
+ * that sessions still logging in will not take; sooner, the check comes
+ * again when the youngest hold turns slow.
+ */
+static void
+spread(struct tunnel *t)
+{
+	size_t		 waiting = opens_waiting(t->opens), connecting = 0;
+	long		 held, youngest = -1;
+	size_t		 kicked = 0;
+	struct lane	*l;
+	struct timeval	 tv = { 0, SLOW_OPEN_MS * 1000 };
+
+	if (waiting == 0 || t->main->state != L_UP)
+		return;
+	for (l = t->main; l != NULL; l = next_lane(t, l)) {
+		if (l->state != L_UP)
+			connecting++;
+		else if ((held = slot_held_ms(l->slot, 1)) < 0) {
+			lane_kick(l);
+			kicked++;
+		} else if (youngest == -1 || held < youngest)
+			youngest = held;
+	}
+	if (kicked + connecting >= waiting)
+		return;
+	/* Sessions kicked now may find their slot held by the time the
+	 * opens beyond them would be served: look again then. */
+	if (kicked > 0 || youngest < SLOW_OPEN_MS) {
+		if (kicked == 0)
+			tv.tv_usec = (SLOW_OPEN_MS - youngest) * 1000;
+		evtimer_add(&t->ev_spread, &tv);
+		return;
+	}
+	for (; waiting > connecting && connecting < EXTRA_CONNECTING_MAX &&
+	    may_add_extra(t); connecting++)
+		add_extra(t, "channel opens wait");
+}
+
+static void
+on_spread(evutil_socket_t fd, short what, void *arg)
+{
+	spread(arg);
+}
+
+/* An open joined the queue. */
+static void
+on_queued(void *arg)
+{
+	spread(arg);
+}
+
+/*
+ * An extra session with no channel and no open for EXTRA_IDLE_SEC closes,
+ * but one is kept while another session's slot is held, as the server's
+ * witness.
+ */
+static void
+close_idle(struct tunnel *t)
+{
+	struct lane	*l, *next;
+	struct timespec	 now;
+	int		 witness_needed = slot_held_ms(t->main->slot, 1) >= 0;
+
+	TAILQ_FOREACH(l, &t->extras, entry)
+		if (slot_held_ms(l->slot, 0) >= 0)
+			witness_needed = 1;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	for (l = TAILQ_FIRST(&t->extras); l != NULL; l = next) {
+		next = TAILQ_NEXT(l, entry);
+		if (l->state != L_UP || !chans_empty(l->chans) ||
+		    slot_held_ms(l->slot, 0) >= 0 ||
+		    opens_waiting(t->opens) > 0) {
+			l->idle_since.tv_sec = 0;
+			continue;
+		}
+		if (l->idle_since.tv_sec == 0)
+			l->idle_since = now;
+		else if (now.tv_sec - l->idle_since.tv_sec < EXTRA_IDLE_SEC)
+			continue;
+		else if (witness_needed && slot_held_ms(l->slot, 1) < 0)
+			witness_needed = 0;	/* this one stays */
+		else {
+			log_info("tunnel %s: closed, idle", l->name);
+			remove_extra(t, l);
+		}
+	}
+}
+
+/*
+ * Keepalives: each tick of a session without a byte from the server is a
+ * miss, whether or not a probe could ask for one (none can before login).
+ * A session whose open slot holds a channel open of ours can send no
+ * probe, and the server owes it no byte until its connect ends: bytes on
+ * another session then vouch for the server, and one is opened as the
+ * witness if there is none. Only when no other session can be had is
+ * that silence given OPEN_PATIENCE_SEC before it counts.
+ */
+static int
+vouched_for(const struct tunnel *t, const struct lane *l)
+{
+	return t->rx_total - l->total_at_tick > l->rx_bytes - l->rx_at_tick;
+}
+
+static void
+check_lane(struct tunnel *t, struct lane *l, int vouched, int witness)
+{
+	long	held = slot_held_ms(l->slot, 1);
+	char	why[128];
+
+	if (held >= 0 && vouched)
+		l->missed = 0;		/* as if the byte had come here */
+	if (l->missed >= t->conf->keepalive_count) {
+		if (l->state == L_UP)
+			snprintf(why, sizeof(why), "no answer to %d keepalives",
+			    l->missed);
+		else
+			snprintf(why, sizeof(why), "server silent for %d s "
+			    "during login", l->missed * t->conf->keepalive);
+		lane_lost(l, "keepalive", why);
+		return;
+	}
+	if (held >= 0 && !witness && held < OPEN_PATIENCE_SEC * 1000L)
+		return;
+	/* Cleared by any byte from the server; a probe asks for one. */
+	l->missed++;
+	if (l->state == L_UP)
+		(void)slot_probe(l->slot);
+	lane_kick(l);
+}
+
+/* Sessions whose open slot an open of ours holds, and the others. */
+static void
+count_slots(struct tunnel *t, int *held, int *free)
+{
+	struct lane	*l;
+
+	*held = *free = 0;
+	for (l = t->main; l != NULL; l = next_lane(t, l)) {
+		if (slot_held_ms(l->slot, 1) >= 0)
+			(*held)++;
+		else
+			(*free)++;
+	}
+}
+
+/* A witness is a session that a probe can leave: one whose slot is free
+ * (or will be, once it has logged in). */
+static void
+on_tick(struct lane *l, void *arg)
+{
+	struct tunnel	*t = arg;
+	int		 held, free, vouched = vouched_for(t, l);
+
+	l->rx_at_tick = l->rx_bytes;
+	l->total_at_tick = t->rx_total;
+	count_slots(t, &held, &free);
+	if (held > 0 && free == 0 && may_add_extra(t)) {
+		add_extra(t, "a witness while opens are pending");
+		free++;
+	}
+	if (l == t->main) {
+		recheck_tick(t->recheck);
+		close_idle(t);
+		spread(t);
+	}
+	check_lane(t, l, vouched, free > 0);
 }
 
 static void
@@ -869,37 +566,6 @@ known_hosts_path(const struct tunnel_conf *tc, char *buf, size_t len)
 	    (int)len ? 0 : -1;
 }
 
-/* The parts each file of the tunnel keeps for it; -1 if out of memory. */
-static int
-new_parts(struct tunnel *t)
-{
-	struct recheck_env	re = { t->base, t->name, NULL, &t->rx_bytes,
-				    on_lost, t };
-
-	if ((t->call = sshcall_new(t->base, on_kick, t)) == NULL ||
-	    (t->budget = budget_new(t->name)) == NULL ||
-	    (t->chans = chans_new(t->call)) == NULL ||
-	    (t->opens = opens_new(t->base, t->call, t->chans,
-	    t->budget)) == NULL)
-		return -1;
-	re.opens = t->opens;
-	return (t->recheck = recheck_new(&re)) == NULL ? -1 : 0;
-}
-
-static void
-free_parts(struct tunnel *t)
-{
-	recheck_free(t->recheck);
-	if (t->opens != NULL)
-		opens_free(t->opens);
-	chans_free(t->chans);
-	budget_free(t->budget);
-	sshcall_free(t->call);
-	tunnel_conf_free(t->conf);
-	free(t->out);
-	free(t);
-}
-
 static void
 name_server(struct tunnel *t, const struct tunnel_conf *tc)
 {
@@ -915,14 +581,38 @@ name_server(struct tunnel *t, const struct tunnel_conf *tc)
 	    inet_pton(AF_INET, tc->dest.host, &v6) == 1;
 }
 
-/* Host keys, the user's keys and the forwards, whose -L and -D listeners
- * are bound now. */
+/* The main session's lane, whose call lock and channels the forwards use
+ * for -R; -1 if out of memory. */
+static int
+new_main(struct tunnel *t)
+{
+	struct lane_env	env = { t->base, t->conf, &t->server, t->user,
+			    t->hostkeys, t->budget, t->opens, &t->packets_out,
+			    &t->sends_out, &t->rx_total, main_up, main_ended,
+			    main_serve, on_tick, t };
+
+	return (t->main = lane_new(&env, t->name, t->auth)) == NULL ? -1 : 0;
+}
+
+/* The parts each file of the tunnel keeps for it; -1 if out of memory. */
+static int
+new_parts(struct tunnel *t)
+{
+	return (t->budget = budget_new(t->name)) == NULL ||
+	    (t->opens = opens_new(t->base, t->budget, on_queued, t)) == NULL ?
+	    -1 : 0;
+}
+
+/* Host keys, the user's keys, the main session and the forwards, whose
+ * -L and -D listeners are bound now. */
 static int
 load(struct tunnel *t, char *err, size_t errlen, int *exitcode)
 {
-	struct fwds_env	 fe = { t->base, t->conf, t->name, t->call, t->chans,
-			    t->opens, t->budget };
-	char		 path[4096];
+	struct recheck_env	 re = { t->base, t->name, NULL, NULL, on_lost,
+				    t };
+	struct fwds_env		 fe = { t->base, t->conf, t->name, NULL, NULL,
+				    t->opens, t->budget };
+	char			 path[4096];
 
 	*exitcode = EX_NOINPUT;
 	if (known_hosts_path(t->conf, path, sizeof(path)) == -1 ||
@@ -930,6 +620,16 @@ load(struct tunnel *t, char *err, size_t errlen, int *exitcode)
 	    err, errlen)) == NULL ||
 	    (t->auth = auth_load(t->conf, err, errlen, exitcode)) == NULL)
 		return -1;
+	*exitcode = EX_OSERR;
+	snprintf(err, errlen, "out of memory");
+	if (new_main(t) == -1)
+		return -1;
+	re.slot = t->main->slot;
+	re.rx_bytes = &t->main->rx_bytes;
+	if ((t->recheck = recheck_new(&re)) == NULL)
+		return -1;
+	fe.sc = t->main->call;
+	fe.set = t->main->chans;
 	return (t->fwds = fwds_new(&fe, err, errlen, exitcode)) == NULL ?
 	    -1 : 0;
 }
@@ -946,18 +646,16 @@ tunnel_new(struct event_base *base, const struct tunnel_conf *tc, char *err,
 		return NULL;
 	}
 	t->base = base;
-	t->fd = -1;
-	if ((t->out = malloc(sizeof(*t->out))) == NULL ||
-	    (t->conf = tunnel_conf_dup(tc)) == NULL || new_parts(t) == -1) {
-		free_parts(t);
+	TAILQ_INIT(&t->extras);
+	evtimer_assign(&t->ev_retry, base, on_retry, t);
+	evtimer_assign(&t->ev_spread, base, on_spread, t);
+	if ((t->conf = tunnel_conf_dup(tc)) == NULL || new_parts(t) == -1) {
+		tunnel_free(t);
 		snprintf(err, errlen, "out of memory");
 		*exitcode = EX_OSERR;
 		return NULL;
 	}
-	sendbuf_clear(t->out);
 	name_server(t, t->conf);
-	evtimer_assign(&t->ev_retry, base, on_login_deadline, t);
-	event_assign(&t->ev_keepalive, base, -1, EV_PERSIST, keepalive_tick, t);
 	if (load(t, err, errlen, exitcode) == -1) {
 		tunnel_free(t);
 		return NULL;
@@ -976,9 +674,9 @@ on_netchange(const struct netchange *nc, void *arg)
 	struct tunnel	*t = arg;
 	struct timeval	 now = { 0, 0 };
 
-	if (t->state == T_UP)
+	if (t->main->state == L_UP)
 		recheck_netchange(t->recheck, nc);
-	else if (t->state == T_DOWN && !nc->removed &&
+	else if (t->main->state == L_DOWN && !nc->removed &&
 	    t->backoff.unreachable > 0 && evtimer_pending(&t->ev_retry, NULL))
 		evtimer_add(&t->ev_retry, &now);
 }
@@ -989,7 +687,6 @@ tunnel_start(struct tunnel *t)
 	struct timeval	now = { 0, 0 };
 	char		err[160];
 
-	evtimer_assign(&t->ev_retry, t->base, on_retry, t);
 	evtimer_add(&t->ev_retry, &now);
 	/* A failure only logs: keepalives remain. */
 	if ((t->netwatch = netwatch_new(t->base, on_netchange, t, err,
@@ -1036,11 +733,19 @@ tunnel_free(struct tunnel *t)
 {
 	if (t == NULL)
 		return;
-	teardown(t);
+	if (t->main != NULL)
+		teardown(t);
+	event_del(&t->ev_retry);
 	netwatch_free(t->netwatch);
-	opens_fail_all(t->opens, "shutdown");
+	if (t->opens != NULL)
+		opens_fail_all(t->opens, "shutdown");
 	fwds_free(t->fwds);
+	recheck_free(t->recheck);
+	lane_free(t->main);
+	opens_free(t->opens);
 	hostkeys_free(t->hostkeys);
 	auth_free(t->auth);
-	free_parts(t);
+	budget_free(t->budget);
+	tunnel_conf_free(t->conf);
+	free(t);
 }

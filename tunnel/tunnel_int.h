@@ -1,31 +1,21 @@
 /*
- * The tunnel itself, shared by the session's file (tunnel.c) and the
+ * The tunnel itself, shared by its file (tunnel.c) and the
  * status it reports (tunnel_status.c); every other tunnel/ file sees
  * only the part it is given.
  */
 #ifndef TUNNEL_TUNNEL_INT_H
 #define TUNNEL_TUNNEL_INT_H
 
+#include <sys/queue.h>
 #include <stdint.h>
 #include <time.h>
 
-#include <libssh2.h>
 #include <event2/event_struct.h>
 
 #include "relay/config.h"
 #include "tunnel/backoff.h"
+#include "tunnel/lane.h"
 
-/*
- * Memory (see SECURITY.md): what the server may send before the key
- * exchange ends; the budget and the channels' window are in budget.h.
- */
-#define TUNNEL_KEX_MAX		(64 * 1024)
-
-enum tunnel_state { T_DOWN, T_CONNECTING, T_HANDSHAKE, T_AUTH, T_UP };
-
-struct sendbuf;
-struct sshcall;
-struct chans;
 struct opens;
 struct budget;
 struct fwds;
@@ -40,38 +30,26 @@ struct tunnel {
 	struct addr_spec	 server;
 	struct hostkeys		*hostkeys;
 	struct auth		*auth;
-	enum tunnel_state	 state;
-	LIBSSH2_SESSION		*s;
-	int			 fd;
-	void			*dial;
-	struct event		 ev_read;
-	struct event		 ev_write;
-	struct event		 ev_retry;	/* next attempt, login deadline */
-	struct event		 ev_keepalive;
-	int			 write_armed;
-	struct sendbuf		*out;		/* packets batched in a pass */
+	struct lane		*main;		/* carries the -R forwards */
+	TAILQ_HEAD(, lane)	 extras;	/* while slow opens hold slots */
+	unsigned		 nextra;
+	unsigned		 extra_seq;	/* numbers them in logs */
+	time_t			 extras_refused_until;
+	struct event		 ev_retry;	/* the next attempt */
+	struct event		 ev_spread;	/* waiting opens looked at */
 	uint64_t		 packets_out;	/* given to send_cb, all sessions */
 	uint64_t		 sends_out;	/* send() calls that carried them */
+	uint64_t		 rx_total;	/* bytes from the server, all */
 	struct backoff		 backoff;
 	int			 ever_up;
 	int			 exit_code;
-	int			 sock_dead;	/* recv saw EOF or an error */
-	int			 sock_errno;
 	struct timespec		 up_since;
 	int			 young_losses;	/* sessions lost soon after login,
 						 * in a row */
-	int			 missed;	/* keepalive probes unanswered */
-	uint64_t		 rx_bytes;	/* bytes received from the server */
-	size_t			 kex_bytes;	/* of them, before the kex ended */
-	/* The last read from the socket said EAGAIN: libssh2 holds no
-	 * unprocessed input (some calls handle one packet per call). */
-	int			 drained;
-	unsigned		 sessions;	/* sessions started so far */
+	unsigned		 sessions;	/* main sessions logged in */
 	const char		*cause;		/* of the loss being handled */
-	struct sshcall		*call;		/* the call lock (sshcall.c) */
 	struct budget		*budget;	/* libssh2's memory */
-	struct chans		*chans;		/* channels (channel.c) */
-	struct opens		*opens;		/* channel opens (chanopen.c) */
+	struct opens		*opens;		/* -L and -D opens (chanopen.c) */
 	struct fwds		*fwds;		/* forwards (forward.c) */
 	struct recheck		*recheck;	/* network checks (recheck.c) */
 	struct netwatch		*netwatch;

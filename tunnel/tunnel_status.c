@@ -38,7 +38,7 @@ tunnel_get_stats(const struct tunnel *t, struct tunnel_stats *st)
 	memset(st, 0, sizeof(*st));
 	st->name = t->conf->name[0] ? t->conf->name : "-";
 	st->server = t->name;
-	st->state = (int)t->state;
+	st->state = (int)t->main->state;
 	st->reconnects = t->sessions > 1 ? t->sessions - 1 : 0;
 	st->packets = t->packets_out;
 	st->writes = t->sends_out;
@@ -50,7 +50,7 @@ void
 tunnel_forward_stats(const struct tunnel *t, size_t i,
     struct forward_stats *st)
 {
-	fwds_stats(t->fwds, i, t->state == T_UP, st);
+	fwds_stats(t->fwds, i, t->main->state == L_UP, st);
 }
 
 void
@@ -62,19 +62,21 @@ tunnel_write_status(const struct tunnel *t, FILE *fp)
 
 	fprintf(fp, "tunnel %s %s: %s, %u reconnects, %" PRIu64 " packets "
 	    "sent in %" PRIu64 " writes\n", name, t->name,
-	    tunnel_state_name((int)t->state),
+	    tunnel_state_name((int)t->main->state),
 	    t->sessions > 1 ? t->sessions - 1 : 0, t->packets_out,
 	    t->sends_out);
 	if ((loss = recheck_last_loss(t->recheck, &at)) != NULL)
 		fprintf(fp, "tunnel %s last loss: %s (%lld s ago)\n", name,
 		    loss, (long long)(time(NULL) - at));
+	if (t->nextra > 0)
+		fprintf(fp, "tunnel %s extra sessions: %u\n", name, t->nextra);
 	fwds_write_status(t->fwds, fp, name);
 }
 
 int
 tunnel_ready(const struct tunnel *t)
 {
-	return fwds_ready(t->fwds) && t->state == T_UP;
+	return fwds_ready(t->fwds) && t->main->state == L_UP;
 }
 
 unsigned
