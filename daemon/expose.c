@@ -69,6 +69,9 @@ relay_family(FILE *fp, const struct relay_fact *f, size_t n, int udp,
 
 #define RS(field)	offsetof(struct relay_stats, field)
 
+static const char *const connect_failure_names[CF_NREASONS] =
+    CONNECT_FAILURE_NAMES;
+
 /* A family with one sample per relay and value of a label: in and out. */
 static void
 relay_dir_family(FILE *fp, const struct relay_fact *f, size_t n, int udp,
@@ -91,31 +94,74 @@ relay_dir_family(FILE *fp, const struct relay_fact *f, size_t n, int udp,
 	}
 }
 
-static void
-refused_family(FILE *fp, const struct relay_fact *f, size_t n)
-{
-	static const char *const reasons[] = { "acl", "per-ip", "rate",
-	    "handshake", "max-conns" };
-	const char		*name = "relayd_relay_refused_total";
-	struct expo_label	 l[2] = { { "relay", NULL }, { "reason", NULL } };
-	uint64_t		 v[5];
-	size_t			 i, j;
+/* The most reasons a family of reason_family has. */
+#define REASONS_MAX	8
 
-	expo_family(fp, name, "counter", "Connections refused before their "
-	    "target was opened, by reason.");
+/* A family of TCP relays' counters by reason: nv (<= REASONS_MAX) values
+ * of each relay, taken by get, named by reasons. */
+static void
+reason_family(FILE *fp, const struct relay_fact *f, size_t n,
+    const char *name, const char *help, const char *const *reasons,
+    size_t nv, void (*get)(const struct service_counts *, uint64_t *))
+{
+	struct expo_label	l[2] = { { "relay", NULL },
+				    { "reason", NULL } };
+	uint64_t		v[REASONS_MAX];
+	size_t			i, j;
+
+	expo_family(fp, name, "counter", help);
 	for (i = 0; i < n; i++) {
 		if (f[i].st.udp)
 			continue;
-		v[0] = f[i].st.counts.refused.denied;
-		v[1] = f[i].st.counts.refused.per_ip;
-		v[2] = f[i].st.counts.refused.rate;
-		v[3] = f[i].st.counts.refused.handshake;
-		v[4] = f[i].st.counts.refused.max_conns;
+		get(&f[i].st.counts, v);
 		l[0].value = f[i].name;
-		for (j = 0; j < 5; j++) {
+		for (j = 0; j < nv; j++) {
 			l[1].value = reasons[j];
 			expo_u64(fp, name, l, 2, v[j]);
 		}
+	}
+}
+
+static const char *const refusal_names[] = { "acl", "per-ip", "rate",
+    "handshake", "max-conns", "held-expired" };
+#define NREFUSALS	(sizeof(refusal_names) / sizeof(refusal_names[0]))
+_Static_assert(NREFUSALS <= REASONS_MAX && CF_NREASONS <= REASONS_MAX,
+    "more reasons than reason_family takes");
+
+static void
+get_refusals(const struct service_counts *c, uint64_t *v)
+{
+	v[0] = c->refused.denied;
+	v[1] = c->refused.per_ip;
+	v[2] = c->refused.rate;
+	v[3] = c->refused.handshake;
+	v[4] = c->refused.max_conns;
+	v[5] = c->holds.expired;
+}
+
+static void
+get_connect_failures(const struct service_counts *c, uint64_t *v)
+{
+	memcpy(v, c->connect_failed, sizeof(c->connect_failed));
+}
+
+static void
+connect_time_family(FILE *fp, const struct relay_fact *f, size_t n)
+{
+	static const double	 bounds[] = CONNECT_TIME_BOUNDS;
+	const char		*name = "relayd_relay_connect_duration_seconds";
+	struct expo_label	 l = { "relay", NULL };
+	size_t			 i;
+
+	expo_family(fp, name, "histogram", "How long the dial that reached "
+	    "the target took.");
+	for (i = 0; i < n; i++) {
+		if (f[i].st.udp)
+			continue;
+		l.value = f[i].name;
+		expo_histogram(fp, name, &l, 1, bounds,
+		    f[i].st.counts.connect_time, sizeof(bounds) /
+		    sizeof(bounds[0]), f[i].st.counts.connect_time_sum);
 	}
 }
 
@@ -164,16 +210,19 @@ write_relays(FILE *fp, const struct relay_fact *f, size_t n, int draining)
 	    RS(counts.total), 0);
 	relay_family(fp, f, n, 0, "relayd_relay_connections_active", "gauge",
 	    "Connections open now.", RS(counts.active), 1);
-	refused_family(fp, f, n);
+	reason_family(fp, f, n, "relayd_relay_refused_total", "Connections "
+	    "refused before their target was reached, by reason.",
+	    refusal_names, NREFUSALS, get_refusals);
 	relay_dir_family(fp, f, n, 0, "relayd_relay_bytes_total", "Bytes "
 	    "relayed: in from clients to targets, out back to clients.",
 	    RS(counts.bytes_in), RS(counts.bytes_out));
 	relay_family(fp, f, n, 0, "relayd_relay_bytes_spliced_total",
 	    "counter", "Bytes of both directions moved by splice(2).",
 	    RS(counts.bytes_spliced), 0);
-	relay_family(fp, f, n, 0, "relayd_relay_connect_failures_total",
-	    "counter", "Connections closed before their target was reached.",
-	    RS(counts.connect_failed), 0);
+	reason_family(fp, f, n, "relayd_relay_connect_failures_total",
+	    "Connections whose target was not reached, by reason.",
+	    connect_failure_names, CF_NREASONS, get_connect_failures);
+	connect_time_family(fp, f, n);
 	duration_family(fp, f, n);
 	relay_family(fp, f, n, 1, "relayd_udp_flows_active", "gauge",
 	    "UDP flows open now.", RS(udp_counts.open), 1);

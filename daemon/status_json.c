@@ -22,6 +22,23 @@ json_counts(FILE *fp, const struct service_counts *c)
 	    c->total, c->bytes_in, c->bytes_out);
 }
 
+/* "connect_failures": their sum, then each reason's count. */
+static void
+json_connect_failures(FILE *fp, const uint64_t *v)
+{
+	static const char *const names[CF_NREASONS] = CONNECT_FAILURE_NAMES;
+	uint64_t		 sum = 0;
+	size_t			 i;
+
+	for (i = 0; i < CF_NREASONS; i++)
+		sum += v[i];
+	fprintf(fp, "\"connect_failures\":%" PRIu64 ",\"connect_failures_by_"
+	    "reason\":{", sum);
+	for (i = 0; i < CF_NREASONS; i++)
+		fprintf(fp, "%s\"%s\":%" PRIu64, i ? "," : "", names[i], v[i]);
+	fputc('}', fp);
+}
+
 static void
 json_relay(FILE *fp, const struct relay *r, int draining)
 {
@@ -55,11 +72,12 @@ json_relay(FILE *fp, const struct relay *r, int draining)
 	}
 	no = &st.counts.refused;
 	json_counts(fp, &st.counts);
-	fprintf(fp, ",\"bytes_spliced\":%" PRIu64 ",\"connect_failures\":%"
-	    PRIu64 ",\"refused\":{\"acl\":%" PRIu64 ",\"per_ip\":%" PRIu64
+	fprintf(fp, ",\"bytes_spliced\":%" PRIu64 ",", st.counts.bytes_spliced);
+	json_connect_failures(fp, st.counts.connect_failed);
+	fprintf(fp, ",\"refused\":{\"acl\":%" PRIu64 ",\"per_ip\":%" PRIu64
 	    ",\"rate\":%" PRIu64 ",\"handshake\":%" PRIu64 ",\"max_conns\":%"
-	    PRIu64 "}}", st.counts.bytes_spliced, st.counts.connect_failed,
-	    no->denied, no->per_ip, no->rate, no->handshake, no->max_conns);
+	    PRIu64 ",\"held_expired\":%" PRIu64 "}}", no->denied, no->per_ip,
+	    no->rate, no->handshake, no->max_conns, st.counts.holds.expired);
 }
 
 char *

@@ -192,6 +192,94 @@ def test_families_after_known_traffic(tmp_path, relayd, sink, prometheus):
     r.stop()
 
 
+def closed_at_once(port):
+    """Connects to a relay whose target is not there: relayd closes it
+    without a byte (or resets it)."""
+    with tcp4(port).connect() as s:
+        s.settimeout(IO_TIMEOUT)
+        try:
+            assert s.recv(1) == b""
+        except ConnectionResetError:
+            pass
+
+
+CONNECT_REASONS = ("refused", "unreachable", "timeout", "dns", "tls", "other")
+
+
+def test_connect_time_and_failures_by_reason(tmp_path, relayd, sink, prometheus):
+    """N connections reach their target: the connect histogram counts N. K
+    clients of a relay whose target refuses are connect failures "refused";
+    a client held by --connect-retry until it gave up is refused as
+    "held-expired", not a connect failure. Prometheus and --status --json
+    say the same."""
+    mport, gport, hport = free_port(), free_port(), free_port()
+    control = tmp_path / "control.sock"
+    k = 3
+    conf, rport = metrics_config(tmp_path, sink, mport, control, extra=f"""
+[relay gone]
+listen = 127.0.0.1:{gport}
+to = 127.0.0.1:{free_port()}
+
+[relay held]
+listen = 127.0.0.1:{hport}
+to = 127.0.0.1:{free_port()}
+connect-retry = 1
+""")
+    r = relayd("-c", conf)
+    r.wait_log(rf"^relayd: metrics on http://127\.0\.0\.1:{mport}/metrics$")
+    for i in range(N):
+        sink_roundtrip(tcp4(rport), seed=i, nbytes=B)
+    for _ in range(k):
+        closed_at_once(gport)
+    held_since = time.monotonic()
+    closed_at_once(hport)
+    assert time.monotonic() - held_since >= 0.9, "not held for --connect-retry 1"
+    r.wait_conns(N + k + 1)
+    r.wait_log(r"connect retry expired$")
+
+    samples, _ = parse(http(mport)[1])
+    hist = "relayd_relay_connect_duration_seconds"
+    assert value(samples, hist + "_count", relay="web") == N
+    assert value(samples, hist + "_bucket", relay="web", le="+Inf") == N
+    assert 0 < value(samples, hist + "_sum", relay="web") < N * 1.0
+    assert value(samples, hist + "_count", relay="gone") == 0
+    assert value(samples, hist + "_count", relay="held") == 0
+    failures = {(relay, why): value(samples, "relayd_relay_connect_failures_total",
+                                    relay=relay, reason=why)
+                for relay in ("web", "gone", "held") for why in CONNECT_REASONS}
+    assert failures == {key: (k if key == ("gone", "refused") else 0) for key in failures}
+    refused = "relayd_relay_refused_total"
+    assert value(samples, refused, relay="held", reason="held-expired") == 1
+    assert value(samples, refused, relay="gone", reason="held-expired") == 0
+    assert value(samples, refused, relay="web", reason="held-expired") == 0
+    assert value(samples, "relayd_relay_connections_total", relay="held") == 1
+
+    doc = json.loads(run_relayd("--status", "--json", "--control", control).stdout)
+    relays = {x["name"]: x for x in doc["relays"]}
+    for name in ("web", "gone", "held"):
+        by_reason = relays[name]["connect_failures_by_reason"]
+        assert set(by_reason) == set(CONNECT_REASONS)
+        assert by_reason == {why: failures[(name, why)] for why in CONNECT_REASONS}
+        assert relays[name]["connect_failures"] == sum(by_reason.values())
+        assert relays[name]["refused"]["held_expired"] == value(
+            samples, refused, relay=name, reason="held-expired")
+
+    prom = prometheus(f"127.0.0.1:{mport}")
+
+    def scraped(q):
+        res = prom.query(q)
+        return res[0]["value"][1] if res else None
+
+    wait_for(lambda: scraped('up{job="relayd"}') == "1", timeout=30, what="scrape")
+    assert scraped(f'{hist}_count{{relay="web"}}') == str(N)
+    assert scraped(f'histogram_quantile(0.5, {hist}_bucket{{relay="web"}}) < 1') is not None
+    assert scraped('relayd_relay_connect_failures_total{relay="gone",reason="refused"}') \
+        == str(k)
+    assert scraped('sum(relayd_relay_connect_failures_total{relay="held"})') == "0"
+    assert scraped('relayd_relay_refused_total{relay="held",reason="held-expired"}') == "1"
+    r.stop()
+
+
 def test_http_answers(tmp_path, relayd, sink):
     """HEAD has no body, other methods 405, other paths 404, a bad head 400;
     a bare port listens on 127.0.0.1 only."""
@@ -237,8 +325,8 @@ def test_healthz_follows_the_forward(tmp_path, tunnel, sshd, sink):
 RELAY_KEYS = {"name": str, "addresses": list, "listening": bool, "udp": bool,
               "connections_active": int, "connections_total": int, "bytes_in": int,
               "bytes_out": int, "bytes_spliced": int, "connect_failures": int,
-              "refused": dict}
-REFUSED_KEYS = {"acl", "per_ip", "rate", "handshake", "max_conns"}
+              "connect_failures_by_reason": dict, "refused": dict}
+REFUSED_KEYS = {"acl", "per_ip", "rate", "handshake", "max_conns", "held_expired"}
 TUNNEL_KEYS = {"name": str, "server": str, "state": str, "reconnects": int,
                "packets_sent": int, "writes": int, "last_connected": int, "forwards": list}
 FORWARD_KEYS = {"name": str, "up": bool, "port": int, "connections_active": int,
