@@ -385,22 +385,42 @@ tunnels_health(const struct daemon *d, char *buf, size_t len)
 	}
 }
 
+/* One sample per tunnel, the value at offset off of struct tunnel_stats
+ * (a uint64_t, or the int64_t last_up). */
 static void
 tunnel_family(FILE *fp, const struct tunnel_fact *f, size_t n,
-    const char *name, const char *type, const char *help, int which)
+    const char *name, const char *type, const char *help, size_t off)
 {
 	struct expo_label	l = { "tunnel", NULL };
-	uint64_t		v;
 	size_t			i;
 
 	expo_family(fp, name, type, help);
 	for (i = 0; i < n; i++) {
 		l.value = f[i].st.name;
-		v = which == 0 ? f[i].st.reconnects : which == 1 ?
-		    f[i].st.packets : which == 2 ? f[i].st.writes :
-		    (uint64_t)f[i].st.last_up;
-		expo_u64(fp, name, &l, 1, v);
+		expo_u64(fp, name, &l, 1, *(const uint64_t *)(const void *)
+		    ((const char *)&f[i].st + off));
 	}
+}
+
+#define TS(field)	offsetof(struct tunnel_stats, field)
+
+static void
+reconnects_family(FILE *fp, const struct tunnel_fact *f, size_t n)
+{
+	const char		*name = "relayd_tunnel_reconnects_total";
+	struct expo_label	 l[2] = { { "tunnel", NULL },
+				    { "cause", NULL } };
+	size_t			 i;
+	int			 c;
+
+	expo_family(fp, name, "counter", "SSH sessions started after the "
+	    "first, by what ended the session before.");
+	for (i = 0; i < n; i++)
+		for (c = 0; c < TUNNEL_NCAUSES; c++) {
+			l[0].value = f[i].st.name;
+			l[1].value = tunnel_cause_name(c);
+			expo_u64(fp, name, l, 2, f[i].st.reconnects_by[c]);
+		}
 }
 
 static void
@@ -469,15 +489,20 @@ metrics_tunnels_text(const struct daemon *d)
 	tunnels_health(d, health, sizeof(health));
 	fprintf(fp, "%s\n", health);
 	state_family(fp, f, n);
-	tunnel_family(fp, f, n, "relayd_tunnel_reconnects_total", "counter",
-	    "SSH sessions started after the first.", 0);
+	reconnects_family(fp, f, n);
+	tunnel_family(fp, f, n, "relayd_tunnel_keepalives_sent_total",
+	    "counter", "Keepalive probes sent to the server.",
+	    TS(keepalives_sent));
+	tunnel_family(fp, f, n, "relayd_tunnel_keepalives_missed_total",
+	    "counter", "Keepalive intervals in which the up session heard "
+	    "nothing from the server.", TS(keepalives_missed));
 	tunnel_family(fp, f, n, "relayd_tunnel_ssh_packets_sent_total",
-	    "counter", "SSH packets sent, every session.", 1);
+	    "counter", "SSH packets sent, every session.", TS(packets));
 	tunnel_family(fp, f, n, "relayd_tunnel_ssh_writes_total", "counter",
-	    "send(2) calls that carried them.", 2);
+	    "send(2) calls that carried them.", TS(writes));
 	tunnel_family(fp, f, n, "relayd_tunnel_last_connected_timestamp_"
 	    "seconds", "gauge", "When the last session logged in, in seconds "
-	    "since the epoch (0: never).", 3);
+	    "since the epoch (0: never).", TS(last_up));
 	forward_family(fp, f, n, "relayd_forward_up", "gauge", "1 if the "
 	    "forward is up (a -R forward: the server listens for it).", 0);
 	forward_family(fp, f, n, "relayd_forward_connections_total",

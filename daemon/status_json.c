@@ -120,6 +120,33 @@ status_json(const struct daemon *d, const char *tunnels, const char *health)
 
 /* ------------------------------------------------ in the tunnels' process */
 
+/* "reconnects_by_cause", "keepalives_sent", "keepalives_missed" and
+ * "last_loss" (null before the first). */
+static void
+json_tunnel_losses(FILE *fp, const struct tunnel_stats *st)
+{
+	int	c;
+
+	fputs(",\"reconnects_by_cause\":{", fp);
+	for (c = 0; c < TUNNEL_NCAUSES; c++) {
+		fputs(c ? "," : "", fp);
+		json_string(fp, tunnel_cause_name(c));
+		fprintf(fp, ":%" PRIu64, st->reconnects_by[c]);
+	}
+	fprintf(fp, "},\"keepalives_sent\":%" PRIu64 ",\"keepalives_missed\":%"
+	    PRIu64 ",\"last_loss\":", st->keepalives_sent,
+	    st->keepalives_missed);
+	if (st->loss_cause == NULL) {
+		fputs("null", fp);
+		return;
+	}
+	fputs("{\"cause\":", fp);
+	json_string(fp, st->loss_cause);
+	fputs(",\"why\":", fp);
+	json_string(fp, st->loss_why);
+	fprintf(fp, ",\"at\":%" PRId64 "}", st->loss_at);
+}
+
 static void
 json_tunnel(FILE *fp, const struct tunnel *t)
 {
@@ -139,6 +166,7 @@ json_tunnel(FILE *fp, const struct tunnel *t)
 		fprintf(fp, "%" PRId64, st.last_up);
 	else
 		fputs("null", fp);
+	json_tunnel_losses(fp, &st);
 	fputs(",\"forwards\":[", fp);
 	for (i = 0; i < st.nforwards; i++) {
 		tunnel_forward_stats(t, i, &fs);

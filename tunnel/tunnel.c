@@ -349,6 +349,8 @@ retry_later(struct tunnel *t, enum backoff_reason reason, const char *what,
 	if (t->state == T_UP)
 		recheck_note_loss(t->recheck, t->cause ? t->cause : "error",
 		    why);
+	if (t->s != NULL)
+		t->ended_by = t->cause ? t->cause : "error";
 	t->cause = NULL;
 	teardown(t);
 	delay = backoff_next(&t->backoff, reason, jitter());
@@ -390,6 +392,7 @@ refused(struct tunnel *t, int exit_code, const char *why)
 		event_base_loopbreak(t->base);
 		return;
 	}
+	t->cause = "refused";
 	retry_later(t, BACKOFF_REFUSED, "refused", why);
 }
 
@@ -527,6 +530,8 @@ keepalive_tick(evutil_socket_t fd, short what, void *arg)
 	char		 why[128];
 
 	recheck_tick(t->recheck);
+	if (t->missed > 0 && t->state == T_UP)
+		t->keepalives_missed++;
 	if (t->missed >= t->conf->keepalive_count) {
 		if (t->state == T_UP)
 			snprintf(why, sizeof(why), "no answer to %d keepalives",
@@ -541,8 +546,8 @@ keepalive_tick(evutil_socket_t fd, short what, void *arg)
 		return;
 	/* Cleared by any byte from the server; a probe asks for one. */
 	t->missed++;
-	if (t->state == T_UP)
-		(void)opens_probe(t->opens);
+	if (t->state == T_UP && opens_probe(t->opens))
+		t->keepalives_sent++;
 	sshcall_kick(t->call);
 }
 
@@ -813,7 +818,8 @@ on_dialled(int fd, const struct sockaddr *sa, socklen_t salen,
 		retry_later(t, BACKOFF_REFUSED, "lost", "out of memory");
 		return;
 	}
-	t->sessions++;
+	if (++t->sessions > 1)
+		tunnel_count_reconnect(t);
 	t->state = T_HANDSHAKE;
 	event_assign(&t->ev_read, t->base, fd, EV_READ | EV_PERSIST, on_read,
 	    t);

@@ -14,6 +14,7 @@
 
 #include "relay/config.h"
 #include "tunnel/backoff.h"
+#include "tunnel/tunnel.h"
 
 /*
  * Memory (see SECURITY.md): what the server may send before the key
@@ -68,6 +69,11 @@ struct tunnel {
 	int			 drained;
 	unsigned		 sessions;	/* sessions started so far */
 	const char		*cause;		/* of the loss being handled */
+	const char		*ended_by;	/* the last session's cause */
+	uint64_t		 reconnects_by[TUNNEL_NCAUSES];
+	uint64_t		 keepalives_sent;	/* probes queued */
+	uint64_t		 keepalives_missed;	/* ticks that found the
+						 * up session silent */
 	struct sshcall		*call;		/* the call lock (sshcall.c) */
 	struct budget		*budget;	/* libssh2's memory */
 	struct chans		*chans;		/* channels (channel.c) */
@@ -76,5 +82,9 @@ struct tunnel {
 	struct recheck		*recheck;	/* network checks (recheck.c) */
 	struct netwatch		*netwatch;
 };
+
+/* Counts the session just started as a reconnect for the cause that
+ * ended the one before (tunnel_status.c). */
+void	tunnel_count_reconnect(struct tunnel *);
 
 #endif

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (IO_TIMEOUT, free_port, kill_pid, run_relayd, sink_roundtrip, tcp4)
+from conftest import (IO_TIMEOUT, free_port, fwd, kill_pid, run_relayd, sink_roundtrip,
+                      tcp4)
 
 CLIENT = "127.0.0.77"           # the refused one: --deny
 N, B = 5, 20_000
@@ -318,7 +319,84 @@ def test_healthz_follows_the_forward(tmp_path, tunnel, sshd, sink):
     sshd.start()
     wait_for(lambda: http(mport, "/healthz") == (200, "ok\n"), timeout=30, what="200")
     samples, _ = parse(http(mport)[1])
-    assert value(samples, "relayd_tunnel_reconnects_total", tunnel="-") >= 1
+    assert reconnects(samples, "-") >= 1
+    t.relayd.stop()
+
+
+CAUSES = ("keepalive", "network change", "resume", "server closed", "refused", "error")
+
+
+def reconnects(samples, tunnel, cause=None):
+    """relayd_tunnel_reconnects_total of tunnel for cause, or all causes."""
+    return sum(value(samples, "relayd_tunnel_reconnects_total", tunnel=tunnel, cause=c)
+               for c in CAUSES if cause in (None, c))
+
+
+def tunnel_json(control):
+    p = run_relayd("--status", "--json", "--control", control)
+    assert p.returncode == 0, p
+    [doc] = json.loads(p.stdout)["tunnels"]
+    return doc
+
+
+def test_reconnect_causes_and_keepalives(tmp_path, tunnel, sshd, sink, prometheus):
+    """--keepalive 1: probes are counted as sent while the session is up; an
+    sshd restart is a reconnect for "server closed"; a frozen sshd leaves
+    keepalives missed and a reconnect for "keepalive", the last loss in
+    --status --json. Prometheus reads the same."""
+    mport, rport = free_port(), free_port()
+    control = tmp_path / "control.sock"
+    spec = f"{rport}:{sink.spec}"
+    t = tunnel("-R", spec, "--keepalive", "1", "--keepalive-count", "2",
+               "--metrics", mport, "--control", control)
+    prom = prometheus(f"127.0.0.1:{mport}")
+    sent = "relayd_tunnel_keepalives_sent_total"
+    missed = "relayd_tunnel_keepalives_missed_total"
+    wait_for(lambda: value(parse(http(mport)[1])[0], sent, tunnel="-") >= 2, what="keepalives")
+    doc = tunnel_json(control)
+    assert doc["last_loss"] is None and doc["reconnects"] == 0
+    assert doc["reconnects_by_cause"] == {c: 0 for c in CAUSES}
+
+    sshd.restart()
+    t.wait_up("R", spec, n=2)
+    sink_roundtrip(fwd(rport))
+    samples, _ = parse(http(mport)[1])
+    assert {c: reconnects(samples, "-", c) for c in CAUSES} == {
+        c: int(c == "server closed") for c in CAUSES}
+    doc = tunnel_json(control)
+    assert doc["last_loss"]["cause"] == "server closed", doc
+    assert doc["last_loss"]["why"] == "server closed the connection"
+    assert time.time() - 30 < doc["last_loss"]["at"] <= time.time()
+
+    missed_before = value(samples, missed, tunnel="-")
+    sshd.pause()
+    t.wait(r"lost: no answer to 2 keepalives$", timeout=15)
+    sshd.resume()
+    t.wait_up("R", spec, n=3, timeout=20)
+    sink_roundtrip(fwd(rport))
+    before = parse(http(mport)[1])[0]
+    doc = tunnel_json(control)
+    after = parse(http(mport)[1])[0]
+    assert value(before, missed, tunnel="-") >= missed_before + 2
+    assert reconnects(before, "-", "keepalive") >= 1
+    assert reconnects(before, "-", "server closed") == 1
+    assert doc["last_loss"]["cause"] == "keepalive", doc
+    assert doc["last_loss"]["why"] == "no answer to 2 keepalives"
+    assert doc["reconnects_by_cause"] == {c: reconnects(before, "-", c) for c in CAUSES}
+    assert doc["reconnects"] == reconnects(before, "-") == sum(
+        doc["reconnects_by_cause"].values())
+    for key, name in (("keepalives_sent", sent), ("keepalives_missed", missed)):
+        assert value(before, name, tunnel="-") <= doc[key] <= value(after, name, tunnel="-")
+
+    def scraped(q):
+        res = prom.query(q)
+        return res[0]["value"][1] if res else None
+
+    wait_for(lambda: scraped('relayd_tunnel_reconnects_total{cause="keepalive"}') not in
+             (None, "0"), timeout=30, what="scrape of the keepalive loss")
+    assert scraped('relayd_tunnel_reconnects_total{tunnel="-",cause="server closed"}') == "1"
+    assert float(scraped(f'{sent}{{tunnel="-"}}')) >= 2
+    assert float(scraped(f'{missed}{{tunnel="-"}}')) >= 2
     t.relayd.stop()
 
 
@@ -328,6 +406,8 @@ RELAY_KEYS = {"name": str, "addresses": list, "listening": bool, "udp": bool,
               "connect_failures_by_reason": dict, "refused": dict}
 REFUSED_KEYS = {"acl", "per_ip", "rate", "handshake", "max_conns", "held_expired"}
 TUNNEL_KEYS = {"name": str, "server": str, "state": str, "reconnects": int,
+               "reconnects_by_cause": dict, "keepalives_sent": int,
+               "keepalives_missed": int, "last_loss": type(None),
                "packets_sent": int, "writes": int, "last_connected": int, "forwards": list}
 FORWARD_KEYS = {"name": str, "up": bool, "port": int, "connections_active": int,
                 "connections_total": int, "bytes_in": int, "bytes_out": int}
@@ -376,8 +456,8 @@ known-hosts = {sshd.write_known_hosts("good")}
     [laptop] = doc["tunnels"]
     check_keys(laptop, TUNNEL_KEYS)
     assert laptop["state"] == "up"
-    assert laptop["reconnects"] == value(samples, "relayd_tunnel_reconnects_total",
-                                         tunnel="laptop") == 0
+    assert laptop["reconnects"] == reconnects(samples, "laptop") == 0
+    assert laptop["reconnects_by_cause"] == {c: 0 for c in CAUSES}
     assert laptop["last_connected"] == value(
         samples, "relayd_tunnel_last_connected_timestamp_seconds", tunnel="laptop")
     [fwd] = laptop["forwards"]
