@@ -146,6 +146,30 @@ def prometheus(tmp_path):
         p.stop()
 
 
+def promtool_clean(text):
+    p = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
+                       text=True, timeout=30)
+    assert p.returncode == 0 and p.stdout + p.stderr == "", p
+
+
+def test_readme_scrape_config_and_alert_rule(tmp_path):
+    """The README's example prometheus.yml and alert rule are what
+    promtool accepts."""
+    if shutil.which("promtool") is None:
+        pytest.skip("no promtool (apt-get install prometheus)")
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    blocks = dict(re.findall(r"```yaml\n# (\S+)\n(.*?)```", readme, re.S))
+    assert {"prometheus.yml", "relayd-rules.yml"} <= set(blocks), sorted(blocks)
+    for name, text in blocks.items():
+        (tmp_path / name).write_text(text)
+    p = subprocess.run(["promtool", "check", "rules", tmp_path / "relayd-rules.yml"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0 and "SUCCESS: 1 rules found" in p.stdout, p
+    p = subprocess.run(["promtool", "check", "config", tmp_path / "prometheus.yml"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p
+
+
 def test_families_after_known_traffic(tmp_path, relayd, sink, prometheus):
     """N connections of B bytes and one refused client: relayd's own text
     has the values, promtool finds no problem, and a real Prometheus that
@@ -174,9 +198,7 @@ def test_families_after_known_traffic(tmp_path, relayd, sink, prometheus):
     for name in {n for n, _ in samples}:
         family = re.sub(r"_(bucket|sum|count)$", "", name)
         assert family in types or name in types, f"{name} has no # TYPE"
-    p = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
-                       text=True, timeout=30)
-    assert p.returncode == 0 and p.stdout + p.stderr == "", p
+    promtool_clean(text)
 
     prom = prometheus(f"127.0.0.1:{mport}")
 
@@ -387,6 +409,7 @@ def test_reconnect_causes_and_keepalives(tmp_path, tunnel, sshd, sink, prometheu
         doc["reconnects_by_cause"].values())
     for key, name in (("keepalives_sent", sent), ("keepalives_missed", missed)):
         assert value(before, name, tunnel="-") <= doc[key] <= value(after, name, tunnel="-")
+    promtool_clean(http(mport)[1])
 
     def scraped(q):
         res = prom.query(q)
