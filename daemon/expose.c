@@ -69,6 +69,9 @@ relay_family(FILE *fp, const struct relay_fact *f, size_t n, int udp,
 
 #define RS(field)	offsetof(struct relay_stats, field)
 
+static const char *const connect_failure_names[CF_NREASONS] =
+    CONNECT_FAILURE_NAMES;
+
 /* A family with one sample per relay and value of a label: in and out. */
 static void
 relay_dir_family(FILE *fp, const struct relay_fact *f, size_t n, int udp,
@@ -91,31 +94,74 @@ relay_dir_family(FILE *fp, const struct relay_fact *f, size_t n, int udp,
 	}
 }
 
-static void
-refused_family(FILE *fp, const struct relay_fact *f, size_t n)
-{
-	static const char *const reasons[] = { "acl", "per-ip", "rate",
-	    "handshake", "max-conns" };
-	const char		*name = "relayd_relay_refused_total";
-	struct expo_label	 l[2] = { { "relay", NULL }, { "reason", NULL } };
-	uint64_t		 v[5];
-	size_t			 i, j;
+/* The most reasons a family of reason_family has. */
+#define REASONS_MAX	8
 
-	expo_family(fp, name, "counter", "Connections refused before their "
-	    "target was opened, by reason.");
+/* A family of TCP relays' counters by reason: nv (<= REASONS_MAX) values
+ * of each relay, taken by get, named by reasons. */
+static void
+reason_family(FILE *fp, const struct relay_fact *f, size_t n,
+    const char *name, const char *help, const char *const *reasons,
+    size_t nv, void (*get)(const struct service_counts *, uint64_t *))
+{
+	struct expo_label	l[2] = { { "relay", NULL },
+				    { "reason", NULL } };
+	uint64_t		v[REASONS_MAX];
+	size_t			i, j;
+
+	expo_family(fp, name, "counter", help);
 	for (i = 0; i < n; i++) {
 		if (f[i].st.udp)
 			continue;
-		v[0] = f[i].st.counts.refused.denied;
-		v[1] = f[i].st.counts.refused.per_ip;
-		v[2] = f[i].st.counts.refused.rate;
-		v[3] = f[i].st.counts.refused.handshake;
-		v[4] = f[i].st.counts.refused.max_conns;
+		get(&f[i].st.counts, v);
 		l[0].value = f[i].name;
-		for (j = 0; j < 5; j++) {
+		for (j = 0; j < nv; j++) {
 			l[1].value = reasons[j];
 			expo_u64(fp, name, l, 2, v[j]);
 		}
+	}
+}
+
+static const char *const refusal_names[] = { "acl", "per-ip", "rate",
+    "handshake", "max-conns", "held-expired" };
+#define NREFUSALS	(sizeof(refusal_names) / sizeof(refusal_names[0]))
+_Static_assert(NREFUSALS <= REASONS_MAX && CF_NREASONS <= REASONS_MAX,
+    "more reasons than reason_family takes");
+
+static void
+get_refusals(const struct service_counts *c, uint64_t *v)
+{
+	v[0] = c->refused.denied;
+	v[1] = c->refused.per_ip;
+	v[2] = c->refused.rate;
+	v[3] = c->refused.handshake;
+	v[4] = c->refused.max_conns;
+	v[5] = c->holds.expired;
+}
+
+static void
+get_connect_failures(const struct service_counts *c, uint64_t *v)
+{
+	memcpy(v, c->connect_failed, sizeof(c->connect_failed));
+}
+
+static void
+connect_time_family(FILE *fp, const struct relay_fact *f, size_t n)
+{
+	static const double	 bounds[] = CONNECT_TIME_BOUNDS;
+	const char		*name = "relayd_relay_connect_duration_seconds";
+	struct expo_label	 l = { "relay", NULL };
+	size_t			 i;
+
+	expo_family(fp, name, "histogram", "How long the dial that reached "
+	    "the target took.");
+	for (i = 0; i < n; i++) {
+		if (f[i].st.udp)
+			continue;
+		l.value = f[i].name;
+		expo_histogram(fp, name, &l, 1, bounds,
+		    f[i].st.counts.connect_time, sizeof(bounds) /
+		    sizeof(bounds[0]), f[i].st.counts.connect_time_sum);
 	}
 }
 
@@ -164,16 +210,19 @@ write_relays(FILE *fp, const struct relay_fact *f, size_t n, int draining)
 	    RS(counts.total), 0);
 	relay_family(fp, f, n, 0, "relayd_relay_connections_active", "gauge",
 	    "Connections open now.", RS(counts.active), 1);
-	refused_family(fp, f, n);
+	reason_family(fp, f, n, "relayd_relay_refused_total", "Connections "
+	    "refused before their target was reached, by reason.",
+	    refusal_names, NREFUSALS, get_refusals);
 	relay_dir_family(fp, f, n, 0, "relayd_relay_bytes_total", "Bytes "
 	    "relayed: in from clients to targets, out back to clients.",
 	    RS(counts.bytes_in), RS(counts.bytes_out));
 	relay_family(fp, f, n, 0, "relayd_relay_bytes_spliced_total",
 	    "counter", "Bytes of both directions moved by splice(2).",
 	    RS(counts.bytes_spliced), 0);
-	relay_family(fp, f, n, 0, "relayd_relay_connect_failures_total",
-	    "counter", "Connections closed before their target was reached.",
-	    RS(counts.connect_failed), 0);
+	reason_family(fp, f, n, "relayd_relay_connect_failures_total",
+	    "Connections whose target was not reached, by reason.",
+	    connect_failure_names, CF_NREASONS, get_connect_failures);
+	connect_time_family(fp, f, n);
 	duration_family(fp, f, n);
 	relay_family(fp, f, n, 1, "relayd_udp_flows_active", "gauge",
 	    "UDP flows open now.", RS(udp_counts.open), 1);
@@ -336,22 +385,42 @@ tunnels_health(const struct daemon *d, char *buf, size_t len)
 	}
 }
 
+/* One sample per tunnel, the value at offset off of struct tunnel_stats
+ * (a uint64_t, or the int64_t last_up). */
 static void
 tunnel_family(FILE *fp, const struct tunnel_fact *f, size_t n,
-    const char *name, const char *type, const char *help, int which)
+    const char *name, const char *type, const char *help, size_t off)
 {
 	struct expo_label	l = { "tunnel", NULL };
-	uint64_t		v;
 	size_t			i;
 
 	expo_family(fp, name, type, help);
 	for (i = 0; i < n; i++) {
 		l.value = f[i].st.name;
-		v = which == 0 ? f[i].st.reconnects : which == 1 ?
-		    f[i].st.packets : which == 2 ? f[i].st.writes :
-		    (uint64_t)f[i].st.last_up;
-		expo_u64(fp, name, &l, 1, v);
+		expo_u64(fp, name, &l, 1, *(const uint64_t *)(const void *)
+		    ((const char *)&f[i].st + off));
 	}
+}
+
+#define TS(field)	offsetof(struct tunnel_stats, field)
+
+static void
+reconnects_family(FILE *fp, const struct tunnel_fact *f, size_t n)
+{
+	const char		*name = "relayd_tunnel_reconnects_total";
+	struct expo_label	 l[2] = { { "tunnel", NULL },
+				    { "cause", NULL } };
+	size_t			 i;
+	int			 c;
+
+	expo_family(fp, name, "counter", "SSH sessions started after the "
+	    "first, by what ended the session before.");
+	for (i = 0; i < n; i++)
+		for (c = 0; c < TUNNEL_NCAUSES; c++) {
+			l[0].value = f[i].st.name;
+			l[1].value = tunnel_cause_name(c);
+			expo_u64(fp, name, l, 2, f[i].st.reconnects_by[c]);
+		}
 }
 
 static void
@@ -420,15 +489,23 @@ metrics_tunnels_text(const struct daemon *d)
 	tunnels_health(d, health, sizeof(health));
 	fprintf(fp, "%s\n", health);
 	state_family(fp, f, n);
-	tunnel_family(fp, f, n, "relayd_tunnel_reconnects_total", "counter",
-	    "SSH sessions started after the first.", 0);
+	reconnects_family(fp, f, n);
+	tunnel_family(fp, f, n, "relayd_tunnel_keepalives_sent_total",
+	    "counter", "Keepalive probes sent to the server.",
+	    TS(keepalives_sent));
+	tunnel_family(fp, f, n, "relayd_tunnel_keepalives_missed_total",
+	    "counter", "Keepalive intervals in which the up session heard "
+	    "nothing from the server.", TS(keepalives_missed));
+	tunnel_family(fp, f, n, "relayd_tunnel_extra_sessions", "gauge",
+	    "Sessions open beside the main one while slow channel opens "
+	    "hold slots.", TS(extra_sessions));
 	tunnel_family(fp, f, n, "relayd_tunnel_ssh_packets_sent_total",
-	    "counter", "SSH packets sent, every session.", 1);
+	    "counter", "SSH packets sent, every session.", TS(packets));
 	tunnel_family(fp, f, n, "relayd_tunnel_ssh_writes_total", "counter",
-	    "send(2) calls that carried them.", 2);
+	    "send(2) calls that carried them.", TS(writes));
 	tunnel_family(fp, f, n, "relayd_tunnel_last_connected_timestamp_"
 	    "seconds", "gauge", "When the last session logged in, in seconds "
-	    "since the epoch (0: never).", 3);
+	    "since the epoch (0: never).", TS(last_up));
 	forward_family(fp, f, n, "relayd_forward_up", "gauge", "1 if the "
 	    "forward is up (a -R forward: the server listens for it).", 0);
 	forward_family(fp, f, n, "relayd_forward_connections_total",

@@ -22,6 +22,23 @@ json_counts(FILE *fp, const struct service_counts *c)
 	    c->total, c->bytes_in, c->bytes_out);
 }
 
+/* "connect_failures": their sum, then each reason's count. */
+static void
+json_connect_failures(FILE *fp, const uint64_t *v)
+{
+	static const char *const names[CF_NREASONS] = CONNECT_FAILURE_NAMES;
+	uint64_t		 sum = 0;
+	size_t			 i;
+
+	for (i = 0; i < CF_NREASONS; i++)
+		sum += v[i];
+	fprintf(fp, "\"connect_failures\":%" PRIu64 ",\"connect_failures_by_"
+	    "reason\":{", sum);
+	for (i = 0; i < CF_NREASONS; i++)
+		fprintf(fp, "%s\"%s\":%" PRIu64, i ? "," : "", names[i], v[i]);
+	fputc('}', fp);
+}
+
 static void
 json_relay(FILE *fp, const struct relay *r, int draining)
 {
@@ -55,11 +72,12 @@ json_relay(FILE *fp, const struct relay *r, int draining)
 	}
 	no = &st.counts.refused;
 	json_counts(fp, &st.counts);
-	fprintf(fp, ",\"bytes_spliced\":%" PRIu64 ",\"connect_failures\":%"
-	    PRIu64 ",\"refused\":{\"acl\":%" PRIu64 ",\"per_ip\":%" PRIu64
+	fprintf(fp, ",\"bytes_spliced\":%" PRIu64 ",", st.counts.bytes_spliced);
+	json_connect_failures(fp, st.counts.connect_failed);
+	fprintf(fp, ",\"refused\":{\"acl\":%" PRIu64 ",\"per_ip\":%" PRIu64
 	    ",\"rate\":%" PRIu64 ",\"handshake\":%" PRIu64 ",\"max_conns\":%"
-	    PRIu64 "}}", st.counts.bytes_spliced, st.counts.connect_failed,
-	    no->denied, no->per_ip, no->rate, no->handshake, no->max_conns);
+	    PRIu64 ",\"held_expired\":%" PRIu64 "}}", no->denied, no->per_ip,
+	    no->rate, no->handshake, no->max_conns, st.counts.holds.expired);
 }
 
 char *
@@ -102,6 +120,33 @@ status_json(const struct daemon *d, const char *tunnels, const char *health)
 
 /* ------------------------------------------------ in the tunnels' process */
 
+/* "reconnects_by_cause", "keepalives_sent", "keepalives_missed",
+ * "extra_sessions" and "last_loss" (null before the first). */
+static void
+json_tunnel_losses(FILE *fp, const struct tunnel_stats *st)
+{
+	int	c;
+
+	fputs(",\"reconnects_by_cause\":{", fp);
+	for (c = 0; c < TUNNEL_NCAUSES; c++) {
+		fputs(c ? "," : "", fp);
+		json_string(fp, tunnel_cause_name(c));
+		fprintf(fp, ":%" PRIu64, st->reconnects_by[c]);
+	}
+	fprintf(fp, "},\"keepalives_sent\":%" PRIu64 ",\"keepalives_missed\":%"
+	    PRIu64 ",\"extra_sessions\":%u,\"last_loss\":",
+	    st->keepalives_sent, st->keepalives_missed, st->extra_sessions);
+	if (st->loss_cause == NULL) {
+		fputs("null", fp);
+		return;
+	}
+	fputs("{\"cause\":", fp);
+	json_string(fp, st->loss_cause);
+	fputs(",\"why\":", fp);
+	json_string(fp, st->loss_why);
+	fprintf(fp, ",\"at\":%" PRId64 "}", st->loss_at);
+}
+
 static void
 json_tunnel(FILE *fp, const struct tunnel *t)
 {
@@ -121,6 +166,7 @@ json_tunnel(FILE *fp, const struct tunnel *t)
 		fprintf(fp, "%" PRId64, st.last_up);
 	else
 		fputs("null", fp);
+	json_tunnel_losses(fp, &st);
 	fputs(",\"forwards\":[", fp);
 	for (i = 0; i < st.nforwards; i++) {
 		tunnel_forward_stats(t, i, &fs);

@@ -41,6 +41,8 @@ struct conn {
 	struct tls_client	*tls_to;	/* NULL, or TLS to the target */
 	const char		*route;		/* the route's name, or NULL */
 	void			*opening;	/* the open's handle (OPENING) */
+	struct timespec		 dial_start;	/* of the latest open */
+	enum connect_failure	 failure;	/* why it was not reached */
 	struct pump		 pump;
 	struct event		 idle;
 	struct timespec		 start;
@@ -65,6 +67,7 @@ struct conn {
 	struct timespec		 hold_start;
 	double			 held_for;	/* seconds, -1: never held */
 	uint32_t		 hold_rnd;	/* the retries' jitter */
+	int			 gave_up;	/* held, then expired */
 };
 
 static _Atomic uint64_t	next_id;	/* every loop (--workers) draws here */
@@ -82,18 +85,65 @@ conn_skip_id(void)
 	next_id++;
 }
 
+/* Counts sec in a histogram of nbounds upper bounds (and one bucket
+ * more). Plain adds: each loop has its own, summed when asked. */
+static void
+histogram_add(const double *bounds, size_t nbounds, uint64_t *counts,
+    double *sum, double sec)
+{
+	size_t	i;
+
+	for (i = 0; i < nbounds; i++)
+		if (sec <= bounds[i])
+			break;
+	counts[i]++;
+	*sum += sec;
+}
+
 /* Counts a closed connection's lifetime in its service's histogram. */
 static void
 count_duration(struct service *svc, double sec)
 {
 	static const double	bounds[] = CONN_DURATION_BOUNDS;
-	size_t			i;
 
-	for (i = 0; i < sizeof(bounds) / sizeof(bounds[0]); i++)
-		if (sec <= bounds[i])
-			break;
-	svc->duration[i]++;
-	svc->duration_sum += sec;
+	histogram_add(bounds, sizeof(bounds) / sizeof(bounds[0]),
+	    svc->duration, &svc->duration_sum, sec);
+}
+
+/* Counts how long the dial that reached c's target took. */
+static void
+count_connect_time(struct conn *c)
+{
+	static const double	bounds[] = CONNECT_TIME_BOUNDS;
+	struct service		*svc = c->svc;
+
+	_Static_assert(sizeof(bounds) / sizeof(bounds[0]) + 1 ==
+	    CONNECT_TIME_NBUCKETS, "a bucket for each bound, and one more");
+
+	histogram_add(bounds, sizeof(bounds) / sizeof(bounds[0]),
+	    svc->connect_time, &svc->connect_time_sum,
+	    mono_since(&c->dial_start));
+}
+
+/* Why a dial failed with errno error (dial.h says which errno each
+ * failure leaves), for the counts by reason. */
+static enum connect_failure
+dial_failure(const struct conn *c, int error)
+{
+	switch (error) {
+	case ECONNREFUSED:
+		return CF_REFUSED;
+	case ENETUNREACH:
+	case EHOSTUNREACH:
+		return CF_UNREACHABLE;
+	case ETIMEDOUT:
+		return CF_TIMEOUT;
+	case ENOENT:
+		/* A unix path with no socket: nobody listens, as refused. */
+		return c->to->kind == ADDR_UNIX ? CF_REFUSED : CF_DNS;
+	default:
+		return CF_OTHER;
+	}
 }
 
 /* Abandons what c's phase has under way: its step, or its open. */
@@ -137,6 +187,10 @@ conn_close(struct conn *c, const char *why)
 	char		 to[ADDR_STR_MAX], line[1024], spliced[32] = "";
 	char		 held[32] = "";
 	int		 failed = c->phase < CONN_PREAMBLE;
+	/* A connect failure is a target being opened that never answered;
+	 * one given up after --connect-retry is counted as expired. */
+	int		 unreached = c->phase >= CONN_OPENING &&
+			    c->phase < CONN_PREAMBLE && !c->gave_up;
 	int		 quiet = c->quiet;
 	uint64_t	 nspliced = c->pump.ab.spliced + c->pump.ba.spliced;
 	double		 lived = mono_since(&c->start);
@@ -160,8 +214,8 @@ conn_close(struct conn *c, const char *why)
 	svc->bytes_in += c->early + c->pump.ab.bytes;
 	svc->bytes_out += c->pump.ba.bytes;
 	svc->bytes_spliced += nspliced;
-	if (failed && !quiet)
-		svc->connect_failed++;
+	if (unreached && !quiet)
+		svc->connect_failed[c->failure]++;
 	count_duration(svc, lived);
 	event_del(&c->idle);
 	event_del(&c->deadline);
@@ -405,6 +459,7 @@ handshake_step(struct conn *c)
 		if (ep == c->client)
 			conn_refuse(c, why);
 		else {
+			c->failure = CF_TLS;
 			snprintf(reason, sizeof(reason), "target %s", why);
 			conn_close(c, reason);
 		}
@@ -420,6 +475,7 @@ handshake_step(struct conn *c)
 void
 conn_target_ready(struct conn *c, struct endpoint *target)
 {
+	count_connect_time(c);
 	c->opening = NULL;
 	c->target = target;
 	target->cb = on_ready;
@@ -485,6 +541,7 @@ hold(struct conn *c, int error, const char **why)
 	    retry_rand(&c->hold_rnd));
 	if (ms < 0) {
 		c->svc->holds.expired++;
+		c->gave_up = 1;
 		*why = "connect retry expired";
 		return 0;
 	}
@@ -518,6 +575,7 @@ on_dialled(int fd, const struct sockaddr *sa, socklen_t salen,
 
 	c->opening = NULL;
 	if (fd == -1) {
+		c->failure = dial_failure(c, error);
 		if (!hold(c, error, &why))
 			conn_target_failed(c, why);
 		return;
@@ -532,6 +590,7 @@ on_dialled(int fd, const struct sockaddr *sa, socklen_t salen,
 		ep = endpoint_fd_new(c->svc->base, fd, sa, NULL, NULL);
 	if (ep == NULL) {
 		close(fd);
+		c->failure = CF_OTHER;
 		conn_target_failed(c, "target error: out of memory");
 		return;
 	}
@@ -545,6 +604,7 @@ on_dialled(int fd, const struct sockaddr *sa, socklen_t salen,
 static void *
 open_target(struct conn *c)
 {
+	clock_gettime(CLOCK_MONOTONIC, &c->dial_start);
 	if (c->svc->ops != NULL && c->svc->ops->open != NULL)
 		return c->svc->ops->open(c->svc, c, c->to);
 	return dial_start(c->svc->base, c->to, c->svc->connect_timeout,
@@ -597,6 +657,7 @@ on_deadline(evutil_socket_t fd, short what, void *arg)
 
 	switch (c->phase) {
 	case CONN_TARGET_HANDSHAKE:
+		c->failure = CF_TLS;
 		conn_close(c, "target handshake timeout");
 		break;
 	case CONN_CLIENT_HANDSHAKE:
@@ -702,6 +763,7 @@ conn_new(struct service *svc, struct endpoint *client,
 	evtimer_assign(&c->deadline, svc->base, on_deadline, c);
 	evtimer_assign(&c->hold_timer, svc->base, on_hold_timer, c);
 	c->held_for = -1;
+	c->failure = CF_OTHER;
 	if (svc->idle_timeout > 0)
 		evtimer_add(&c->idle, &tv);
 	return c;
@@ -783,7 +845,11 @@ service_count(const struct service *svc, struct service_counts *sum)
 	sum->bytes_in += svc->bytes_in;
 	sum->bytes_out += svc->bytes_out;
 	sum->bytes_spliced += svc->bytes_spliced;
-	sum->connect_failed += svc->connect_failed;
+	for (i = 0; i < CF_NREASONS; i++)
+		sum->connect_failed[i] += svc->connect_failed[i];
+	for (i = 0; i < CONNECT_TIME_NBUCKETS; i++)
+		sum->connect_time[i] += svc->connect_time[i];
+	sum->connect_time_sum += svc->connect_time_sum;
 	for (i = 0; i < CONN_DURATION_NBUCKETS; i++)
 		sum->duration[i] += svc->duration[i];
 	sum->duration_sum += svc->duration_sum;

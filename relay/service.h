@@ -29,6 +29,27 @@ struct route_table;
 #define CONN_DURATION_BOUNDS	{ 0.01, 0.1, 1, 10, 60, 600, 3600 }
 #define CONN_DURATION_NBUCKETS	8
 
+/* Time from starting the dial that reached the target to its answer
+ * (seconds, upper bounds; one bucket more), for --metrics: from a target
+ * on loopback to one across a slow WAN or behind a held retry. */
+#define CONNECT_TIME_BOUNDS	{ 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, \
+				    0.1, 0.25, 0.5, 1, 2.5, 5, 10 }
+#define CONNECT_TIME_NBUCKETS	14
+
+/* Why a connection's target was not reached, as far as the dial tells. */
+enum connect_failure {
+	CF_REFUSED,		/* ECONNREFUSED, or no unix socket there */
+	CF_UNREACHABLE,		/* no route to the network or host */
+	CF_TIMEOUT,		/* --connect-timeout passed */
+	CF_DNS,			/* the name did not resolve */
+	CF_TLS,			/* the TLS handshake with the target */
+	CF_OTHER,		/* anything else (resources, a lost tunnel) */
+	CF_NREASONS
+};
+/* Their names in --metrics and --status --json, in the enum's order. */
+#define CONNECT_FAILURE_NAMES	{ "refused", "unreachable", "timeout", \
+				    "dns", "tls", "other" }
+
 /* Connections refused before a target was opened, by reason. */
 struct refusals {
 	uint64_t	denied;		/* --allow/--deny */
@@ -47,7 +68,8 @@ struct refusals {
 struct holds {
 	unsigned	now;		/* held at this moment */
 	uint64_t	total;		/* ever held */
-	uint64_t	expired;	/* gave up: "connect retry expired" */
+	uint64_t	expired;	/* gave up: "connect retry expired"
+					 * (not a connect failure) */
 	uint64_t	over;		/* not held: --max-held reached */
 };
 
@@ -86,7 +108,10 @@ struct service {
 	uint64_t		 bytes_in;	/* of closed connections */
 	uint64_t		 bytes_out;
 	uint64_t		 bytes_spliced;	/* of in + out */
-	uint64_t		 connect_failed;	/* closed, target never up */
+	/* Closed while their target was being opened, by reason. */
+	uint64_t		 connect_failed[CF_NREASONS];
+	uint64_t		 connect_time[CONNECT_TIME_NBUCKETS];
+	double			 connect_time_sum;	/* seconds */
 	uint64_t		 duration[CONN_DURATION_NBUCKETS];
 	double			 duration_sum;	/* seconds */
 	/* Before the target is opened: who may connect, and a step. */
@@ -125,7 +150,9 @@ struct service_counts {
 	uint64_t		 bytes_in;	/* closed and live connections */
 	uint64_t		 bytes_out;
 	uint64_t		 bytes_spliced;	/* of in + out */
-	uint64_t		 connect_failed;
+	uint64_t		 connect_failed[CF_NREASONS];
+	uint64_t		 connect_time[CONNECT_TIME_NBUCKETS];
+	double			 connect_time_sum;
 	uint64_t		 duration[CONN_DURATION_NBUCKETS];
 	double			 duration_sum;
 	struct refusals		 refused;	/* the counts only */

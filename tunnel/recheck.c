@@ -44,7 +44,8 @@ struct recheck {
 	enum recheck_state	 state;
 	const char		*cause;		/* "network change", "resume" */
 	uint64_t		 rx_at_probe;	/* *rx_bytes when it left */
-	char			 last_loss[200];	/* "cause: why" */
+	const char		*last_cause;	/* a string that stays */
+	char			 last_why[200];
 	int64_t			 last_loss_at;	/* wall clock seconds */
 	struct timespec		 stale_until;	/* an old session may hold
 						 * our -R ports until then */
@@ -258,7 +259,8 @@ recheck_note_loss(struct recheck *t, const char *cause, const char *why)
 	size_t		i;
 
 	clock_gettime(CLOCK_REALTIME, &now);
-	snprintf(t->last_loss, sizeof(t->last_loss), "%s: %s", cause, why);
+	t->last_cause = cause;
+	snprintf(t->last_why, sizeof(t->last_why), "%s", why);
 	t->last_loss_at = (int64_t)now.tv_sec;
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	for (i = 0; i < sizeof(unnoticed) / sizeof(unnoticed[0]); i++)
@@ -275,8 +277,9 @@ recheck_held_until(const struct recheck *t)
 }
 
 const char *
-recheck_last_loss(const struct recheck *t, int64_t *at)
+recheck_last_loss(const struct recheck *t, const char **why, int64_t *at)
 {
+	*why = t->last_why;
 	*at = t->last_loss_at;
-	return t->last_loss[0] != '\0' ? t->last_loss : NULL;
+	return t->last_cause;
 }

@@ -40,15 +40,17 @@ void	recheck_tick(struct recheck *);
 /* A network change while the session is up: one that may cut it starts
  * a check. */
 void	recheck_netchange(struct recheck *, const struct netchange *);
-/* Records a lost session's cause; one the server may not have noticed
- * leaves our -R ports held by it for a while. */
+/* Records a lost session's cause (a string that stays: it is kept as
+ * given); one the server may not have noticed leaves our -R ports held
+ * by it for a while. */
 void	recheck_note_loss(struct recheck *, const char *cause,
 	    const char *why);
 /* Until when (CLOCK_MONOTONIC seconds) a lost session may hold our -R
  * ports: a refusal is then retried every second, not backed off. */
 time_t	recheck_held_until(const struct recheck *);
-/* "cause: why" of the last loss and when (wall clock seconds), or
- * NULL. */
-const char *recheck_last_loss(const struct recheck *, int64_t *at);
+/* The cause of the last loss (as given to recheck_note_loss), with why
+ * and when (wall clock seconds); NULL if there was none. */
+const char *recheck_last_loss(const struct recheck *, const char **why,
+	    int64_t *at);
 
 #endif

@@ -119,6 +119,8 @@ retry_later(struct tunnel *t, enum backoff_reason reason, const char *what,
 	if (t->main->state == L_UP)
 		recheck_note_loss(t->recheck, t->cause ? t->cause : "error",
 		    why);
+	if (t->main->s != NULL)
+		t->ended_by = t->cause ? t->cause : "error";
 	t->cause = NULL;
 	teardown(t);
 	delay = backoff_next(&t->backoff, reason, jitter());
@@ -160,6 +162,7 @@ refused(struct tunnel *t, int exit_code, const char *why)
 		event_base_loopbreak(t->base);
 		return;
 	}
+	t->cause = "refused";
 	retry_later(t, BACKOFF_REFUSED, "refused", why);
 }
 
@@ -218,7 +221,8 @@ main_up(struct lane *l, void *arg)
 	log_info("tunnel %s: authenticated as %s with %s", t->name, t->user,
 	    auth_method(t->auth));
 	t->ever_up = 1;
-	t->sessions++;
+	if (++t->sessions > 1)
+		tunnel_count_reconnect(t);
 	clock_gettime(CLOCK_MONOTONIC, &t->up_since);
 	event_del(&t->ev_retry);
 	recheck_session_up(t->recheck, l->fd);
@@ -301,10 +305,13 @@ extra_up(struct lane *l, void *arg)
 static void
 remove_extra(struct tunnel *t, struct lane *l)
 {
+	struct auth	*auth;
+
 	TAILQ_REMOVE(&t->extras, l, entry);
 	t->nextra--;
-	auth_free(l->auth);
-	lane_free(l);
+	auth = l->auth;
+	lane_free(l);		/* ends its login first */
+	auth_free(auth);
 }
 
 /* An extra session ends on its own: its channels end with it. */
@@ -495,9 +502,15 @@ check_lane(struct tunnel *t, struct lane *l, int vouched, int witness)
 		return;
 	/* Cleared by any byte from the server; a probe asks for one. */
 	l->missed++;
-	if (l->state == L_UP)
-		(void)slot_probe(l->slot);
+	if (l->state == L_UP && slot_probe(l->slot))
+		t->keepalives_sent++;
 	lane_kick(l);
+}
+
+static int
+held_by_open(const struct lane *l)
+{
+	return slot_held_ms(l->slot, 1) >= 0;
 }
 
 /* Sessions whose open slot an open of ours holds, and the others. */
@@ -525,6 +538,9 @@ on_tick(struct lane *l, void *arg)
 
 	l->rx_at_tick = l->rx_bytes;
 	l->total_at_tick = t->rx_total;
+	if (l->missed > 0 && l->state == L_UP && !(held_by_open(l) &&
+	    vouched))
+		t->keepalives_missed++;
 	count_slots(t, &held, &free);
 	if (held > 0 && free == 0 && may_add_extra(t)) {
 		add_extra(t, "a witness while opens are pending");

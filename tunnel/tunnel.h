@@ -44,14 +44,28 @@ void	tunnel_write_status(const struct tunnel *, FILE *);
 /* What --metrics and --status --json tell of a tunnel (tunnel_status.c);
  * the strings are the tunnel's own, valid while it lives. */
 #define TUNNEL_NSTATES	5
+/* Why a session ended: "keepalive", "network change", "resume", "server
+ * closed", "refused", "error" (tunnel_cause_name). */
+#define TUNNEL_NCAUSES	6
 struct tunnel_stats {
 	const char	*name;		/* "-" on the command line */
 	const char	*server;	/* user@host:port */
 	int		 state;		/* index into tunnel_state_name */
 	unsigned	 reconnects;
+	/* Of them, by the cause of the session before (an index into
+	 * tunnel_cause_name); they add up to reconnects. */
+	uint64_t	 reconnects_by[TUNNEL_NCAUSES];
+	uint64_t	 keepalives_sent;	/* probes sent */
+	uint64_t	 keepalives_missed;	/* intervals the up session
+						 * heard nothing */
+	unsigned	 extra_sessions;	/* beside the main one */
 	uint64_t	 packets;	/* SSH packets sent */
 	uint64_t	 writes;	/* send() calls that carried them */
 	int64_t		 last_up;	/* wall clock seconds, 0: never */
+	/* The last up session's loss (cause NULL: none yet). */
+	const char	*loss_cause;	/* a tunnel_cause_name */
+	const char	*loss_why;	/* as logged */
+	int64_t		 loss_at;	/* wall clock seconds */
 	size_t		 nforwards;
 };
 struct forward_stats {
@@ -62,6 +76,8 @@ struct forward_stats {
 };
 /* "down", "connecting", "handshaking", "authenticating", "up". */
 const char *tunnel_state_name(int state);
+/* The name of cause i (< TUNNEL_NCAUSES). */
+const char *tunnel_cause_name(int i);
 void	tunnel_get_stats(const struct tunnel *, struct tunnel_stats *);
 /* Forward i (< nforwards) of the tunnel. */
 void	tunnel_forward_stats(const struct tunnel *, size_t i,

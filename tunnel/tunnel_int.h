@@ -15,6 +15,7 @@
 #include "relay/config.h"
 #include "tunnel/backoff.h"
 #include "tunnel/lane.h"
+#include "tunnel/tunnel.h"
 
 struct opens;
 struct budget;
@@ -48,11 +49,20 @@ struct tunnel {
 						 * in a row */
 	unsigned		 sessions;	/* main sessions logged in */
 	const char		*cause;		/* of the loss being handled */
+	const char		*ended_by;	/* the last session's cause */
+	uint64_t		 reconnects_by[TUNNEL_NCAUSES];
+	uint64_t		 keepalives_sent;	/* probes queued */
+	uint64_t		 keepalives_missed;	/* ticks that found an
+						 * up session silent */
 	struct budget		*budget;	/* libssh2's memory */
 	struct opens		*opens;		/* -L and -D opens (chanopen.c) */
 	struct fwds		*fwds;		/* forwards (forward.c) */
 	struct recheck		*recheck;	/* network checks (recheck.c) */
 	struct netwatch		*netwatch;
 };
+
+/* Counts the session just started as a reconnect for the cause that
+ * ended the one before (tunnel_status.c). */
+void	tunnel_count_reconnect(struct tunnel *);
 
 #endif

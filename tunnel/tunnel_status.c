@@ -21,6 +21,28 @@ tunnel_state_name(int state)
 	return state >= 0 && state < TUNNEL_NSTATES ? names[state] : "?";
 }
 
+const char *
+tunnel_cause_name(int i)
+{
+	static const char *const names[TUNNEL_NCAUSES] = { "keepalive",
+	    "network change", "resume", "server closed", "refused", "error" };
+
+	return i >= 0 && i < TUNNEL_NCAUSES ? names[i] : "?";
+}
+
+void
+tunnel_count_reconnect(struct tunnel *t)
+{
+	int	i;
+
+	/* Causes not named are errors, the last of them. */
+	for (i = 0; i < TUNNEL_NCAUSES - 1; i++)
+		if (t->ended_by != NULL &&
+		    strcmp(t->ended_by, tunnel_cause_name(i)) == 0)
+			break;
+	t->reconnects_by[i]++;
+}
+
 /* The wall clock time of a CLOCK_MONOTONIC instant. */
 static int64_t
 wall_of(const struct timespec *mono)
@@ -40,6 +62,12 @@ tunnel_get_stats(const struct tunnel *t, struct tunnel_stats *st)
 	st->server = t->name;
 	st->state = (int)t->main->state;
 	st->reconnects = t->sessions > 1 ? t->sessions - 1 : 0;
+	memcpy(st->reconnects_by, t->reconnects_by, sizeof(st->reconnects_by));
+	st->keepalives_sent = t->keepalives_sent;
+	st->keepalives_missed = t->keepalives_missed;
+	st->extra_sessions = t->nextra;
+	st->loss_cause = recheck_last_loss(t->recheck, &st->loss_why,
+	    &st->loss_at);
 	st->packets = t->packets_out;
 	st->writes = t->sends_out;
 	st->last_up = t->ever_up ? wall_of(&t->up_since) : 0;
@@ -57,7 +85,7 @@ void
 tunnel_write_status(const struct tunnel *t, FILE *fp)
 {
 	const char	*name = t->conf->name[0] ? t->conf->name : "-";
-	const char	*loss;
+	const char	*loss, *why;
 	int64_t		 at;
 
 	fprintf(fp, "tunnel %s %s: %s, %u reconnects, %" PRIu64 " packets "
@@ -65,9 +93,9 @@ tunnel_write_status(const struct tunnel *t, FILE *fp)
 	    tunnel_state_name((int)t->main->state),
 	    t->sessions > 1 ? t->sessions - 1 : 0, t->packets_out,
 	    t->sends_out);
-	if ((loss = recheck_last_loss(t->recheck, &at)) != NULL)
-		fprintf(fp, "tunnel %s last loss: %s (%lld s ago)\n", name,
-		    loss, (long long)(time(NULL) - at));
+	if ((loss = recheck_last_loss(t->recheck, &why, &at)) != NULL)
+		fprintf(fp, "tunnel %s last loss: %s: %s (%lld s ago)\n", name,
+		    loss, why, (long long)(time(NULL) - at));
 	if (t->nextra > 0)
 		fprintf(fp, "tunnel %s extra sessions: %u\n", name, t->nextra);
 	fwds_write_status(t->fwds, fp, name);

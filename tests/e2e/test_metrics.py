@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (IO_TIMEOUT, free_port, kill_pid, run_relayd, sink_roundtrip, tcp4)
+from conftest import (IO_TIMEOUT, free_port, fwd, kill_pid, run_relayd, sink_roundtrip,
+                      tcp4)
 
 CLIENT = "127.0.0.77"           # the refused one: --deny
 N, B = 5, 20_000
@@ -145,6 +146,30 @@ def prometheus(tmp_path):
         p.stop()
 
 
+def promtool_clean(text):
+    p = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
+                       text=True, timeout=30)
+    assert p.returncode == 0 and p.stdout + p.stderr == "", p
+
+
+def test_readme_scrape_config_and_alert_rule(tmp_path):
+    """The README's example prometheus.yml and alert rule are what
+    promtool accepts."""
+    if shutil.which("promtool") is None:
+        pytest.skip("no promtool (apt-get install prometheus)")
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    blocks = dict(re.findall(r"```yaml\n# (\S+)\n(.*?)```", readme, re.S))
+    assert {"prometheus.yml", "relayd-rules.yml"} <= set(blocks), sorted(blocks)
+    for name, text in blocks.items():
+        (tmp_path / name).write_text(text)
+    p = subprocess.run(["promtool", "check", "rules", tmp_path / "relayd-rules.yml"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0 and "SUCCESS: 1 rules found" in p.stdout, p
+    p = subprocess.run(["promtool", "check", "config", tmp_path / "prometheus.yml"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p
+
+
 def test_families_after_known_traffic(tmp_path, relayd, sink, prometheus):
     """N connections of B bytes and one refused client: relayd's own text
     has the values, promtool finds no problem, and a real Prometheus that
@@ -173,9 +198,7 @@ def test_families_after_known_traffic(tmp_path, relayd, sink, prometheus):
     for name in {n for n, _ in samples}:
         family = re.sub(r"_(bucket|sum|count)$", "", name)
         assert family in types or name in types, f"{name} has no # TYPE"
-    p = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
-                       text=True, timeout=30)
-    assert p.returncode == 0 and p.stdout + p.stderr == "", p
+    promtool_clean(text)
 
     prom = prometheus(f"127.0.0.1:{mport}")
 
@@ -189,6 +212,94 @@ def test_families_after_known_traffic(tmp_path, relayd, sink, prometheus):
     assert scraped('relayd_relay_refused_total{relay="web",reason="acl"}') == "1"
     assert scraped('sum(relayd_relay_connection_duration_seconds_bucket'
                    '{relay="web",le="+Inf"})') == str(N)
+    r.stop()
+
+
+def closed_at_once(port):
+    """Connects to a relay whose target is not there: relayd closes it
+    without a byte (or resets it)."""
+    with tcp4(port).connect() as s:
+        s.settimeout(IO_TIMEOUT)
+        try:
+            assert s.recv(1) == b""
+        except ConnectionResetError:
+            pass
+
+
+CONNECT_REASONS = ("refused", "unreachable", "timeout", "dns", "tls", "other")
+
+
+def test_connect_time_and_failures_by_reason(tmp_path, relayd, sink, prometheus):
+    """N connections reach their target: the connect histogram counts N. K
+    clients of a relay whose target refuses are connect failures "refused";
+    a client held by --connect-retry until it gave up is refused as
+    "held-expired", not a connect failure. Prometheus and --status --json
+    say the same."""
+    mport, gport, hport = free_port(), free_port(), free_port()
+    control = tmp_path / "control.sock"
+    k = 3
+    conf, rport = metrics_config(tmp_path, sink, mport, control, extra=f"""
+[relay gone]
+listen = 127.0.0.1:{gport}
+to = 127.0.0.1:{free_port()}
+
+[relay held]
+listen = 127.0.0.1:{hport}
+to = 127.0.0.1:{free_port()}
+connect-retry = 1
+""")
+    r = relayd("-c", conf)
+    r.wait_log(rf"^relayd: metrics on http://127\.0\.0\.1:{mport}/metrics$")
+    for i in range(N):
+        sink_roundtrip(tcp4(rport), seed=i, nbytes=B)
+    for _ in range(k):
+        closed_at_once(gport)
+    held_since = time.monotonic()
+    closed_at_once(hport)
+    assert time.monotonic() - held_since >= 0.9, "not held for --connect-retry 1"
+    r.wait_conns(N + k + 1)
+    r.wait_log(r"connect retry expired$")
+
+    samples, _ = parse(http(mport)[1])
+    hist = "relayd_relay_connect_duration_seconds"
+    assert value(samples, hist + "_count", relay="web") == N
+    assert value(samples, hist + "_bucket", relay="web", le="+Inf") == N
+    assert 0 < value(samples, hist + "_sum", relay="web") < N * 1.0
+    assert value(samples, hist + "_count", relay="gone") == 0
+    assert value(samples, hist + "_count", relay="held") == 0
+    failures = {(relay, why): value(samples, "relayd_relay_connect_failures_total",
+                                    relay=relay, reason=why)
+                for relay in ("web", "gone", "held") for why in CONNECT_REASONS}
+    assert failures == {key: (k if key == ("gone", "refused") else 0) for key in failures}
+    refused = "relayd_relay_refused_total"
+    assert value(samples, refused, relay="held", reason="held-expired") == 1
+    assert value(samples, refused, relay="gone", reason="held-expired") == 0
+    assert value(samples, refused, relay="web", reason="held-expired") == 0
+    assert value(samples, "relayd_relay_connections_total", relay="held") == 1
+
+    doc = json.loads(run_relayd("--status", "--json", "--control", control).stdout)
+    relays = {x["name"]: x for x in doc["relays"]}
+    for name in ("web", "gone", "held"):
+        by_reason = relays[name]["connect_failures_by_reason"]
+        assert set(by_reason) == set(CONNECT_REASONS)
+        assert by_reason == {why: failures[(name, why)] for why in CONNECT_REASONS}
+        assert relays[name]["connect_failures"] == sum(by_reason.values())
+        assert relays[name]["refused"]["held_expired"] == value(
+            samples, refused, relay=name, reason="held-expired")
+
+    prom = prometheus(f"127.0.0.1:{mport}")
+
+    def scraped(q):
+        res = prom.query(q)
+        return res[0]["value"][1] if res else None
+
+    wait_for(lambda: scraped('up{job="relayd"}') == "1", timeout=30, what="scrape")
+    assert scraped(f'{hist}_count{{relay="web"}}') == str(N)
+    assert scraped(f'histogram_quantile(0.5, {hist}_bucket{{relay="web"}}) < 1') is not None
+    assert scraped('relayd_relay_connect_failures_total{relay="gone",reason="refused"}') \
+        == str(k)
+    assert scraped('sum(relayd_relay_connect_failures_total{relay="held"})') == "0"
+    assert scraped('relayd_relay_refused_total{relay="held",reason="held-expired"}') == "1"
     r.stop()
 
 
@@ -230,16 +341,96 @@ def test_healthz_follows_the_forward(tmp_path, tunnel, sshd, sink):
     sshd.start()
     wait_for(lambda: http(mport, "/healthz") == (200, "ok\n"), timeout=30, what="200")
     samples, _ = parse(http(mport)[1])
-    assert value(samples, "relayd_tunnel_reconnects_total", tunnel="-") >= 1
+    assert reconnects(samples, "-") >= 1
+    t.relayd.stop()
+
+
+CAUSES = ("keepalive", "network change", "resume", "server closed", "refused", "error")
+
+
+def reconnects(samples, tunnel, cause=None):
+    """relayd_tunnel_reconnects_total of tunnel for cause, or all causes."""
+    return sum(value(samples, "relayd_tunnel_reconnects_total", tunnel=tunnel, cause=c)
+               for c in CAUSES if cause in (None, c))
+
+
+def tunnel_json(control):
+    p = run_relayd("--status", "--json", "--control", control)
+    assert p.returncode == 0, p
+    [doc] = json.loads(p.stdout)["tunnels"]
+    return doc
+
+
+def test_reconnect_causes_and_keepalives(tmp_path, tunnel, sshd, sink, prometheus):
+    """--keepalive 1: probes are counted as sent while the session is up; an
+    sshd restart is a reconnect for "server closed"; a frozen sshd leaves
+    keepalives missed and a reconnect for "keepalive", the last loss in
+    --status --json. Prometheus reads the same."""
+    mport, rport = free_port(), free_port()
+    control = tmp_path / "control.sock"
+    spec = f"{rport}:{sink.spec}"
+    t = tunnel("-R", spec, "--keepalive", "1", "--keepalive-count", "2",
+               "--metrics", mport, "--control", control)
+    prom = prometheus(f"127.0.0.1:{mport}")
+    sent = "relayd_tunnel_keepalives_sent_total"
+    missed = "relayd_tunnel_keepalives_missed_total"
+    wait_for(lambda: value(parse(http(mport)[1])[0], sent, tunnel="-") >= 2, what="keepalives")
+    doc = tunnel_json(control)
+    assert doc["last_loss"] is None and doc["reconnects"] == 0
+    assert doc["reconnects_by_cause"] == {c: 0 for c in CAUSES}
+
+    sshd.restart()
+    t.wait_up("R", spec, n=2)
+    sink_roundtrip(fwd(rport))
+    samples, _ = parse(http(mport)[1])
+    assert {c: reconnects(samples, "-", c) for c in CAUSES} == {
+        c: int(c == "server closed") for c in CAUSES}
+    doc = tunnel_json(control)
+    assert doc["last_loss"]["cause"] == "server closed", doc
+    assert doc["last_loss"]["why"] == "server closed the connection"
+    assert time.time() - 30 < doc["last_loss"]["at"] <= time.time()
+
+    missed_before = value(samples, missed, tunnel="-")
+    sshd.pause()
+    t.wait(r"lost: no answer to 2 keepalives$", timeout=15)
+    sshd.resume()
+    t.wait_up("R", spec, n=3, timeout=20)
+    sink_roundtrip(fwd(rport))
+    before = parse(http(mport)[1])[0]
+    doc = tunnel_json(control)
+    after = parse(http(mport)[1])[0]
+    assert value(before, missed, tunnel="-") >= missed_before + 2
+    assert reconnects(before, "-", "keepalive") >= 1
+    assert reconnects(before, "-", "server closed") == 1
+    assert doc["last_loss"]["cause"] == "keepalive", doc
+    assert doc["last_loss"]["why"] == "no answer to 2 keepalives"
+    assert doc["reconnects_by_cause"] == {c: reconnects(before, "-", c) for c in CAUSES}
+    assert doc["reconnects"] == reconnects(before, "-") == sum(
+        doc["reconnects_by_cause"].values())
+    for key, name in (("keepalives_sent", sent), ("keepalives_missed", missed)):
+        assert value(before, name, tunnel="-") <= doc[key] <= value(after, name, tunnel="-")
+    promtool_clean(http(mport)[1])
+
+    def scraped(q):
+        res = prom.query(q)
+        return res[0]["value"][1] if res else None
+
+    wait_for(lambda: scraped('relayd_tunnel_reconnects_total{cause="keepalive"}') not in
+             (None, "0"), timeout=30, what="scrape of the keepalive loss")
+    assert scraped('relayd_tunnel_reconnects_total{tunnel="-",cause="server closed"}') == "1"
+    assert float(scraped(f'{sent}{{tunnel="-"}}')) >= 2
+    assert float(scraped(f'{missed}{{tunnel="-"}}')) >= 2
     t.relayd.stop()
 
 
 RELAY_KEYS = {"name": str, "addresses": list, "listening": bool, "udp": bool,
               "connections_active": int, "connections_total": int, "bytes_in": int,
               "bytes_out": int, "bytes_spliced": int, "connect_failures": int,
-              "refused": dict}
-REFUSED_KEYS = {"acl", "per_ip", "rate", "handshake", "max_conns"}
+              "connect_failures_by_reason": dict, "refused": dict}
+REFUSED_KEYS = {"acl", "per_ip", "rate", "handshake", "max_conns", "held_expired"}
 TUNNEL_KEYS = {"name": str, "server": str, "state": str, "reconnects": int,
+               "reconnects_by_cause": dict, "keepalives_sent": int,
+               "keepalives_missed": int, "extra_sessions": int, "last_loss": type(None),
                "packets_sent": int, "writes": int, "last_connected": int, "forwards": list}
 FORWARD_KEYS = {"name": str, "up": bool, "port": int, "connections_active": int,
                 "connections_total": int, "bytes_in": int, "bytes_out": int}
@@ -288,8 +479,10 @@ known-hosts = {sshd.write_known_hosts("good")}
     [laptop] = doc["tunnels"]
     check_keys(laptop, TUNNEL_KEYS)
     assert laptop["state"] == "up"
-    assert laptop["reconnects"] == value(samples, "relayd_tunnel_reconnects_total",
-                                         tunnel="laptop") == 0
+    assert laptop["reconnects"] == reconnects(samples, "laptop") == 0
+    assert laptop["reconnects_by_cause"] == {c: 0 for c in CAUSES}
+    assert laptop["extra_sessions"] == 0 == value(
+        samples, "relayd_tunnel_extra_sessions", tunnel="laptop")
     assert laptop["last_connected"] == value(
         samples, "relayd_tunnel_last_connected_timestamp_seconds", tunnel="laptop")
     [fwd] = laptop["forwards"]
