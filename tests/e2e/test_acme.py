@@ -285,3 +285,92 @@ def test_two_relays_cannot_share_an_acme_dir(sockdir):
     done = run_relayd("-c", conf, "--check")
     assert done.returncode == 78, done
     assert f"relays a and b both use acme-dir {d}" in done.stderr, done.stderr
+
+
+class BlackHole:
+    """An ACME server that never answers: a listening socket from which
+    nothing is accepted. "silent": connections complete (the kernel does
+    that) and then hear nothing, so a client waits in its TLS handshake.
+    "unreachable": its one-place queue is filled first, so that the kernel
+    drops every SYN and a client waits in connect(). Closed, not killed:
+    there is no process."""
+
+    def __init__(self, kind):
+        self.lsock = socket.socket()
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(0 if kind == "unreachable" else 16)
+        self.filler = None
+        if kind == "unreachable":
+            self.filler = socket.create_connection(self.lsock.getsockname(), timeout=5)
+            with socket.socket() as probe:
+                probe.settimeout(0.5)
+                with pytest.raises(socket.timeout):
+                    probe.connect(self.lsock.getsockname())
+
+    @property
+    def url(self):
+        return f"https://127.0.0.1:{self.lsock.getsockname()[1]}/dir"
+
+    def close(self):
+        if self.filler is not None:
+            self.filler.close()
+        self.lsock.close()
+
+
+@pytest.fixture(params=["silent", "unreachable"])
+def black_hole(request):
+    hole = BlackHole(request.param)
+    yield hole
+    hole.close()
+
+
+def black_hole_relay(relayd, hole, sink, sockdir):
+    return relayd("--listen", f"tls:127.0.0.1:{free_port()}", "--listen",
+                  f"127.0.0.1:{free_port()}", "--acme-dir", acme_dir(sockdir),
+                  "--acme-server", hole.url, "--acme-name", NAME, "--to", sink.spec)
+
+
+# A request may take 15 s (acme/order.c TIMEOUT); a stop must not wait for it.
+STOP_WITHIN = 5
+
+
+def test_stop_cuts_an_exchange_with_a_silent_server_short(relayd, black_hole, sink,
+                                                          sockdir):
+    """SIGTERM while the ACME thread waits on a server that says nothing
+    (in connect() or in the TLS handshake): relayd exits 0 at once, and
+    the cut exchange is not reported as a failure to retry."""
+    r = black_hole_relay(relayd, black_hole, sink, sockdir)
+    r.wait_log(r"asking https://127\.0\.0\.1:\d+/dir for a certificate")
+    time.sleep(1)       # into the wait
+    r.stop(within=STOP_WITHIN)
+    assert "ACME failed" not in r.log(), r.log()
+
+
+def test_reload_retires_a_client_stuck_on_a_silent_server_at_once(relayd, sink, sockdir):
+    """A reload that changes an ACME relay stops its client before the
+    successor's starts: with the old one stuck in connect(), the reload
+    still ends in moments, and the new client asks in its turn."""
+    hole = BlackHole("unreachable")
+    try:
+        conf = sockdir / "relayd.conf"
+        section = (f"[relay web]\nlisten = tls:127.0.0.1:{free_port()}\n"
+                   f"listen = 127.0.0.1:{free_port()}\nacme-dir = {acme_dir(sockdir)}\n"
+                   f"acme-name = {NAME}\nacme-server = {hole.url}\nto = {sink.spec}\n")
+        conf.write_text(section)
+        conf.chmod(0o644)
+        r = relayd("-c", conf)
+        r.wait_log(r"asking https://127\.0\.0\.1:\d+/dir for a certificate")
+        time.sleep(1)
+        conf.write_text(section + "acme-email = ops@acme.test\n")
+        os.kill(r.pid, signal.SIGHUP)
+        r.wait_log(r"^relayd: reloaded: 1 relays, 0 tunnels \(0 unchanged\)$",
+                   timeout=STOP_WITHIN)
+        deadline = time.monotonic() + STOP_WITHIN
+        while r.log().count("for a certificate") < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert r.log().count("for a certificate") == 2, r.log()
+        time.sleep(1)
+        r.stop(within=STOP_WITHIN)
+        assert "ACME failed" not in r.log(), r.log()
+    finally:
+        hole.close()
