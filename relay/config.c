@@ -378,7 +378,8 @@ check_relay_tls(const struct relay_conf *r, char *err, size_t errlen)
 	return 0;
 }
 
-/* Routes read the first bytes of plain TCP connections. */
+/* Routes read the first bytes of plain TCP connections, or the name a
+ * tls: listener's handshake settled on. */
 static int
 check_routes(const struct relay_conf *r, char *err, size_t errlen)
 {
@@ -388,9 +389,8 @@ check_routes(const struct relay_conf *r, char *err, size_t errlen)
 	if (r->nroutes == 0)
 		return 0;
 	for (i = 0; i < r->nlisten; i++)
-		if (r->listen[i].udp || r->listen[i].tls)
-			what = r->listen[i].udp ? "a udp: listener" :
-			    "a tls: listener yet";
+		if (r->listen[i].udp)
+			what = "a udp: listener";
 	if (r->has_to && r->to.udp)
 		what = "a udp: target";
 	if (r->accept_proxy)

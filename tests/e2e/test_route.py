@@ -1,22 +1,25 @@
 """Routing by name: one plain listener, several backends. A TLS client's
 SNI (TLS not terminated: each backend keeps its own certificate) or an HTTP
 request's Host picks the backend; every byte reaches it untouched, checked
-by length and SHA-256 at the backend."""
+by length and SHA-256 at the backend. On a tls: listener, which terminates
+TLS, the SNI of the handshake picks the backend as it picks the
+certificate."""
 
 import os
 import shutil
 import signal
 import socket
 import ssl
+import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import (Backend, HeaderSink, digest_of, free_port, payload,
-                      recv_exact, run_relayd, sink_reply, tcp4, trickle, wait_closed)
-from test_tls import pki  # noqa: F401 (a fixture)
+from conftest import (Backend, HeaderSink, HttpBackend, curl_digest, digest_of, free_port,
+                      payload, recv_exact, run_relayd, sink_reply, tcp4, trickle, wait_closed)
+from test_tls import pki, tls_sink_roundtrip  # noqa: F401 (pki: a fixture)
 
 EX_USAGE, EX_CONFIG = 64, 78
 HEAD_CAP = 65536        # relay/peek.h PEEK_MAX
@@ -286,3 +289,84 @@ def test_per_address_limits_apply_before_a_name_is_read(relayd, sinks):
     finally:
         for s in silent:
             s.close()
+
+
+# ---------------------------------------------------------------- tls: listeners
+
+def s_client_send(port, name, data):
+    """data over TLS (SNI name, or none for None) with openssl s_client,
+    which ends with close_notify at the end of its input; returns its
+    exit status and output."""
+    sni = ["-servername", name] if name else ["-noservername"]
+    done = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", *sni],
+                          input=data, capture_output=True, timeout=20)
+    return done.returncode, done.stdout + done.stderr
+
+
+def tls_routes_relay(relayd, pki, port, *routes_and_to):
+    """A tls: listener serving pki's two pairs (one.test and two.test;
+    other.test)."""
+    return relayd("--listen", f"tls:127.0.0.1:{port}",
+                  "--cert", pki.two[0], "--key", pki.two[1],
+                  "--cert", pki.other[0], "--key", pki.other[1], *routes_and_to)
+
+
+def test_tls_listener_sni_picks_the_route(relayd, pki, sinks, tmp_path):
+    """The name that picked the certificate picks the backend too: exact
+    before wildcard, case aside, anything else to the default; bytes
+    checked at the backends, the route named in each line and counted."""
+    web = HttpBackend(tmp_path / "www", 1 << 20, seed=31)
+    try:
+        port, ctl = free_port(), tmp_path / "ctl"
+        r = tls_routes_relay(relayd, pki, port, "--route", f"two.test={sinks[0].spec}",
+                             "--route", f"*.test={sinks[1].spec}",
+                             "--route", f"other.test={web.spec}",
+                             "--to", sinks[2].spec, "--control", ctl)
+        # Exact beats the wildcard that also covers it.
+        tls_sink_roundtrip(port, pki.ca, 41, 300_000, servername="two.test")
+        assert served_by(sinks, digest_of(payload(41, 300_000))) == 0
+        # The wildcard, named in another case (s_client may drop what
+        # it has not sent when its input ends: a few KiB only).
+        data = payload(42, 8_000)
+        code, out = s_client_send(port, "ONE.Test", data)
+        assert code == 0, out[-2000:]
+        assert served_by(sinks, digest_of(data)) == 1
+        # Another certificate, another backend: curl verifies other.test.
+        got = curl_digest(f"https://other.test:{port}/blob", "--cacert", str(pki.ca),
+                          "--resolve", f"other.test:{port}:127.0.0.1")
+        assert got == web.digest
+        # One label only, and no name at all: the default.
+        for seed, name in ((43, "a.b.test"), (44, None)):
+            data = payload(seed, 8_000)
+            code, out = s_client_send(port, name, data)
+            assert code == 0, out[-2000:]
+            assert served_by(sinks, digest_of(data)) == 2, name
+        lines = [c["line"] for c in r.wait_conns(5)]
+        for route, n in (("two.test", 1), ("*.test", 1), ("other.test", 1),
+                         ("default", 2)):
+            assert sum(f" route={route} " in ln for ln in lines) == n, (route, lines)
+        out = run_relayd("--status", "--control", ctl).stdout
+        assert "routes for relay -: two.test=1 *.test=1 other.test=1 default=2" in out, out
+    finally:
+        web.stop()
+
+
+def test_tls_listener_without_a_match_closes_after_the_handshake(relayd, pki, sinks):
+    """No default: a name no route takes, or none, is refused with the
+    reason once the handshake is done, and nothing is dialled."""
+    port = free_port()
+    r = tls_routes_relay(relayd, pki, port, "--route", f"two.test={sinks[0].spec}",
+                         "--route", f"*.test={sinks[1].spec}")
+    for name, why in (("a.b.test", "no route for a.b.test"),
+                      ("ONE.example", "no route for one.example"),
+                      (None, "no route for a connection without a name")):
+        s_client_send(port, name, b"never relayed\n")
+        r.wait_log(rf"^relayd: refused 127\.0\.0\.1:\d+: {why}$")
+    assert r.conns() == [] and all(not b.records for b in sinks)
+    assert "connected to" not in r.log()
+    # A handshake that fails is refused as on any tls: listener.
+    with tcp4(port).connect() as s:
+        s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        wait_closed(s, 5)
+    r.wait_log(r"refused 127\.0\.0\.1:\d+: TLS handshake failed: ")
+    assert all(not b.records for b in sinks)
