@@ -294,6 +294,22 @@ route_table_new(const struct route_conf *routes, size_t n, int has_default,
 	return t;
 }
 
+int
+route_table_reload_tls(struct route_table *t, char *err, size_t errlen)
+{
+	size_t	i;
+	int	n = 0;
+
+	for (i = 0; i < t->n; i++) {
+		if (t->tls[i] == NULL)
+			continue;
+		if (tls_client_reload(t->tls[i], err, errlen) == -1)
+			return -1;
+		n++;
+	}
+	return n;
+}
+
 void
 route_table_free(struct route_table *t)
 {

@@ -19,7 +19,7 @@ import pytest
 
 from conftest import (Backend, HeaderSink, HttpBackend, curl_digest, digest_of, free_port,
                       payload, recv_exact, run_relayd, sink_reply, tcp4, trickle, wait_closed)
-from test_tls import pki, tls_sink_roundtrip  # noqa: F401 (pki: a fixture)
+from test_tls import pki, TlsSinkBackend, tls_sink_roundtrip  # noqa: F401 (pki: a fixture)
 
 EX_USAGE, EX_CONFIG = 64, 78
 HEAD_CAP = 65536        # relay/peek.h PEEK_MAX
@@ -230,6 +230,39 @@ def test_reload_changes_routes_and_keeps_live_connections(relayd, sinks):
     shutil.rmtree(d, ignore_errors=True)
 
 
+def test_sighup_reloads_the_ca_of_routes_to_tls_targets(relayd, pki, sinks, sockdir):
+    """A route to a tls: target trusts --ca as read at the last SIGHUP, as
+    --to tls: does: a CA file that does not vouch for the backend fails
+    its handshake, a broken one keeps the trust loaded before, and the
+    right one lets the bytes through."""
+    target = TlsSinkBackend(tcp4(), *pki.two)
+    try:
+        ca = sockdir / "ca.pem"         # read again as nobody
+        shutil.copy(pki.selfsigned[0], ca)
+        ca.chmod(0o644)
+        port = free_port()
+        r = relayd("--listen", f"127.0.0.1:{port}", "--ca", ca,
+                   "--route", f"secure.example=tls:{target.spec}", "--to", sinks[0].spec)
+        http_exchange(port, "secure.example", seed=1, nbytes=1000)
+        assert r.wait_conn()["end"].startswith(
+            "target TLS handshake failed: certificate verify failed"), r.log()
+        ca.write_text("not a certificate\n")
+        os.kill(r.pid, signal.SIGHUP)
+        r.wait_log(rf"^relayd: relay -: keeping the CA certificates loaded before: "
+                   rf"CA file {ca}: .+")
+        shutil.copy(pki.ca, ca)
+        os.kill(r.pid, signal.SIGHUP)
+        r.wait_log(r"^relayd: relay -: CA certificates reloaded$")
+        sent, answer = http_exchange(port, "SECURE.example", seed=2)
+        assert answer == sink_reply(sent), answer
+        assert target.wait_done(2, clean=False)[1]["received"] == sent
+        line = r.wait_conns(2)[1]
+        assert line["route"] == "secure.example" and line["end"] == "eof", line["line"]
+        assert not sinks[0].records
+    finally:
+        target.stop()
+
+
 def test_status_counts_per_route(relayd, sinks, tmp_path):
     port, ctl = free_port(), tmp_path / "ctl"
     relayd("--listen", f"127.0.0.1:{port}", *routes(sinks), "--control", ctl)
@@ -249,6 +282,12 @@ def test_status_counts_per_route(relayd, sinks, tmp_path):
      "routed already"),
     (["--route", "a.example=127.0.0.1:1", "--accept-proxy"],
      "cannot be combined with --accept-proxy"),
+    (["--route", "a.example=127.0.0.1:1", "--ca", "/etc/ssl/certs/ca-certificates.crt"],
+     "--ca needs a tls: target (--to tls:HOST:PORT, or a route to one)"),
+    (["--route", "a.example=tls:127.0.0.1:1", "--verify-name", "a.example"],
+     "--verify-name needs a tls: target (--to tls:HOST:PORT)"),
+    (["--route", "a.example=tls:127.0.0.1:1", "--proxy-protocol", "v1"],
+     "proxy-protocol cannot be combined with a tls: target"),
 ])
 def test_bad_routes_are_refused_with_one_line(args, why):
     done = run_relayd("--listen", "127.0.0.1:1", *args, "--check")
