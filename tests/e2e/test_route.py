@@ -409,3 +409,17 @@ def test_tls_listener_without_a_match_closes_after_the_handshake(relayd, pki, si
         wait_closed(s, 5)
     r.wait_log(r"refused 127\.0\.0\.1:\d+: TLS handshake failed: ")
     assert all(not b.records for b in sinks)
+
+
+def test_tls_listener_with_routes_bounds_the_handshake(relayd, pki, sinks):
+    """A client that never finishes its handshake is refused at
+    --handshake-timeout, as on a tls: listener without routes."""
+    port = free_port()
+    r = tls_routes_relay(relayd, pki, port, "--route", f"two.test={sinks[0].spec}",
+                         "--handshake-timeout", "1")
+    with tcp4(port).connect() as s:
+        s.sendall(b"\x16\x03\x01")
+        took = wait_closed(s, 5)
+    assert took < 4
+    r.wait_log(r"refused 127\.0\.0\.1:\d+: routing timeout$")
+    assert r.conns() == [] and not sinks[0].records
