@@ -5,14 +5,15 @@
  * a backoff that doubles from a minute up to a day, the old certificate
  * served meanwhile.
  */
+#include <sys/eventfd.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -29,6 +30,9 @@
 
 #define BACKOFF_MIN	60
 #define BACKOFF_MAX	86400
+/* A long sleep wakes this often (seconds) to read the wall clock again,
+ * which renewal times are on and which may be set meanwhile. */
+#define SLEEP_STEP	60
 
 struct acme {
 	char		 *tag;		/* "relay web" for logs */
@@ -42,10 +46,11 @@ struct acme {
 	struct event	 *wake;
 	pthread_t	  thread;
 	int		  started;
-	pthread_mutex_t	  lock;
-	pthread_cond_t	  cond;
-	_Atomic int	  stopping;
-	_Atomic int	  abort_fd;
+	/* loop -> thread: "stop". An eventfd that only turns readable and
+	 * stays so, and that lives until the thread is joined: the thread
+	 * polls it beside its socket and in its sleeps, so a stop is seen
+	 * at once, and nothing the thread closes is ever touched here. */
+	int		  stop;
 	pid_t		  owner;	/* the process that may join it */
 };
 
@@ -125,12 +130,10 @@ acme_new(struct event_base *base, const struct relay_conf *conf,
 		return NULL;
 	}
 	a->pipe[0] = a->pipe[1] = -1;
-	a->abort_fd = -1;
+	a->stop = -1;
 	a->swap = swap;
 	a->arg = arg;
 	a->owner = getpid();
-	pthread_mutex_init(&a->lock, NULL);
-	pthread_cond_init(&a->cond, NULL);
 	for (i = 0; i < n; i++, a->nnames++)
 		if ((a->names[i] = strdup(names[i])) == NULL)
 			failed = 1;
@@ -149,6 +152,7 @@ acme_new(struct event_base *base, const struct relay_conf *conf,
 	}
 	if (failed || a->tag == NULL ||
 	    pipe2(a->pipe, O_CLOEXEC | O_NONBLOCK) == -1 ||
+	    (a->stop = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) == -1 ||
 	    (a->wake = event_new(base, a->pipe[0], EV_READ | EV_PERSIST,
 	    on_wake, a)) == NULL || event_add(a->wake, NULL) == -1) {
 		snprintf(err, errlen, "ACME: %s", failed ? "out of memory" :
@@ -189,7 +193,7 @@ static int
 renew(struct acme *a, char *err, size_t errlen)
 {
 	struct order_params	 p = { a->server, a->email, a->names,
-	    a->nnames, NULL, a->tls, &a->abort_fd, &a->stopping };
+	    a->nnames, NULL, a->tls, a->stop };
 	EVP_PKEY		*key = NULL;
 	char			*chain = NULL;
 	int			 rc = -1;
@@ -216,15 +220,13 @@ renew(struct acme *a, char *err, size_t errlen)
 static int
 sleep_until(struct acme *a, time_t t)
 {
-	struct timespec	ts = { t, 0 };
+	time_t	now;
 
-	pthread_mutex_lock(&a->lock);
-	while (!a->stopping && time(NULL) < t)
-		if (pthread_cond_timedwait(&a->cond, &a->lock, &ts) ==
-		    ETIMEDOUT)
-			break;
-	pthread_mutex_unlock(&a->lock);
-	return a->stopping;
+	while ((now = time(NULL)) < t)
+		if (https_stop_wait(a->stop, (t - now < SLEEP_STEP ?
+		    (int)(t - now) : SLEEP_STEP) * 1000))
+			return 1;
+	return https_stop_wait(a->stop, 0);
 }
 
 static void *
@@ -253,7 +255,7 @@ run(void *arg)
 			(void)write(a->pipe[1], "c", 1);
 			continue;
 		}
-		if (a->stopping)
+		if (https_stop_wait(a->stop, 0))
 			break;
 		log_warnx("%s: ACME failed, trying again in %d s: %s", a->tag,
 		    backoff, err);
@@ -277,30 +279,35 @@ acme_start(struct acme *a, char *err, size_t errlen)
 	return 0;
 }
 
+/* Has the thread stop, however far it is into an exchange, and waits
+ * for it: a poll's wake-up, not a request's timeout. */
+static void
+stop_thread(struct acme *a)
+{
+	uint64_t	one = 1;
+
+	if (write(a->stop, &one, sizeof(one)) != sizeof(one))
+		log_warn("%s: telling the ACME thread to stop", a->tag);
+	pthread_join(a->thread, NULL);
+}
+
 void
 acme_free(struct acme *a)
 {
 	size_t	i;
-	int	fd;
 
 	if (a == NULL)
 		return;
-	if (a->started && a->owner == getpid()) {
-		pthread_mutex_lock(&a->lock);
-		a->stopping = 1;
-		pthread_cond_signal(&a->cond);
-		pthread_mutex_unlock(&a->lock);
-		/* Cuts an exchange in flight short. */
-		if ((fd = a->abort_fd) != -1)
-			shutdown(fd, SHUT_RDWR);
-		pthread_join(a->thread, NULL);
-	}
+	if (a->started && a->owner == getpid())
+		stop_thread(a);
 	if (a->wake != NULL)
 		event_free(a->wake);
 	if (a->pipe[0] != -1)
 		close(a->pipe[0]);
 	if (a->pipe[1] != -1)
 		close(a->pipe[1]);
+	if (a->stop != -1)
+		close(a->stop);
 	for (i = 0; i < a->nnames; i++)
 		free(a->names[i]);
 	free(a->names);
@@ -309,7 +316,5 @@ acme_free(struct acme *a)
 	free(a->server);
 	free(a->email);
 	SSL_CTX_free(a->tls);
-	pthread_mutex_destroy(&a->lock);
-	pthread_cond_destroy(&a->cond);
 	free(a);
 }

@@ -1,7 +1,8 @@
 /*
  * A small blocking HTTPS/1.1 client for the ACME thread: one request per
- * connection, each step bounded by a timeout, the server verified against
- * a CA file or the system store. Not for the event loops.
+ * connection, bounded by a timeout and cut short by a stop descriptor, the
+ * server verified against a CA file or the system store. Not for the event
+ * loops.
  */
 #ifndef ACME_HTTPS_H
 #define ACME_HTTPS_H
@@ -26,13 +27,18 @@ struct https_reply {
 SSL_CTX	*https_ctx(const char *cafile, char *err, size_t errlen);
 /*
  * method ("GET", "HEAD", "POST") url (https://host[:port]/path); a POST
- * sends body as application/jose+json. *abort_fd holds the socket while
- * it is open (-1 otherwise), so that another thread may shut it down.
- * Returns 0 with *rep filled (any status), or -1 with err.
+ * sends body as application/jose+json. The whole request (connect, TLS
+ * handshake, request and reply) ends within timeout seconds; it ends
+ * at once, with err "stopped", when stop (a descriptor, or -1 for none)
+ * is or turns readable. Returns 0 with *rep filled (any status), or -1
+ * with err.
  */
 int	https_request(SSL_CTX *, const char *method, const char *url,
-	    const char *body, int timeout, _Atomic int *abort_fd,
-	    struct https_reply *rep, char *err, size_t errlen);
+	    const char *body, int timeout, int stop, struct https_reply *rep,
+	    char *err, size_t errlen);
+/* Waits up to ms (0: only looks) for stop to turn readable: 1 if it is,
+ * else 0. */
+int	https_stop_wait(int stop, int ms);
 void	https_reply_free(struct https_reply *);
 
 #endif

@@ -2,7 +2,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "acme/https.h"
 #include "acme/json.h"
@@ -11,7 +10,7 @@
 #include "relay/challenge.h"
 #include "relay/log.h"
 
-#define TIMEOUT		15	/* seconds for each network step */
+#define TIMEOUT		15	/* seconds for each request, all told */
 #define POLLS		60	/* status polls, a second apart */
 #define URL_MAX		1024
 
@@ -43,12 +42,8 @@ static int
 get(struct session *s, const char *method, const char *url,
     struct https_reply *rep)
 {
-	if (*s->p->stopping) {
-		snprintf(s->err, s->errlen, "stopped");
-		return -1;
-	}
 	return https_request(s->p->tls, method, url, NULL, TIMEOUT,
-	    s->p->abort_fd, rep, s->err, s->errlen);
+	    s->p->stop, rep, s->err, s->errlen);
 }
 
 static int
@@ -82,13 +77,8 @@ post(struct session *s, const char *what, const char *url,
 		    s->nonce, url, payload)) == NULL)
 			return -1;
 		s->nonce[0] = '\0';
-		if (*s->p->stopping) {
-			free(body);
-			snprintf(s->err, s->errlen, "stopped");
-			return -1;
-		}
 		rc = https_request(s->p->tls, "POST", url, body, TIMEOUT,
-		    s->p->abort_fd, rep, s->err, s->errlen);
+		    s->p->stop, rep, s->err, s->errlen);
 		free(body);
 		if (rc == -1)
 			return -1;
@@ -183,7 +173,10 @@ poll_status(struct session *s, const char *what, const char *url,
 		if (strstr(want, status) != NULL)
 			return 0;
 		https_reply_free(rep);
-		sleep(1);
+		if (https_stop_wait(s->p->stop, 1000)) {
+			snprintf(s->err, s->errlen, "stopped");
+			return -1;
+		}
 	}
 	snprintf(s->err, s->errlen, "%s: still %s after %d s", what, status,
 	    POLLS);

@@ -19,8 +19,7 @@ struct order_params {
 	size_t		 nnames;
 	EVP_PKEY	*account;
 	SSL_CTX		*tls;		/* trusts the server */
-	_Atomic int	*abort_fd;	/* see https_request */
-	_Atomic int	*stopping;	/* set: give up at the next step */
+	int		 stop;		/* readable: give up (https_request) */
 };
 
 /*

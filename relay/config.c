@@ -329,18 +329,20 @@ check_acme(const struct relay_conf *r, int tls_listen, char *err,
 	return -1;
 }
 
-/* --cert/--key pairs go with tls: listeners, --ca/--verify-name with a
- * tls: target. A PROXY header travels outside TLS, which the PROXY code
- * does not do yet. */
+/* --cert/--key pairs go with tls: listeners, --ca with a tls: target
+ * (--to's or a route's), --verify-name with --to's. A PROXY header
+ * travels outside TLS, which the PROXY code does not do yet. */
 static int
 check_relay_tls(const struct relay_conf *r, char *err, size_t errlen)
 {
 	const char	*dash = r->line ? "" : "--";
 	size_t		 i;
-	int		 tls_listen = 0;
+	int		 tls_listen = 0, tls_to = r->to.tls;
 
 	for (i = 0; i < r->nlisten; i++)
 		tls_listen |= r->listen[i].tls;
+	for (i = 0; i < r->nroutes; i++)
+		tls_to |= r->routes[i].to.tls;
 	if (check_acme(r, tls_listen, err, errlen) == -1)
 		return -1;
 	if (tls_listen && r->ncerts == 0 && r->acme_dir == NULL) {
@@ -362,13 +364,15 @@ check_relay_tls(const struct relay_conf *r, char *err, size_t errlen)
 		snprintf(err, errlen, "%salpn needs a tls: listener", dash);
 		return -1;
 	}
-	if (!r->to.tls && (r->ca != NULL || r->verify_name != NULL)) {
+	if ((!tls_to && r->ca != NULL) ||
+	    (!r->to.tls && r->verify_name != NULL)) {
 		snprintf(err, errlen, "%s%s needs a tls: target (%sto "
-		    "tls:HOST:PORT)", dash, r->ca != NULL ? "ca" :
-		    "verify-name", dash);
+		    "tls:HOST:PORT%s)", dash, r->ca != NULL && !tls_to ? "ca" :
+		    "verify-name", dash, r->ca != NULL && !tls_to ?
+		    ", or a route to one" : "");
 		return -1;
 	}
-	if ((tls_listen && r->accept_proxy) || (r->to.tls && r->send_proxy)) {
+	if ((tls_listen && r->accept_proxy) || (tls_to && r->send_proxy)) {
 		snprintf(err, errlen, "%s cannot be combined with a tls: %s "
 		    "yet", tls_listen && r->accept_proxy ? "accept-proxy" :
 		    "proxy-protocol", tls_listen && r->accept_proxy ?
@@ -378,7 +382,8 @@ check_relay_tls(const struct relay_conf *r, char *err, size_t errlen)
 	return 0;
 }
 
-/* Routes read the first bytes of plain TCP connections. */
+/* Routes read the first bytes of plain TCP connections, or the name a
+ * tls: listener's handshake settled on. */
 static int
 check_routes(const struct relay_conf *r, char *err, size_t errlen)
 {
@@ -388,9 +393,8 @@ check_routes(const struct relay_conf *r, char *err, size_t errlen)
 	if (r->nroutes == 0)
 		return 0;
 	for (i = 0; i < r->nlisten; i++)
-		if (r->listen[i].udp || r->listen[i].tls)
-			what = r->listen[i].udp ? "a udp: listener" :
-			    "a tls: listener yet";
+		if (r->listen[i].udp)
+			what = "a udp: listener";
 	if (r->has_to && r->to.udp)
 		what = "a udp: target";
 	if (r->accept_proxy)

@@ -50,6 +50,14 @@ enum peek_status peek_http_host(const void *buf, size_t len, char *name,
 int	peek_http_target(const void *buf, size_t len, char *target,
 	    size_t tlen);
 
+/*
+ * A host name as the peeks give it, from the n bytes at buf (an SNI that
+ * a TLS library read): lowercased, without a trailing dot. Returns 0, or
+ * -1 when the bytes are not a DNS name (letters, digits, '-', '.', '_')
+ * or it does not fit in name.
+ */
+int	peek_name(const void *buf, size_t n, char *name, size_t namelen);
+
 /* Whether the first byte of a stream starts a TLS handshake record. */
 int	peek_is_tls(unsigned char first);
 

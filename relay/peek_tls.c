@@ -76,11 +76,11 @@ peek_is_tls(unsigned char first)
 	return first == REC_HANDSHAKE;
 }
 
-/* Copies a host_name, lowercased, refusing what no DNS name holds. */
-static int
-copy_name(const uint8_t *s, size_t n, char *name, size_t namelen)
+int
+peek_name(const void *buf, size_t n, char *name, size_t namelen)
 {
-	size_t	i;
+	const uint8_t	*s = buf;
+	size_t		 i;
 
 	if (n > 0 && s[n - 1] == '.')
 		n--;
@@ -109,7 +109,7 @@ server_name(struct cur ext, char *name, size_t namelen)
 		    take_vec(&list, 2, &host) == -1)
 			return -1;
 		if (*type == SNI_HOST_NAME)
-			return copy_name(host.p, host.left, name, namelen);
+			return peek_name(host.p, host.left, name, namelen);
 	}
 	return -1;
 }

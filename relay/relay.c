@@ -266,11 +266,33 @@ relay_check_tls(const struct relay_conf *conf, char *err, size_t errlen)
 	return rc;
 }
 
+/* --ca again, for --to tls: and for every route to a tls: target (the
+ * system store is read once). Returns how many contexts took it, or -1
+ * with err. */
+static int
+reload_ca(struct relay *r, char *err, size_t errlen)
+{
+	int	n = 0, routed = 0;
+
+	if (r->conf->ca == NULL)
+		return 0;
+	if (r->tls_to != NULL) {
+		if (tls_client_reload(r->tls_to, err, errlen) == -1)
+			return -1;
+		n++;
+	}
+	if (r->routes != NULL && (routed = route_table_reload_tls(r->routes,
+	    err, errlen)) == -1)
+		return -1;
+	return n + routed;
+}
+
 void
 relay_reload_tls(struct relay *r)
 {
 	const char	*name = r->conf->name[0] ? r->conf->name : "-";
 	char		 err[512];
+	int		 n;
 
 	if (r->tls != NULL) {
 		if (tls_server_reload(r->tls, err, sizeof(err)) == -1)
@@ -279,13 +301,11 @@ relay_reload_tls(struct relay *r)
 		else
 			log_info("relay %s: certificates reloaded", name);
 	}
-	if (r->tls_to != NULL && r->conf->ca != NULL) {
-		if (tls_client_reload(r->tls_to, err, sizeof(err)) == -1)
-			log_warnx("relay %s: keeping the CA certificates "
-			    "loaded before: %s", name, err);
-		else
-			log_info("relay %s: CA certificates reloaded", name);
-	}
+	if ((n = reload_ca(r, err, sizeof(err))) == -1)
+		log_warnx("relay %s: keeping the CA certificates loaded "
+		    "before: %s", name, err);
+	else if (n > 0)
+		log_info("relay %s: CA certificates reloaded", name);
 }
 
 /*

@@ -4,6 +4,12 @@
  * the name they carry picks the target, and the bytes read go to that
  * target ahead of the pump, untouched: TLS is not terminated, HTTP not
  * rewritten, and the route stays for the whole connection.
+ *
+ * On a tls: listener, which terminates TLS, nothing is peeked: the step
+ * drives the handshake itself, since the name the client asked for (the
+ * one that picked the certificate) is known only at its end, and that
+ * name picks the route. The connection's handshake phase then finds it
+ * done.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -30,21 +36,40 @@ struct route_read {
 	size_t		 have;
 	size_t		 cap;
 	uint8_t		*buf;
-	struct event	*pass;	/* a tls: listener's client: no step */
+	/* A tls: listener's client: its handshake starts from the loop (a
+	 * TLS endpoint reports nothing before), or, in a relay with ACME
+	 * and no routes, the step ends from there. */
+	struct event	*kick;
+	struct conn	*conn;		/* for the kick */
+	int		 tls;
 };
 
+static void	on_kick(evutil_socket_t, short, void *);
+
+/* A tls: listener's client gets no buffer, but a kick from the loop,
+ * since a step may not end in its start. */
 static void *
 step_start(struct conn *c)
 {
 	struct route_read	*r;
+	struct timeval		 now = { 0, 0 };
 
-	if ((r = calloc(1, sizeof(*r))) == NULL ||
-	    (r->buf = malloc(FIRST_READ)) == NULL) {
-		free(r);
+	if ((r = calloc(1, sizeof(*r))) == NULL)
 		return NULL;
+	if (conn_client(c)->ops->handshake != NULL) {
+		r->tls = 1;
+		r->conn = c;
+		if ((r->kick = evtimer_new(conn_service(c)->base, on_kick,
+		    r)) != NULL && evtimer_add(r->kick, &now) == 0)
+			return r;
+	} else if ((r->buf = malloc(FIRST_READ)) != NULL) {
+		r->cap = FIRST_READ;
+		return r;
 	}
-	r->cap = FIRST_READ;
-	return r;
+	if (r->kick != NULL)
+		event_free(r->kick);
+	free(r);
+	return NULL;
 }
 
 static void
@@ -52,8 +77,8 @@ step_free(void *state)
 {
 	struct route_read	*r = state;
 
-	if (r->pass != NULL)
-		event_free(r->pass);
+	if (r->kick != NULL)
+		event_free(r->kick);
 	free(r->buf);
 	free(r);
 }
@@ -127,48 +152,69 @@ answer_challenge(struct conn *c, struct route_read *r)
 	return 1;
 }
 
+/*
+ * A tls: listener's client: the handshake, then the name it settled on
+ * picks the route. A failed handshake is refused as the connection's
+ * own handshake phase would refuse it.
+ */
+static void
+tls_route(struct conn *c, struct route_read *r)
+{
+	struct endpoint	*client = conn_client(c);
+	const char	*sni;
+	char		 name[PEEK_NAME_MAX], why[256];
+
+	switch (client->ops->handshake(client, why, sizeof(why))) {
+	case 0:
+		return;
+	case -1:
+		conn_refuse(c, why);
+		return;
+	}
+	name[0] = '\0';
+	if ((sni = tls_endpoint_servername(client)) != NULL &&
+	    peek_name(sni, strlen(sni), name, sizeof(name)) == -1) {
+		conn_refuse(c, "routing: bad server name");
+		return;
+	}
+	step_finish(c, r, name);
+}
+
+/* The loop's first turn for a tls: listener's client. A relay with ACME
+ * runs its step on every listener (one service), but without routes its
+ * tls: listeners have nothing to route: the step ends here. */
+static void
+on_kick(evutil_socket_t fd, short what, void *arg)
+{
+	struct route_read	*r = arg;
+
+	if (conn_service(r->conn)->routes == NULL)
+		conn_step_done(r->conn);
+	else
+		tls_route(r->conn, r);
+}
+
 static void
 step_ready(struct conn *c, void *state, int what)
 {
-	route_ready(c, state, 0);
+	struct route_read	*r = state;
+
+	if (r->tls)
+		tls_route(c, r);
+	else
+		route_ready(c, r, 0);
 }
 
-static void
-on_pass(evutil_socket_t fd, short what, void *arg)
-{
-	conn_step_done(arg);
-}
-
-/*
- * The step of a relay with ACME runs on its tls: listeners' connections
- * too (one service), but only plain ones carry challenges: the others
- * end it at once, from the loop, since a step may not end in its start.
- * A TLS endpoint reports nothing before its handshake starts.
- */
-static void *
-acme_step_start(struct conn *c)
-{
-	struct route_read	*r;
-	struct timeval		 now = { 0, 0 };
-
-	if ((r = step_start(c)) == NULL ||
-	    conn_client(c)->ops->handshake == NULL)
-		return r;
-	if ((r->pass = evtimer_new(conn_service(c)->base, on_pass, c)) ==
-	    NULL || evtimer_add(r->pass, &now) == -1) {
-		step_free(r);
-		return NULL;
-	}
-	return r;
-}
-
+/* Only plain listeners carry challenges. */
 static void
 acme_step_ready(struct conn *c, void *state, int what)
 {
 	struct route_read	*r = state;
 
-	if (r->pass == NULL)
-		route_ready(c, state, 1);
+	if (r->tls)
+		tls_route(c, r);
+	else
+		route_ready(c, r, 1);
 }
 
 static void
@@ -217,7 +263,7 @@ const struct conn_step route_step = {
 };
 
 const struct conn_step acme_route_step = {
-	"routing", acme_step_start, acme_step_ready, step_free, 0
+	"routing", step_start, acme_step_ready, step_free, 0
 };
 
 struct route_table *
@@ -246,6 +292,22 @@ route_table_new(const struct route_conf *routes, size_t n, int has_default,
 		}
 	}
 	return t;
+}
+
+int
+route_table_reload_tls(struct route_table *t, char *err, size_t errlen)
+{
+	size_t	i;
+	int	n = 0;
+
+	for (i = 0; i < t->n; i++) {
+		if (t->tls[i] == NULL)
+			continue;
+		if (tls_client_reload(t->tls[i], err, errlen) == -1)
+			return -1;
+		n++;
+	}
+	return n;
 }
 
 void

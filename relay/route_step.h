@@ -38,6 +38,12 @@ extern const struct conn_step acme_route_step;
 struct route_table *route_table_new(const struct route_conf *routes,
 	    size_t n, int has_default, const char *ca, char *err,
 	    size_t errlen);
+/*
+ * Reads the CA file of each tls: target's context again (SIGHUP): the
+ * number read, or -1 with err, the one that failed and those after it
+ * keeping the trust they had.
+ */
+int	route_table_reload_tls(struct route_table *, char *err, size_t errlen);
 void	route_table_free(struct route_table *);
 
 #endif

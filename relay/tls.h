@@ -49,5 +49,12 @@ struct endpoint *tls_endpoint_accept(struct event_base *, int fd,
 	    struct tls_server *);
 struct endpoint *tls_endpoint_connect(struct event_base *, int fd,
 	    struct tls_client *);
+/*
+ * The server name (SNI) a tls: listener's client asked for, once its
+ * handshake is done: the name the certificate was picked by (a resumed
+ * TLS 1.2 session keeps its first one). NULL when it sent none, or when
+ * ep is not such an endpoint. Valid until ep is freed.
+ */
+const char *tls_endpoint_servername(struct endpoint *ep);
 
 #endif

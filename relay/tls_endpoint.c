@@ -277,6 +277,9 @@ tls_handshake(struct endpoint *ep, char *why, size_t len)
 	struct tls_ep	*e = (struct tls_ep *)ep;
 	int		 r, err;
 
+	/* A step may have driven it to its end already (routing by SNI). */
+	if (!e->handshaking)
+		return 1;
 	ERR_clear_error();
 	errno = 0;
 	if ((r = SSL_do_handshake(e->ssl)) == 1) {
@@ -390,4 +393,14 @@ struct endpoint *
 tls_endpoint_connect(struct event_base *base, int fd, struct tls_client *c)
 {
 	return tls_endpoint_new(base, fd, tls_client_ssl(c), 1);
+}
+
+const char *
+tls_endpoint_servername(struct endpoint *ep)
+{
+	struct tls_ep	*e = (struct tls_ep *)ep;
+
+	if (ep->ops != &tls_ops || e->client || e->handshaking)
+		return NULL;
+	return SSL_get_servername(e->ssl, TLSEXT_NAMETYPE_host_name);
 }

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DnsServer, free_port, run_relayd
-from test_tls import openssl, served_cert, fingerprint, file_fingerprint
+from conftest import DnsServer, digest_of, free_port, payload, run_relayd
+from test_tls import openssl, served_cert, fingerprint, file_fingerprint, tls_sink_roundtrip
 
 PEBBLE = shutil.which("pebble")
 pytestmark = pytest.mark.skipif(PEBBLE is None, reason="pebble is not installed "
@@ -225,6 +225,34 @@ def test_failing_server_keeps_the_old_certificate(relayd, acme_env, sink, sockdi
     assert served_cert(tls_port, NAME)[0] == served
 
 
+def test_route_names_are_the_certificate_names(relayd, acme_env, dns, backends, sockdir):
+    """Without --acme-name the certificate is for the routes' names: both
+    verify against pebble's root, and on the tls: listener each name's SNI
+    picks its route's backend (bytes checked there)."""
+    blog = "blog.acme.test"
+    dns.names[blog] = ["127.0.0.1"]
+    pebble = acme_env
+    pebble.start()
+    www_sink, blog_sink = backends.sink(), backends.sink()
+    d, tls_port = acme_dir(sockdir), free_port()
+    r = relayd("--listen", f"tls:127.0.0.1:{tls_port}",
+               "--listen", f"127.0.0.1:{pebble.http_port}",
+               "--acme-dir", d, "--acme-server", pebble.url, "--acme-ca", pebble.ca,
+               "--route", f"{NAME}={www_sink.spec}", "--route", f"{blog}={blog_sink.spec}")
+    wait_issued(r)
+    root = pebble.root()
+    for seed, (name, sink) in enumerate(((NAME, www_sink), (blog, blog_sink))):
+        fp, verify = served_cert(tls_port, name, root)
+        assert verify == "Verify return code: 0 (ok)" and fp == file_fingerprint(d / "cert.pem")
+        # s_client's connection came first, with nothing to send.
+        tls_sink_roundtrip(tls_port, root, seed, 100_000, servername=name)
+        assert [rec["received"] for rec in sink.wait_done(2)] == \
+            [digest_of(b""), digest_of(payload(seed, 100_000))]
+    lines = [c["line"] for c in r.conns() if "end=ACME" not in c["line"]]
+    assert sum(f"route={NAME} " in ln for ln in lines) == 2, lines
+    assert sum(f"route={blog} " in ln for ln in lines) == 2, lines
+
+
 @pytest.mark.parametrize("args, needle", [
     (["--listen", "tls:8443", "--listen", "8080", "--acme-dir", "/tmp/x", "--to", "127.0.0.1:9"],
      r"--acme needs acme-name"),
@@ -238,7 +266,10 @@ def test_failing_server_keeps_the_old_certificate(relayd, acme_env, sink, sockdi
       "--acme-name", "*.a.test", "--to", "127.0.0.1:9"], r"--acme-name: .* is not a host name"),
     (["--listen", "8080", "--acme-server", "http://x/dir", "--to", "127.0.0.1:9"],
      r"--acme-server: .* is not an https:// URL"),
-], ids=["no-name", "no-plain", "no-tls", "no-dir", "wildcard", "http-url"])
+    (["--listen", "tls:8443", "--listen", "8080", "--acme-dir", "/tmp/x",
+      "--route", "a.test=127.0.0.1:9", "--route", "*.a.test=127.0.0.1:9"],
+     r"--acme cannot get a wildcard route's name \(HTTP-01\): give acme-name"),
+], ids=["no-name", "no-plain", "no-tls", "no-dir", "wildcard", "http-url", "wildcard-route"])
 def test_usage_errors(args, needle):
     done = run_relayd(*args)
     assert done.returncode == 64 and re.search(needle, done.stderr), done
@@ -252,6 +283,15 @@ def test_check_before_the_first_start(sockdir):
                       "--acme-dir", d, "--acme-name", NAME, "--to", "127.0.0.1:9")
     assert done.returncode == 0 and done.stdout == "configuration OK\n", done
     assert not d.exists()
+
+
+def test_check_takes_the_names_from_the_routes(sockdir):
+    """Routes on the tls: listener and no --acme-name: the routes' names
+    are the certificate's, and the configuration passes."""
+    done = run_relayd("--check", "--listen", "tls:127.0.0.1:8443", "--listen", "127.0.0.1:8080",
+                      "--acme-dir", sockdir / "acme", "--route", f"{NAME}=127.0.0.1:9",
+                      "--route", "blog.acme.test=127.0.0.1:10")
+    assert done.returncode == 0 and done.stdout == "configuration OK\n", done
 
 
 def test_reload_that_adds_an_acme_relay_is_refused_alive(relayd, sink, sockdir):
@@ -285,3 +325,92 @@ def test_two_relays_cannot_share_an_acme_dir(sockdir):
     done = run_relayd("-c", conf, "--check")
     assert done.returncode == 78, done
     assert f"relays a and b both use acme-dir {d}" in done.stderr, done.stderr
+
+
+class BlackHole:
+    """An ACME server that never answers: a listening socket from which
+    nothing is accepted. "silent": connections complete (the kernel does
+    that) and then hear nothing, so a client waits in its TLS handshake.
+    "unreachable": its one-place queue is filled first, so that the kernel
+    drops every SYN and a client waits in connect(). Closed, not killed:
+    there is no process."""
+
+    def __init__(self, kind):
+        self.lsock = socket.socket()
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(0 if kind == "unreachable" else 16)
+        self.filler = None
+        if kind == "unreachable":
+            self.filler = socket.create_connection(self.lsock.getsockname(), timeout=5)
+            with socket.socket() as probe:
+                probe.settimeout(0.5)
+                with pytest.raises(socket.timeout):
+                    probe.connect(self.lsock.getsockname())
+
+    @property
+    def url(self):
+        return f"https://127.0.0.1:{self.lsock.getsockname()[1]}/dir"
+
+    def close(self):
+        if self.filler is not None:
+            self.filler.close()
+        self.lsock.close()
+
+
+@pytest.fixture(params=["silent", "unreachable"])
+def black_hole(request):
+    hole = BlackHole(request.param)
+    yield hole
+    hole.close()
+
+
+def black_hole_relay(relayd, hole, sink, sockdir):
+    return relayd("--listen", f"tls:127.0.0.1:{free_port()}", "--listen",
+                  f"127.0.0.1:{free_port()}", "--acme-dir", acme_dir(sockdir),
+                  "--acme-server", hole.url, "--acme-name", NAME, "--to", sink.spec)
+
+
+# A request may take 15 s (acme/order.c TIMEOUT); a stop must not wait for it.
+STOP_WITHIN = 5
+
+
+def test_stop_cuts_an_exchange_with_a_silent_server_short(relayd, black_hole, sink,
+                                                          sockdir):
+    """SIGTERM while the ACME thread waits on a server that says nothing
+    (in connect() or in the TLS handshake): relayd exits 0 at once, and
+    the cut exchange is not reported as a failure to retry."""
+    r = black_hole_relay(relayd, black_hole, sink, sockdir)
+    r.wait_log(r"asking https://127\.0\.0\.1:\d+/dir for a certificate")
+    time.sleep(1)       # into the wait
+    r.stop(within=STOP_WITHIN)
+    assert "ACME failed" not in r.log(), r.log()
+
+
+def test_reload_retires_a_client_stuck_on_a_silent_server_at_once(relayd, sink, sockdir):
+    """A reload that changes an ACME relay stops its client before the
+    successor's starts: with the old one stuck in connect(), the reload
+    still ends in moments, and the new client asks in its turn."""
+    hole = BlackHole("unreachable")
+    try:
+        conf = sockdir / "relayd.conf"
+        section = (f"[relay web]\nlisten = tls:127.0.0.1:{free_port()}\n"
+                   f"listen = 127.0.0.1:{free_port()}\nacme-dir = {acme_dir(sockdir)}\n"
+                   f"acme-name = {NAME}\nacme-server = {hole.url}\nto = {sink.spec}\n")
+        conf.write_text(section)
+        conf.chmod(0o644)
+        r = relayd("-c", conf)
+        r.wait_log(r"asking https://127\.0\.0\.1:\d+/dir for a certificate")
+        time.sleep(1)
+        conf.write_text(section + "acme-email = ops@acme.test\n")
+        os.kill(r.pid, signal.SIGHUP)
+        r.wait_log(r"^relayd: reloaded: 1 relays, 0 tunnels \(0 unchanged\)$",
+                   timeout=STOP_WITHIN)
+        deadline = time.monotonic() + STOP_WITHIN
+        while r.log().count("for a certificate") < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert r.log().count("for a certificate") == 2, r.log()
+        time.sleep(1)
+        r.stop(within=STOP_WITHIN)
+        assert "ACME failed" not in r.log(), r.log()
+    finally:
+        hole.close()

@@ -1,22 +1,25 @@
 """Routing by name: one plain listener, several backends. A TLS client's
 SNI (TLS not terminated: each backend keeps its own certificate) or an HTTP
 request's Host picks the backend; every byte reaches it untouched, checked
-by length and SHA-256 at the backend."""
+by length and SHA-256 at the backend. On a tls: listener, which terminates
+TLS, the SNI of the handshake picks the backend as it picks the
+certificate."""
 
 import os
 import shutil
 import signal
 import socket
 import ssl
+import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import (Backend, HeaderSink, digest_of, free_port, payload,
-                      recv_exact, run_relayd, sink_reply, tcp4, trickle, wait_closed)
-from test_tls import pki  # noqa: F401 (a fixture)
+from conftest import (Backend, HeaderSink, HttpBackend, curl_digest, digest_of, free_port,
+                      payload, recv_exact, run_relayd, sink_reply, tcp4, trickle, wait_closed)
+from test_tls import pki, TlsSinkBackend, tls_sink_roundtrip  # noqa: F401 (pki: a fixture)
 
 EX_USAGE, EX_CONFIG = 64, 78
 HEAD_CAP = 65536        # relay/peek.h PEEK_MAX
@@ -227,6 +230,39 @@ def test_reload_changes_routes_and_keeps_live_connections(relayd, sinks):
     shutil.rmtree(d, ignore_errors=True)
 
 
+def test_sighup_reloads_the_ca_of_routes_to_tls_targets(relayd, pki, sinks, sockdir):
+    """A route to a tls: target trusts --ca as read at the last SIGHUP, as
+    --to tls: does: a CA file that does not vouch for the backend fails
+    its handshake, a broken one keeps the trust loaded before, and the
+    right one lets the bytes through."""
+    target = TlsSinkBackend(tcp4(), *pki.two)
+    try:
+        ca = sockdir / "ca.pem"         # read again as nobody
+        shutil.copy(pki.selfsigned[0], ca)
+        ca.chmod(0o644)
+        port = free_port()
+        r = relayd("--listen", f"127.0.0.1:{port}", "--ca", ca,
+                   "--route", f"secure.example=tls:{target.spec}", "--to", sinks[0].spec)
+        http_exchange(port, "secure.example", seed=1, nbytes=1000)
+        assert r.wait_conn()["end"].startswith(
+            "target TLS handshake failed: certificate verify failed"), r.log()
+        ca.write_text("not a certificate\n")
+        os.kill(r.pid, signal.SIGHUP)
+        r.wait_log(rf"^relayd: relay -: keeping the CA certificates loaded before: "
+                   rf"CA file {ca}: .+")
+        shutil.copy(pki.ca, ca)
+        os.kill(r.pid, signal.SIGHUP)
+        r.wait_log(r"^relayd: relay -: CA certificates reloaded$")
+        sent, answer = http_exchange(port, "SECURE.example", seed=2)
+        assert answer == sink_reply(sent), answer
+        assert target.wait_done(2, clean=False)[1]["received"] == sent
+        line = r.wait_conns(2)[1]
+        assert line["route"] == "secure.example" and line["end"] == "eof", line["line"]
+        assert not sinks[0].records
+    finally:
+        target.stop()
+
+
 def test_status_counts_per_route(relayd, sinks, tmp_path):
     port, ctl = free_port(), tmp_path / "ctl"
     relayd("--listen", f"127.0.0.1:{port}", *routes(sinks), "--control", ctl)
@@ -246,6 +282,12 @@ def test_status_counts_per_route(relayd, sinks, tmp_path):
      "routed already"),
     (["--route", "a.example=127.0.0.1:1", "--accept-proxy"],
      "cannot be combined with --accept-proxy"),
+    (["--route", "a.example=127.0.0.1:1", "--ca", "/etc/ssl/certs/ca-certificates.crt"],
+     "--ca needs a tls: target (--to tls:HOST:PORT, or a route to one)"),
+    (["--route", "a.example=tls:127.0.0.1:1", "--verify-name", "a.example"],
+     "--verify-name needs a tls: target (--to tls:HOST:PORT)"),
+    (["--route", "a.example=tls:127.0.0.1:1", "--proxy-protocol", "v1"],
+     "proxy-protocol cannot be combined with a tls: target"),
 ])
 def test_bad_routes_are_refused_with_one_line(args, why):
     done = run_relayd("--listen", "127.0.0.1:1", *args, "--check")
@@ -286,3 +328,98 @@ def test_per_address_limits_apply_before_a_name_is_read(relayd, sinks):
     finally:
         for s in silent:
             s.close()
+
+
+# ---------------------------------------------------------------- tls: listeners
+
+def s_client_send(port, name, data):
+    """data over TLS (SNI name, or none for None) with openssl s_client,
+    which ends with close_notify at the end of its input; returns its
+    exit status and output."""
+    sni = ["-servername", name] if name else ["-noservername"]
+    done = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", *sni],
+                          input=data, capture_output=True, timeout=20)
+    return done.returncode, done.stdout + done.stderr
+
+
+def tls_routes_relay(relayd, pki, port, *routes_and_to):
+    """A tls: listener serving pki's two pairs (one.test and two.test;
+    other.test)."""
+    return relayd("--listen", f"tls:127.0.0.1:{port}",
+                  "--cert", pki.two[0], "--key", pki.two[1],
+                  "--cert", pki.other[0], "--key", pki.other[1], *routes_and_to)
+
+
+def test_tls_listener_sni_picks_the_route(relayd, pki, sinks, tmp_path):
+    """The name that picked the certificate picks the backend too: exact
+    before wildcard, case aside, anything else to the default; bytes
+    checked at the backends, the route named in each line and counted."""
+    web = HttpBackend(tmp_path / "www", 1 << 20, seed=31)
+    try:
+        port, ctl = free_port(), tmp_path / "ctl"
+        r = tls_routes_relay(relayd, pki, port, "--route", f"two.test={sinks[0].spec}",
+                             "--route", f"*.test={sinks[1].spec}",
+                             "--route", f"other.test={web.spec}",
+                             "--to", sinks[2].spec, "--control", ctl)
+        # Exact beats the wildcard that also covers it.
+        tls_sink_roundtrip(port, pki.ca, 41, 300_000, servername="two.test")
+        assert served_by(sinks, digest_of(payload(41, 300_000))) == 0
+        # The wildcard, named in another case (s_client may drop what
+        # it has not sent when its input ends: a few KiB only).
+        data = payload(42, 8_000)
+        code, out = s_client_send(port, "ONE.Test", data)
+        assert code == 0, out[-2000:]
+        assert served_by(sinks, digest_of(data)) == 1
+        # Another certificate, another backend: curl verifies other.test.
+        got = curl_digest(f"https://other.test:{port}/blob", "--cacert", str(pki.ca),
+                          "--resolve", f"other.test:{port}:127.0.0.1")
+        assert got == web.digest
+        # One label only, and no name at all: the default.
+        for seed, name in ((43, "a.b.test"), (44, None)):
+            data = payload(seed, 8_000)
+            code, out = s_client_send(port, name, data)
+            assert code == 0, out[-2000:]
+            assert served_by(sinks, digest_of(data)) == 2, name
+        lines = [c["line"] for c in r.wait_conns(5)]
+        for route, n in (("two.test", 1), ("*.test", 1), ("other.test", 1),
+                         ("default", 2)):
+            assert sum(f" route={route} " in ln for ln in lines) == n, (route, lines)
+        out = run_relayd("--status", "--control", ctl).stdout
+        assert "routes for relay -: two.test=1 *.test=1 other.test=1 default=2" in out, out
+    finally:
+        web.stop()
+
+
+def test_tls_listener_without_a_match_closes_after_the_handshake(relayd, pki, sinks):
+    """No default: a name no route takes, or none, is refused with the
+    reason once the handshake is done, and nothing is dialled."""
+    port = free_port()
+    r = tls_routes_relay(relayd, pki, port, "--route", f"two.test={sinks[0].spec}",
+                         "--route", f"*.test={sinks[1].spec}")
+    for name, why in (("a.b.test", "no route for a.b.test"),
+                      ("ONE.example", "no route for one.example"),
+                      (None, "no route for a connection without a name")):
+        s_client_send(port, name, b"never relayed\n")
+        r.wait_log(rf"^relayd: refused 127\.0\.0\.1:\d+: {why}$")
+    assert r.conns() == [] and all(not b.records for b in sinks)
+    assert "connected to" not in r.log()
+    # A handshake that fails is refused as on any tls: listener.
+    with tcp4(port).connect() as s:
+        s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        wait_closed(s, 5)
+    r.wait_log(r"refused 127\.0\.0\.1:\d+: TLS handshake failed: ")
+    assert all(not b.records for b in sinks)
+
+
+def test_tls_listener_with_routes_bounds_the_handshake(relayd, pki, sinks):
+    """A client that never finishes its handshake is refused at
+    --handshake-timeout, as on a tls: listener without routes."""
+    port = free_port()
+    r = tls_routes_relay(relayd, pki, port, "--route", f"two.test={sinks[0].spec}",
+                         "--handshake-timeout", "1")
+    with tcp4(port).connect() as s:
+        s.sendall(b"\x16\x03\x01")
+        took = wait_closed(s, 5)
+    assert took < 4
+    r.wait_log(r"refused 127\.0\.0\.1:\d+: routing timeout$")
+    assert r.conns() == [] and not sinks[0].records

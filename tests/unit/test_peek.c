@@ -223,6 +223,26 @@ http_refusals(void **state)
 	assert_non_null(strstr(err, "64 KiB"));
 }
 
+/* An SNI a TLS library read is made a name the way the peeks make one. */
+static void
+names_as_the_peeks_give_them(void **state)
+{
+	char	name[PEEK_NAME_MAX], small[8];
+
+	assert_int_equal(peek_name("Blog.Example.ORG.", 17, name,
+	    sizeof(name)), 0);
+	assert_string_equal(name, "blog.example.org");
+	assert_int_equal(peek_name("a_b-c.d", 7, name, sizeof(name)), 0);
+	assert_string_equal(name, "a_b-c.d");
+	assert_int_equal(peek_name("", 0, name, sizeof(name)), -1);
+	assert_int_equal(peek_name(".", 1, name, sizeof(name)), -1);
+	assert_int_equal(peek_name("a b", 3, name, sizeof(name)), -1);
+	assert_int_equal(peek_name("a\nb", 3, name, sizeof(name)), -1);
+	assert_int_equal(peek_name("a\0b", 3, name, sizeof(name)), -1);
+	assert_int_equal(peek_name("12345678", 8, small, sizeof(small)), -1);
+	assert_int_equal(peek_name("1234567", 7, small, sizeof(small)), 0);
+}
+
 /* ---------------------------------------------------------------- routes */
 
 static void
@@ -251,6 +271,7 @@ main(void)
 		cmocka_unit_test(http_host_forms),
 		cmocka_unit_test(http_needs_the_whole_head),
 		cmocka_unit_test(http_refusals),
+		cmocka_unit_test(names_as_the_peeks_give_them),
 		cmocka_unit_test(routes_exact_before_wildcard_one_label),
 	};
 
