@@ -121,7 +121,7 @@ status_json(const struct daemon *d, const char *tunnels, const char *health)
 /* ------------------------------------------------ in the tunnels' process */
 
 /* "reconnects_by_cause", "keepalives_sent", "keepalives_missed",
- * "extra_sessions" and "last_loss" (null before the first). */
+ * "extra_sessions", "probe" and "last_loss" (null before the first). */
 static void
 json_tunnel_losses(FILE *fp, const struct tunnel_stats *st)
 {
@@ -134,8 +134,20 @@ json_tunnel_losses(FILE *fp, const struct tunnel_stats *st)
 		fprintf(fp, ":%" PRIu64, st->reconnects_by[c]);
 	}
 	fprintf(fp, "},\"keepalives_sent\":%" PRIu64 ",\"keepalives_missed\":%"
-	    PRIu64 ",\"extra_sessions\":%u,\"last_loss\":",
+	    PRIu64 ",\"extra_sessions\":%u,\"probe\":",
 	    st->keepalives_sent, st->keepalives_missed, st->extra_sessions);
+	if (st->probe == 0)
+		fputs("null", fp);
+	else {
+		fprintf(fp, "{\"ok\":%s,\"why\":", st->probe == 1 ? "true" :
+		    "false");
+		if (st->probe_why != NULL)
+			json_string(fp, st->probe_why);
+		else
+			fputs("null", fp);
+		fprintf(fp, ",\"at\":%" PRId64 "}", st->probe_at);
+	}
+	fputs(",\"last_loss\":", fp);
 	if (st->loss_cause == NULL) {
 		fputs("null", fp);
 		return;

@@ -218,7 +218,7 @@ tunnel_conf_equal(const struct tunnel_conf *a, const struct tunnel_conf *b)
 	    a->keepalive_count == b->keepalive_count &&
 	    a->exit_on_forward_failure == b->exit_on_forward_failure &&
 	    a->compress == b->compress && a->strip_proxy == b->strip_proxy &&
-	    a->connect_retry == b->connect_retry;
+	    a->connect_retry == b->connect_retry && a->probe == b->probe;
 }
 
 void

@@ -83,6 +83,7 @@ struct tunnel_conf {
 	int			 compress;
 	int			 strip_proxy;	/* forwarded clients send PROXY */
 	int			 connect_retry;	/* seconds an -R channel is held */
+	int			 probe;		/* seconds between -R probes, 0 */
 };
 
 struct config {

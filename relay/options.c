@@ -751,6 +751,13 @@ set_tunnel_connect_retry(void *o, const char *v, char *err, size_t errlen)
 }
 
 static int
+set_probe(void *o, const char *v, char *err, size_t errlen)
+{
+	return set_seconds(&((struct tunnel_conf *)o)->probe, "--probe", v, 1,
+	    3600, err, errlen);
+}
+
+static int
 set_strip_proxy(void *o, const char *v, char *err, size_t errlen)
 {
 	((struct tunnel_conf *)o)->strip_proxy = *v == '1';
@@ -854,6 +861,8 @@ static const struct opt_def opts[] = {
 	{ "connect-retry", 0, T, "SEC", "retry a refused or unreachable -R "
 	  "target for up to SEC, the channel kept open (default 5; 0: off)",
 	  set_tunnel_connect_retry },
+	{ "probe", 0, T, "SEC", "every SEC, check through the server that "
+	  "each -R port comes back to this tunnel (default: off)", set_probe },
 	{ "strip-proxy-header", 0, T, NULL, "each forwarded connection starts "
 	  "with a PROXY header: log its address, remove it", set_strip_proxy },
 	{ "config", 'c', G, "FILE", "read relays and tunnels from FILE",

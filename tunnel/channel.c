@@ -22,6 +22,8 @@ struct chan {
 	size_t			 pending_write;	/* length of a partial write */
 	uint8_t			 eof_pending;
 	uint8_t			 closing;	/* freed by the pump's owner */
+	uint8_t			*unread;	/* read first (chan_unread) */
+	size_t			 unread_len;
 };
 
 struct chans {
@@ -63,6 +65,13 @@ chan_read(struct endpoint *ep, void *buf, size_t len)
 	struct chan	*c = (struct chan *)ep;
 	ssize_t		 n;
 
+	if (c->unread_len > 0) {
+		n = (ssize_t)(len < c->unread_len ? len : c->unread_len);
+		memcpy(buf, c->unread, (size_t)n);
+		memmove(c->unread, c->unread + n, c->unread_len - (size_t)n);
+		c->unread_len -= (size_t)n;
+		return n;
+	}
 	if (c->ch == NULL) {
 		errno = ECONNABORTED;
 		return -1;
@@ -157,6 +166,8 @@ chan_free(struct endpoint *ep)
 	struct chans	*set = c->set;
 
 	TAILQ_REMOVE(&set->live, c, entry);
+	free(c->unread);
+	c->unread = NULL;
 	if (c->ch == NULL) {
 		free(c);
 		return;
@@ -206,6 +217,25 @@ chan_new(struct chans *set, LIBSSH2_CHANNEL *ch)
 }
 
 int
+chan_unread(struct endpoint *ep, const void *buf, size_t len)
+{
+	struct chan	*c = (struct chan *)ep;
+	uint8_t		*p;
+
+	if (len == 0)
+		return 0;
+	if ((p = malloc(c->unread_len + len)) == NULL)
+		return -1;
+	memcpy(p, buf, len);
+	memcpy(p + len, c->unread, c->unread_len);
+	free(c->unread);
+	c->unread = p;
+	c->unread_len += len;
+	sshcall_kick(c->set->sc);
+	return 0;
+}
+
+int
 chans_empty(const struct chans *set)
 {
 	return TAILQ_EMPTY(&set->live) && TAILQ_EMPTY(&set->closing);
@@ -227,7 +257,7 @@ chan_readable(struct chan *c)
 {
 	unsigned long	avail = 0, initial = 0, window;
 
-	if (c->ch == NULL)
+	if (c->ch == NULL || c->unread_len > 0)
 		return 1;
 	window = libssh2_channel_window_read_ex(c->ch, &avail, &initial);
 	return avail > 0 || window < initial / 2 ||

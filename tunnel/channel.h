@@ -35,6 +35,9 @@ int	chans_reap(struct chans *);
 /* Lets libssh2 process buffered input through a zero-length read on a
  * channel; 0 if there is none to read on. */
 int	chans_drain(struct chans *);
+/* Puts len bytes back in front of what the channel endpoint ep reads
+ * next (bytes read to look at them); -1 if out of memory. */
+int	chan_unread(struct endpoint *ep, const void *buf, size_t len);
 /* Whether the set has no channel, live or closing. */
 int	chans_empty(const struct chans *);
 /* Channel bytes moved so far, to see progress. */

@@ -109,9 +109,9 @@ open_timeout(evutil_socket_t fd, short what, void *arg)
 	done(NULL, "connect timeout", darg);
 }
 
-struct open_req *
-open_request(struct opens *q, const struct addr_spec *to, int timeout_sec,
-    open_done_fn *done, void *arg)
+static struct open_req *
+queue_open(struct opens *q, const struct addr_spec *to, int timeout_sec,
+    open_done_fn *done, void *arg, int first)
 {
 	struct timeval	 tv = { timeout_sec, 0 };
 	struct open_req	*r;
@@ -125,10 +125,27 @@ open_request(struct opens *q, const struct addr_spec *to, int timeout_sec,
 	evtimer_assign(&r->timer, q->base, open_timeout, r);
 	if (timeout_sec > 0)
 		evtimer_add(&r->timer, &tv);
-	TAILQ_INSERT_TAIL(&q->queue, r, entry);
+	if (first)
+		TAILQ_INSERT_HEAD(&q->queue, r, entry);
+	else
+		TAILQ_INSERT_TAIL(&q->queue, r, entry);
 	q->waiting++;
 	q->queued(q->arg);
 	return r;
+}
+
+struct open_req *
+open_request(struct opens *q, const struct addr_spec *to, int timeout_sec,
+    open_done_fn *done, void *arg)
+{
+	return queue_open(q, to, timeout_sec, done, arg, 0);
+}
+
+struct open_req *
+open_request_first(struct opens *q, const struct addr_spec *to,
+    int timeout_sec, open_done_fn *done, void *arg)
+{
+	return queue_open(q, to, timeout_sec, done, arg, 1);
 }
 
 void

@@ -36,6 +36,9 @@ void	opens_free(struct opens *);
  * NULL on allocation failure. */
 struct open_req *open_request(struct opens *, const struct addr_spec *to,
 	    int timeout_sec, open_done_fn *done, void *arg);
+/* The same, ahead of every open that waits. */
+struct open_req *open_request_first(struct opens *, const struct addr_spec *to,
+	    int timeout_sec, open_done_fn *done, void *arg);
 /* done is not called for r any more. */
 void	open_cancel(struct open_req *r);
 /* Opens that wait for a slot. */

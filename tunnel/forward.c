@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sysexits.h>
 #include <time.h>
 #include <unistd.h>
@@ -23,6 +24,7 @@
 #include "tunnel/channel.h"
 #include "tunnel/chanopen.h"
 #include "tunnel/forward.h"
+#include "tunnel/probe.h"
 #include "tunnel/socks_conn.h"
 #include "tunnel/sshcall.h"
 #include "tunnel/tunnel.h"
@@ -49,6 +51,11 @@ struct fwd {
 	struct socks_server	*socks;		/* -D */
 	struct backoff		 backoff;
 	struct event		 retry;
+	/* -R: the last probe round's addresses and what each found. */
+	size_t			 nprobed;
+	char			 probed[2][ADDR_HOST_MAX + 1];
+	enum probe_result	 found[2];
+	char			 refusal[2][160];
 };
 
 struct fwds {
@@ -61,6 +68,7 @@ struct fwds {
 	time_t			 held_until;	/* a lost session may hold our
 						 * -R ports until then */
 	int			 exit_code;
+	struct probes		*probes;	/* --probe, or NULL */
 };
 
 static void	(*up_hook)(void);
@@ -241,13 +249,23 @@ remote_request(struct fwd *f)
 	return 0;
 }
 
+/* A visitor of the server: the channel's connection to the target. */
+static void
+remote_visitor(struct endpoint *ep, void *arg)
+{
+	struct fwd	*f = arg;
+	char		 name[64];
+
+	snprintf(name, sizeof(name), "remote:%d", f->bound_port);
+	conn_start(&f->svc, ep, name, NULL);
+}
+
 static int
 remote_accept(struct fwd *f)
 {
 	struct sshcall	*sc = f->set->env.sc;
 	LIBSSH2_CHANNEL	*ch;
 	struct endpoint	*ep;
-	char		 name[64];
 	int		 rc;
 
 	for (;;) {
@@ -269,8 +287,10 @@ remote_accept(struct fwd *f)
 			ep->ops->free(ep);
 			continue;
 		}
-		snprintf(name, sizeof(name), "remote:%d", f->bound_port);
-		conn_start(&f->svc, ep, name, NULL);
+		if (f->set->probes != NULL && probes_awaited(f->set->probes))
+			probes_catch(f->set->probes, ep, remote_visitor, f);
+		else
+			remote_visitor(ep, f);
 		if (!sshcall_live(sc))
 			return -1;
 	}
@@ -322,8 +342,10 @@ fwds_session_down(struct fwds *set)
 {
 	size_t	i;
 
-	/* The listeners die with the session that owns them. */
+	/* The listeners die with the session that owns them, and a probe
+	 * round with them. */
 	set->listening = NULL;
+	fwds_probe_forget(set);
 	for (i = 0; i < set->n; i++) {
 		if (set->v[i].spec->kind != FWD_REMOTE)
 			continue;
@@ -331,6 +353,93 @@ fwds_session_down(struct fwds *set)
 		set->v[i].state = FWD_DOWN;
 		event_del(&set->v[i].retry);
 	}
+}
+
+/* --- probes (--probe) --- */
+
+/* Where a visitor of the server reaches the forward: without an address
+ * (or "localhost", or "*") sshd listens on both loopbacks and grants the
+ * forward if either works, so both are probed. */
+static size_t
+probe_addresses(const struct fwd *f, char out[2][ADDR_HOST_MAX + 1])
+{
+	const char	*h = f->spec->listen.host;
+
+	if (h[0] == '\0' || strcmp(h, "*") == 0 ||
+	    strcasecmp(h, "localhost") == 0) {
+		snprintf(out[0], sizeof(out[0]), "127.0.0.1");
+		snprintf(out[1], sizeof(out[1]), "::1");
+		return 2;
+	}
+	snprintf(out[0], sizeof(out[0]), "%s", h);
+	return 1;
+}
+
+/* The last round's verdict on f: 1 came back, 0 not known, -1 failed
+ * (why says how). */
+static int
+probe_verdict(const struct fwd *f, char *why, size_t len)
+{
+	size_t	i, refused = 0, ok = 0;
+
+	for (i = 0; i < f->nprobed; i++) {
+		if (f->found[i] == PROBE_ELSEWHERE) {
+			snprintf(why, len, "forward %s: port %d on %s answers, "
+			    "but not through this tunnel (another process or "
+			    "a stale session holds it)", f->name, f->bound_port,
+			    f->probed[i]);
+			return -1;
+		}
+		refused += f->found[i] == PROBE_REFUSED;
+		ok += f->found[i] == PROBE_OK;
+	}
+	if (f->nprobed > 0 && refused == f->nprobed) {
+		snprintf(why, len, "forward %s: nothing listens on port %d "
+		    "(%s)", f->name, f->bound_port, f->refusal[0]);
+		return -1;
+	}
+	return ok > 0 ? 1 : 0;
+}
+
+int
+fwds_probe_round(struct fwds *set, char *why, size_t len)
+{
+	struct fwd	*f;
+	size_t		 i, j;
+	int		 verdict = 0, v;
+
+	if (set->probes == NULL)
+		return 0;
+	probes_end(set->probes);
+	for (i = 0; i < set->n; i++) {
+		f = &set->v[i];
+		if ((v = probe_verdict(f, why, len)) == -1)
+			verdict = -1;
+		else if (v == 1 && verdict == 0)
+			verdict = 1;
+		f->nprobed = 0;
+		if (f->spec->kind != FWD_REMOTE || f->state != FWD_UP)
+			continue;
+		f->nprobed = probe_addresses(f, f->probed);
+		for (j = 0; j < f->nprobed; j++)
+			if (probes_send(set->probes, f->probed[j],
+			    f->bound_port, &f->found[j], f->refusal[j],
+			    sizeof(f->refusal[j])) == -1)
+				f->nprobed = j;
+	}
+	return verdict;
+}
+
+void
+fwds_probe_forget(struct fwds *set)
+{
+	size_t	i;
+
+	if (set->probes == NULL)
+		return;
+	probes_end(set->probes);
+	for (i = 0; i < set->n; i++)
+		set->v[i].nprobed = 0;
 }
 
 int
@@ -406,6 +515,13 @@ fwds_new(const struct fwds_env *env, char *err, size_t errlen,
 		return NULL;
 	}
 	set->env = *env;
+	if (env->conf->probe > 0 && (set->probes = probes_new(env->base,
+	    env->opens, env->name)) == NULL) {
+		fwds_free(set);
+		snprintf(err, errlen, "out of memory");
+		*exitcode = EX_OSERR;
+		return NULL;
+	}
 	for (i = 0; i < env->conf->nfwd; i++) {
 		/* Counted before set-up: a half set-up one is freed too. */
 		set->n++;
@@ -518,6 +634,7 @@ fwds_free(struct fwds *set)
 
 	if (set == NULL)
 		return;
+	probes_free(set->probes);
 	for (i = 0; i < set->n; i++) {
 		socks_server_free(set->v[i].socks);
 		service_close_all(&set->v[i].svc, "shutdown");

@@ -70,4 +70,11 @@ void	fwds_stop_accepting(struct fwds *);
  * included. */
 void	fwds_close_listeners(struct fwds *);
 
+/* --probe: judges the probe round that ends and sends the next, to
+ * every -R forward up. Returns -1 if a forward failed (why says which and
+ * how), 1 if probes came back and none failed, 0 if nothing is known. */
+int	fwds_probe_round(struct fwds *, char *why, size_t len);
+/* Forgets the round in progress (the session went). */
+void	fwds_probe_forget(struct fwds *);
+
 #endif

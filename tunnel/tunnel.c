@@ -100,6 +100,7 @@ teardown(struct tunnel *t)
 {
 	recheck_cancel(t->recheck);
 	event_del(&t->ev_retry);
+	event_del(&t->ev_probe);
 	if (t->main->state == L_UP)
 		fwds_session_down(t->fwds);
 	drop_extras(t);
@@ -213,10 +214,46 @@ lost_reason(struct tunnel *t)
 	return t->young_losses >= 2 ? BACKOFF_REFUSED : BACKOFF_LOST;
 }
 
+/*
+ * A probe round's verdict (--probe). A failed one reconnects the session,
+ * whose forwards are then requested again (a port a stale session holds
+ * is refused and retried); failing again after that, it is reported and
+ * left: another process holds the port, or the server no longer serves
+ * it, and reconnecting again and again would only cut live connections.
+ */
+static void
+on_probe_round(evutil_socket_t fd, short what, void *arg)
+{
+	struct tunnel	*t = arg;
+	char		 why[sizeof(t->probe_why)], lost_why[400];
+	int		 verdict = fwds_probe_round(t->fwds, why, sizeof(why));
+
+	if (verdict == 0)
+		return;
+	if (verdict == 1 && t->probe_last == -1)
+		log_info("tunnel %s: probe: every forward comes back again",
+		    t->name);
+	t->probe_at = time(NULL);
+	t->probe_last = verdict;
+	if (verdict == 1) {
+		t->probe_reconnected = 0;
+		return;
+	}
+	snprintf(t->probe_why, sizeof(t->probe_why), "%s", why);
+	if (!t->probe_reconnected) {
+		t->probe_reconnected = 1;
+		snprintf(lost_why, sizeof(lost_why), "probe failed: %s", why);
+		lost(t, "probe", lost_why);
+	} else
+		log_warnx("tunnel %s: probe failed again after a reconnect: "
+		    "%s", t->name, why);
+}
+
 static void
 main_up(struct lane *l, void *arg)
 {
 	struct tunnel	*t = arg;
+	struct timeval	 tv = { 0, 0 };
 
 	log_info("tunnel %s: authenticated as %s with %s", t->name, t->user,
 	    auth_method(t->auth));
@@ -228,6 +265,10 @@ main_up(struct lane *l, void *arg)
 	recheck_session_up(t->recheck, l->fd);
 	fwds_session_up(t->fwds, t->sessions == 1,
 	    recheck_held_until(t->recheck));
+	if (t->conf->probe > 0) {
+		tv.tv_sec = t->conf->probe;
+		event_add(&t->ev_probe, &tv);
+	}
 	lane_kick(l);
 }
 
@@ -665,6 +706,7 @@ tunnel_new(struct event_base *base, const struct tunnel_conf *tc, char *err,
 	TAILQ_INIT(&t->extras);
 	evtimer_assign(&t->ev_retry, base, on_retry, t);
 	evtimer_assign(&t->ev_spread, base, on_spread, t);
+	event_assign(&t->ev_probe, base, -1, EV_PERSIST, on_probe_round, t);
 	if ((t->conf = tunnel_conf_dup(tc)) == NULL || new_parts(t) == -1) {
 		tunnel_free(t);
 		snprintf(err, errlen, "out of memory");

@@ -44,9 +44,9 @@ void	tunnel_write_status(const struct tunnel *, FILE *);
 /* What --metrics and --status --json tell of a tunnel (tunnel_status.c);
  * the strings are the tunnel's own, valid while it lives. */
 #define TUNNEL_NSTATES	5
-/* Why a session ended: "keepalive", "network change", "resume", "server
- * closed", "refused", "error" (tunnel_cause_name). */
-#define TUNNEL_NCAUSES	6
+/* Why a session ended: "keepalive", "network change", "resume", "probe",
+ * "server closed", "refused", "error" (tunnel_cause_name). */
+#define TUNNEL_NCAUSES	7
 struct tunnel_stats {
 	const char	*name;		/* "-" on the command line */
 	const char	*server;	/* user@host:port */
@@ -59,6 +59,10 @@ struct tunnel_stats {
 	uint64_t	 keepalives_missed;	/* intervals the up session
 						 * heard nothing */
 	unsigned	 extra_sessions;	/* beside the main one */
+	/* The last --probe verdict: 1 came back, -1 failed (why), 0 none. */
+	int		 probe;
+	const char	*probe_why;
+	int64_t		 probe_at;	/* wall clock seconds */
 	uint64_t	 packets;	/* SSH packets sent */
 	uint64_t	 writes;	/* send() calls that carried them */
 	int64_t		 last_up;	/* wall clock seconds, 0: never */

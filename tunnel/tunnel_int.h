@@ -38,6 +38,11 @@ struct tunnel {
 	time_t			 extras_refused_until;
 	struct event		 ev_retry;	/* the next attempt */
 	struct event		 ev_spread;	/* waiting opens looked at */
+	struct event		 ev_probe;	/* --probe rounds */
+	int			 probe_last;	/* 1 came back, -1 failed, 0 */
+	int			 probe_reconnected;	/* for a failure since */
+	time_t			 probe_at;	/* wall clock of probe_last */
+	char			 probe_why[320];	/* of a failure */
 	uint64_t		 packets_out;	/* given to send_cb, all sessions */
 	uint64_t		 sends_out;	/* send() calls that carried them */
 	uint64_t		 rx_total;	/* bytes from the server, all */

@@ -25,7 +25,8 @@ const char *
 tunnel_cause_name(int i)
 {
 	static const char *const names[TUNNEL_NCAUSES] = { "keepalive",
-	    "network change", "resume", "server closed", "refused", "error" };
+	    "network change", "resume", "probe", "server closed", "refused",
+	    "error" };
 
 	return i >= 0 && i < TUNNEL_NCAUSES ? names[i] : "?";
 }
@@ -66,6 +67,9 @@ tunnel_get_stats(const struct tunnel *t, struct tunnel_stats *st)
 	st->keepalives_sent = t->keepalives_sent;
 	st->keepalives_missed = t->keepalives_missed;
 	st->extra_sessions = t->nextra;
+	st->probe = t->probe_last;
+	st->probe_why = t->probe_last == -1 ? t->probe_why : NULL;
+	st->probe_at = t->probe_at;
 	st->loss_cause = recheck_last_loss(t->recheck, &st->loss_why,
 	    &st->loss_at);
 	st->packets = t->packets_out;
@@ -98,6 +102,10 @@ tunnel_write_status(const struct tunnel *t, FILE *fp)
 		    loss, why, (long long)(time(NULL) - at));
 	if (t->nextra > 0)
 		fprintf(fp, "tunnel %s extra sessions: %u\n", name, t->nextra);
+	if (t->probe_last != 0)
+		fprintf(fp, "tunnel %s probe: %s%s (%lld s ago)\n", name,
+		    t->probe_last == 1 ? "ok" : "failed: ", t->probe_last == 1 ?
+		    "" : t->probe_why, (long long)(time(NULL) - t->probe_at));
 	fwds_write_status(t->fwds, fp, name);
 }
 

@@ -345,7 +345,8 @@ def test_healthz_follows_the_forward(tmp_path, tunnel, sshd, sink):
     t.relayd.stop()
 
 
-CAUSES = ("keepalive", "network change", "resume", "server closed", "refused", "error")
+CAUSES = ("keepalive", "network change", "resume", "probe", "server closed", "refused",
+          "error")
 
 
 def reconnects(samples, tunnel, cause=None):
@@ -430,7 +431,8 @@ RELAY_KEYS = {"name": str, "addresses": list, "listening": bool, "udp": bool,
 REFUSED_KEYS = {"acl", "per_ip", "rate", "handshake", "max_conns", "held_expired"}
 TUNNEL_KEYS = {"name": str, "server": str, "state": str, "reconnects": int,
                "reconnects_by_cause": dict, "keepalives_sent": int,
-               "keepalives_missed": int, "extra_sessions": int, "last_loss": type(None),
+               "keepalives_missed": int, "extra_sessions": int, "probe": type(None),
+               "last_loss": type(None),
                "packets_sent": int, "writes": int, "last_connected": int, "forwards": list}
 FORWARD_KEYS = {"name": str, "up": bool, "port": int, "connections_active": int,
                 "connections_total": int, "bytes_in": int, "bytes_out": int}

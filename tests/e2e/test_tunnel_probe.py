@@ -1,0 +1,104 @@
+"""--probe checks each -R forward through the server itself: the tunnel
+connects to the port sshd listens on, as the server's visitors do, and the
+forward must bring its token back. A port that another process answers
+is noticed, reconnected once, then reported; visitors meanwhile get their
+bytes untouched."""
+
+import json
+import re
+import socket
+import time
+
+from conftest import (Background, digest_of, free_port, fwd, recv_until_eof, run_relayd,
+                      sink_reply, sink_roundtrip, tcp6)
+
+PROBE = 1
+
+
+def test_probes_come_back_and_visitors_are_untouched(tunnel, sink, tmp_path):
+    rport = free_port()
+    control = tmp_path / "control.sock"
+    t = tunnel("-R", f"{rport}:{sink.spec}", "--probe", PROBE, "--control", control)
+    # Visitors during the probe rounds, on both addresses sshd listens on;
+    # some say nothing for a while first (a server-first protocol waits
+    # for no probe longer than a second).
+    deadline = time.monotonic() + 4 * PROBE
+    n = 0
+    while time.monotonic() < deadline:
+        sink_roundtrip(fwd(rport), seed=n, nbytes=20_000)
+        sink_roundtrip(tcp6(rport), seed=n + 1, nbytes=20_000)
+        n += 2
+    assert len(sink.wait_done(n)) == n
+    conns = t.wait_conns(n, f"-R {rport}:{sink.spec}")
+    assert all(c["end"] == "eof" for c in conns), [c["line"] for c in conns]
+    p = run_relayd("--status", "--control", control)
+    assert p.returncode == 0, p
+    assert re.search(r"^tunnel - probe: ok \(\d+ s ago\)$", p.stdout, re.M), p.stdout
+    p = run_relayd("--status", "--json", "--control", control)
+    [tun] = json.loads(p.stdout)["tunnels"]
+    assert tun["probe"]["ok"] is True and tun["probe"]["why"] is None, tun["probe"]
+    assert not t.lines(r"lost: "), t.lines(r"lost: ")
+
+
+def test_a_port_another_process_answers_is_noticed(tunnel, sink, tmp_path, figures):
+    """A squatter on 127.0.0.1:RPORT before the tunnel: sshd binds only ::1
+    and grants the forward, so visitors on 127.0.0.1 reach the squatter.
+    The probe notices within a few intervals, reconnects once, then
+    reports."""
+    rport = free_port()
+    squatter = socket.socket()
+    squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    squatter.bind(("127.0.0.1", rport))
+    squatter.listen(16)
+    accepted = []
+    stop = False
+
+    def serve():
+        squatter.settimeout(0.2)
+        while not stop:
+            try:
+                c, _ = squatter.accept()
+            except OSError:
+                continue
+            accepted.append(c)
+
+    bg = Background(serve)
+    control = tmp_path / "control.sock"
+    try:
+        t0 = time.monotonic()
+        t = tunnel("-R", f"{rport}:{sink.spec}", "--probe", PROBE, "--control", control, "-v")
+        lost = t.wait(r"lost: probe failed: forward -R \S+: port \d+ on 127\.0\.0\.1 "
+                      r"answers, but not through this tunnel .*$", timeout=3 * PROBE + 10)
+        took = time.monotonic() - t0
+        t.wait(r"probe failed again after a reconnect: .*$", timeout=4 * PROBE + 15)
+        # The address sshd could bind still serves, while a probe is
+        # awaited: a visitor's first bytes, even a token's look-alike, and
+        # a visitor silent for longer than a probe is waited for, reach
+        # the target whole.
+        sink_roundtrip(tcp6(rport))
+        for first, pause in ((b"RELAYD-PROBE " + b"0" * 32 + b"\r\nrest", 0),
+                             (b"RELAYD-PR", 0), (b"late", 1.5)):
+            with tcp6(rport).connect() as v:
+                time.sleep(pause)
+                v.sendall(first + b"x" * 5000)
+                v.shutdown(socket.SHUT_WR)
+                got = recv_until_eof(v)
+            assert got == sink_reply(digest_of(first + b"x" * 5000)), (first, got)
+        p = run_relayd("--status", "--control", control)
+    finally:
+        stop = True
+        bg.result(timeout=5)
+        for c in accepted:
+            c.close()
+        squatter.close()
+    figures(f"a squatter on 127.0.0.1: noticed {took:.1f} s after start, probe every {PROBE} s")
+    assert accepted, "the probe never reached the squatter"
+    assert lost.group(0)
+    assert p.returncode == 0, p
+    assert re.search(r"^tunnel - probe: failed: forward -R \S+: port \d+ on 127\.0\.0\.1 ",
+                     p.stdout, re.M), p.stdout
+    assert len(t.lines(r"lost: ")) == 1, t.lines(r"lost: ")
+    # Those visitors were looked at as possible probes (-v says so), and
+    # their bytes arrived whole all the same.
+    looked = [m.group(1) for m in t.lines(r"not a probe: a visitor \((\d+) bytes looked at\)$")]
+    assert len(looked) >= 4, looked
