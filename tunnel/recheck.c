@@ -5,9 +5,9 @@
  * of silence. A session whose source address is gone is lost outright;
  * otherwise a probe (the keepalive's refused channel open) must bring a
  * byte from the server within RECHECK_DEADLINE_SEC. While a channel open
- * of ours holds libssh2's one open slot the probe cannot leave, and the
- * server owes no byte until its connect ends: then any byte proves the
- * session, and silence is left to the keepalives.
+ * of ours holds the session's one open slot the probe cannot leave on it:
+ * it goes on the tunnel's other sessions, whose bytes then answer; with
+ * none, silence is left to the keepalives.
  */
 #include <sys/socket.h>
 #include <netinet/in.h>
@@ -21,7 +21,6 @@
 #include <event2/event_struct.h>
 
 #include "relay/log.h"
-#include "tunnel/chanopen.h"
 #include "tunnel/clockjump.h"
 #include "tunnel/netwatch.h"
 #include "tunnel/recheck.h"
@@ -43,7 +42,8 @@ struct recheck {
 	struct event		 ev;		/* settling, then deadline */
 	enum recheck_state	 state;
 	const char		*cause;		/* "network change", "resume" */
-	uint64_t		 rx_at_probe;	/* *rx_bytes when it left */
+	int			 probed;	/* env.probe's answer */
+	uint64_t		 rx_at_probe;	/* what it watches, then */
 	const char		*last_cause;	/* a string that stays */
 	char			 last_why[200];
 	int64_t			 last_loss_at;	/* wall clock seconds */
@@ -52,13 +52,6 @@ struct recheck {
 };
 
 static void	on_recheck(evutil_socket_t, short, void *);
-
-/* Whether a channel open of ours (not a probe) holds the open slot. */
-static int
-open_slot_busy(struct recheck *t)
-{
-	return slot_held_ms(t->env.slot, 1) >= 0;
-}
 
 /* The session's source address, as text in buf; -1 if unknown. */
 static int
@@ -92,6 +85,14 @@ begin(struct recheck *t, const char *cause)
 }
 
 /* The burst is over: is the source address still ours, then a probe. */
+/* The bytes that answer the probe: the session's own, or with its slot
+ * held, any session's (they share the path to the server). */
+static uint64_t
+watched(const struct recheck *t)
+{
+	return t->probed == 2 ? *t->env.rx_total : *t->env.rx_bytes;
+}
+
 static void
 settled(struct recheck *t)
 {
@@ -111,10 +112,9 @@ settled(struct recheck *t)
 	}
 	if (ifindex > 0)
 		t->session_ifindex = ifindex;
-	t->rx_at_probe = *t->env.rx_bytes;
 	t->state = RC_PROBING;
-	if (!open_slot_busy(t))
-		(void)slot_probe(t->env.slot);
+	t->probed = t->env.probe(t->env.arg);
+	t->rx_at_probe = watched(t);
 	log_debug("tunnel %s: probing the session after %s", t->env.name,
 	    t->cause);
 	evtimer_add(&t->ev, &tv);
@@ -126,15 +126,15 @@ judged(struct recheck *t)
 	char	why[160];
 
 	t->state = RC_IDLE;
-	if (*t->env.rx_bytes != t->rx_at_probe) {
+	if (watched(t) != t->rx_at_probe) {
 		log_info("tunnel %s: probe after %s answered", t->env.name,
 		    t->cause);
 		return;
 	}
-	if (open_slot_busy(t)) {
-		log_info("tunnel %s: probe after %s could not leave (a channel "
-		    "open is pending); left to keepalives", t->env.name,
-		    t->cause);
+	if (t->probed == 0) {
+		log_info("tunnel %s: probe after %s could not leave (channel "
+		    "opens are pending on every session); left to keepalives",
+		    t->env.name, t->cause);
 		return;
 	}
 	snprintf(why, sizeof(why), "probe after %s failed", t->cause);

@@ -12,15 +12,18 @@
 
 struct event_base;
 struct netchange;
-struct open_slot;
 struct recheck;
 
 /* What a check uses of its tunnel; everything outlives it. */
 struct recheck_env {
 	struct event_base	*base;
 	const char		*name;		/* the tunnel's, for logs */
-	struct open_slot	*slot;		/* the session's: probes */
-	const uint64_t		*rx_bytes;	/* bytes from the server */
+	/* Sends a keepalive probe on the up session, or if its one open
+	 * slot is held, on the tunnel's other sessions: returns 1, 2, or 0
+	 * if none could leave. */
+	int			(*probe)(void *arg);
+	const uint64_t		*rx_bytes;	/* from the server, the session */
+	const uint64_t		*rx_total;	/* and every other session */
 	/* Drops the up session for cause, with why (from the loop). */
 	void			(*lost)(void *arg, const char *cause,
 				    const char *why);

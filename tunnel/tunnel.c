@@ -41,6 +41,8 @@
 static void	attempt(struct tunnel *);
 static enum backoff_reason lost_reason(struct tunnel *);
 static void	drop_extras(struct tunnel *);
+static int	may_add_extra(const struct tunnel *);
+static int	add_extra(struct tunnel *, const char *why, int probe);
 
 static void
 on_retry(evutil_socket_t fd, short what, void *arg)
@@ -143,6 +145,34 @@ lost(struct tunnel *t, const char *cause, const char *why)
 {
 	t->cause = cause;
 	retry_later(t, lost_reason(t), "lost", why);
+}
+
+/* recheck.c's probe: on the main session, or if an open holds its slot,
+ * on every other session whose slot is free, or on a new one opened as
+ * the witness. */
+static int
+recheck_probe(void *arg)
+{
+	struct tunnel	*t = arg;
+	struct lane	*l;
+	int		 sent = 0;
+
+	if (slot_held_ms(t->main->slot, 1) < 0) {
+		(void)slot_probe(t->main->slot);
+		lane_kick(t->main);
+		return 1;
+	}
+	TAILQ_FOREACH(l, &t->extras, entry) {
+		if (l->state != L_UP || slot_held_ms(l->slot, 1) >= 0)
+			continue;
+		(void)slot_probe(l->slot);
+		lane_kick(l);
+		sent = 2;
+	}
+	if (sent == 0 && may_add_extra(t) &&
+	    add_extra(t, "a witness for a network check", 1) == 0)
+		sent = 2;
+	return sent;
 }
 
 /* recheck.c's verdict. */
@@ -373,8 +403,10 @@ extra_ended(struct lane *l, const struct lane_ending *e, void *arg)
 	event_active(&t->ev_spread, EV_TIMEOUT, 0);
 }
 
-static void
-add_extra(struct tunnel *t, const char *why)
+/* A new extra session, with a probe asked for once it is up if probe;
+ * -1 if out of memory. */
+static int
+add_extra(struct tunnel *t, const char *why, int probe)
 {
 	struct lane_env	 env = t->main->env;
 	struct lane	*l;
@@ -389,12 +421,15 @@ add_extra(struct tunnel *t, const char *why)
 	if ((auth = auth_share(t->auth)) == NULL ||
 	    (l = lane_new(&env, name, auth)) == NULL) {
 		auth_free(auth);
-		return;
+		return -1;
 	}
 	TAILQ_INSERT_TAIL(&t->extras, l, entry);
 	t->nextra++;
+	if (probe)
+		(void)slot_probe(l->slot);
 	log_info("tunnel %s: connecting (%s)", l->name, why);
-	lane_connect(l, connect_patience(t));
+	lane_connect(l, connect_patience(t));	/* may end it at once */
+	return 0;
 }
 
 static void
@@ -453,7 +488,7 @@ spread(struct tunnel *t)
 	}
 	for (; waiting > connecting && connecting < EXTRA_CONNECTING_MAX &&
 	    may_add_extra(t); connecting++)
-		add_extra(t, "channel opens wait");
+		add_extra(t, "channel opens wait", 0);
 }
 
 static void
@@ -584,7 +619,7 @@ on_tick(struct lane *l, void *arg)
 		t->keepalives_missed++;
 	count_slots(t, &held, &free);
 	if (held > 0 && free == 0 && may_add_extra(t)) {
-		add_extra(t, "a witness while opens are pending");
+		add_extra(t, "a witness while opens are pending", 0);
 		free++;
 	}
 	if (l == t->main) {
@@ -665,8 +700,8 @@ new_parts(struct tunnel *t)
 static int
 load(struct tunnel *t, char *err, size_t errlen, int *exitcode)
 {
-	struct recheck_env	 re = { t->base, t->name, NULL, NULL, on_lost,
-				    t };
+	struct recheck_env	 re = { t->base, t->name, recheck_probe, NULL,
+				    &t->rx_total, on_lost, t };
 	struct fwds_env		 fe = { t->base, t->conf, t->name, NULL, NULL,
 				    t->opens, t->budget };
 	char			 path[4096];
@@ -681,7 +716,6 @@ load(struct tunnel *t, char *err, size_t errlen, int *exitcode)
 	snprintf(err, errlen, "out of memory");
 	if (new_main(t) == -1)
 		return -1;
-	re.slot = t->main->slot;
 	re.rx_bytes = &t->main->rx_bytes;
 	if ((t->recheck = recheck_new(&re)) == NULL)
 		return -1;

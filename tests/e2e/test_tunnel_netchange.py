@@ -114,3 +114,52 @@ def test_address_replaced_reconnects_at_once(net, ns_relayd, ns_sshd, backends,
     assert re.search(r"^tunnel - last loss: network change: probe after network change "
                      r"failed: source address 10\.77\.3\.2 gone \(\d+ s ago\)$",
                      p.stdout, re.M), p.stdout
+
+
+def black_hole_in(net, role):
+    """A listener in role's namespace whose SYNs go unanswered (backlog
+    filled, never accepted); returns (listener, fillers, port)."""
+    with in_netns(net.ns[role]):
+        lsock = socket.socket()
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen(0)
+        port = lsock.getsockname()[1]
+        fillers = []
+        for _ in range(4):
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", port))
+            fillers.append(s)
+    return lsock, fillers, port
+
+
+def test_network_check_does_not_wait_behind_a_pending_open(net, ns_relayd, ns_sshd, backends,
+                                                          figures):
+    """The session's one open slot is held by an open to a target that drops
+    SYNs: the check after a network change goes out on another session (one
+    is opened for it) and, the network being cut, loses the session within
+    its 2 s deadline instead of leaving it to keepalives."""
+    with in_netns(net.ns["server"]):
+        laptop = backends.sink()
+    lsock, fillers, bport = black_hole_in(net, "relay")
+    sshd = ns_sshd("relay")
+    lport = 10023
+    t = start_tunnel(net, ns_relayd, sshd, f"{REMOTE_PORT}:{laptop.spec}",
+                     "-L", f"{lport}:127.0.0.1:{bport}", "--keepalive", 30)
+    try:
+        with net.connect("server", "127.0.0.1", lport):
+            time.sleep(1)                   # its open now holds the slot
+            net.partition("relay", "server")
+            run("ip", "-n", net.ns["server"], "route", "add", "10.99.0.0/24", "via",
+                "10.77.3.1", "dev", "eth0")
+            changed = time.monotonic()
+            t.wait(r"lost: probe after network change failed$", timeout=15)
+            took = time.monotonic() - changed
+    finally:
+        for s in fillers:
+            s.close()
+        lsock.close()
+    figures(f"network changed while an open held the session's slot: lost "
+            f"{took:.2f} s after (keepalives alone: 30 s x 3)")
+    assert t.lines(r"extra session \d+: connecting \(a witness for a network check\)$")
+    assert took <= 2 + 1 + (2 if SANITIZE else 0), took
