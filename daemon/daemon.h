@@ -36,6 +36,7 @@ struct daemon {
 	struct metrics		*metrics;	/* --metrics, or NULL */
 	int			 draining;
 	int			 ready_sent;	/* READY=1 told to systemd */
+	char			 status[256];	/* the STATUS= told last */
 	/* The tunnels run in processes of their own (tunproc.h): the relay
 	 * process has tunproc, each tunnels' worker has tunchan. */
 	struct tunproc		*tunproc;

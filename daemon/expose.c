@@ -382,6 +382,11 @@ tunnels_health(const struct daemon *d, char *buf, size_t len)
 			    tunnel_state_name(st.state));
 			return;
 		}
+		if (st.probe == -1) {
+			snprintf(buf, len, "tunnel %s: probe failed: %s",
+			    st.name, st.probe_why);
+			return;
+		}
 	}
 }
 

@@ -1,5 +1,7 @@
 /* From start to exit: readiness, the watchdog, draining, reaping, the end. */
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sysexits.h>
 #include <unistd.h>
 
@@ -102,14 +104,67 @@ check_ready(void)
 	snprintf(status, sizeof(status), "serving: %zu relays, %zu tunnels",
 	    units_count(&d->units, UNIT_RELAY),
 	    units_count(&d->units, UNIT_TUNNEL));
+	snprintf(d->status, sizeof(d->status), "%s", status);
 	sysd_ready(status);
 	d->ready_sent = 1;
+}
+
+/* STATUS= says what /healthz says, when that changed. */
+static void
+say_status(struct daemon *d, const char *tunnels_why)
+{
+	char	*why = relays_health(d), status[sizeof(d->status)];
+
+	if (why == NULL && tunnels_why != NULL)
+		snprintf(status, sizeof(status), "degraded: %s", tunnels_why);
+	else if (why != NULL)
+		snprintf(status, sizeof(status), "degraded: %s", why);
+	else
+		snprintf(status, sizeof(status), "serving: %zu relays, %zu "
+		    "tunnels", units_count(&d->units, UNIT_RELAY),
+		    units_count(&d->units, UNIT_TUNNEL));
+	free(why);
+	if (strcmp(status, d->status) == 0)
+		return;
+	snprintf(d->status, sizeof(d->status), "%s", status);
+	sysd_status(status);
+}
+
+/* The tunnels' process answered: its first line is their health. */
+static void
+on_tunnels_health(void *arg, const char *text, const char *why)
+{
+	struct daemon	*d = arg;
+	char		 line[200];
+	size_t		 n;
+
+	if (text == NULL && why == NULL)
+		return;			/* a --fork child's copy */
+	if (text == NULL) {
+		snprintf(line, sizeof(line), "tunnels: %s", why);
+		say_status(d, line);
+		return;
+	}
+	n = strcspn(text, "\n");
+	snprintf(line, sizeof(line), "%.*s", (int)n, text);
+	say_status(d, strcmp(line, "ok") == 0 ? NULL : line);
 }
 
 static void
 on_watchdog(evutil_socket_t fd, short what, void *arg)
 {
+	struct daemon	*d = arg;
+	char		 why[200];
+
 	sysd_watchdog_ping();
+	if (!d->ready_sent)
+		return;
+	if (d->tunproc != NULL) {
+		tunproc_ask(d->tunproc, 'M', on_tunnels_health, d);
+		return;
+	}
+	tunnels_health(d, why, sizeof(why));
+	say_status(d, strcmp(why, "ok") == 0 ? NULL : why);
 }
 
 void

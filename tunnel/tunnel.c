@@ -264,19 +264,25 @@ on_probe_round(evutil_socket_t fd, short what, void *arg)
 		log_info("tunnel %s: probe: every forward comes back again",
 		    t->name);
 	t->probe_at = time(NULL);
-	t->probe_last = verdict;
 	if (verdict == 1) {
+		t->probe_last = 1;
 		t->probe_reconnected = 0;
 		return;
 	}
+	/* Said once, and again when it says something else. */
+	if (t->probe_reconnected == 1 || (t->probe_reconnected == 2 &&
+	    strcmp(why, t->probe_why) != 0)) {
+		log_warnx("tunnel %s: probe failed again after a reconnect: "
+		    "%s", t->name, why);
+		t->probe_reconnected = 2;
+	}
+	t->probe_last = -1;
 	snprintf(t->probe_why, sizeof(t->probe_why), "%s", why);
 	if (!t->probe_reconnected) {
 		t->probe_reconnected = 1;
 		snprintf(lost_why, sizeof(lost_why), "probe failed: %s", why);
 		lost(t, "probe", lost_why);
-	} else
-		log_warnx("tunnel %s: probe failed again after a reconnect: "
-		    "%s", t->name, why);
+	}
 }
 
 static void

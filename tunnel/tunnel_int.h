@@ -40,7 +40,8 @@ struct tunnel {
 	struct event		 ev_spread;	/* waiting opens looked at */
 	struct event		 ev_probe;	/* --probe rounds */
 	int			 probe_last;	/* 1 came back, -1 failed, 0 */
-	int			 probe_reconnected;	/* for a failure since */
+	int			 probe_reconnected;	/* for a failure since (1),
+						 * failing again said (2) */
 	time_t			 probe_at;	/* wall clock of probe_last */
 	char			 probe_why[320];	/* of a failure */
 	uint64_t		 packets_out;	/* given to send_cb, all sessions */
