@@ -364,12 +364,10 @@ check_relay_tls(const struct relay_conf *r, char *err, size_t errlen)
 		snprintf(err, errlen, "%salpn needs a tls: listener", dash);
 		return -1;
 	}
-	if ((!tls_to && r->ca != NULL) ||
-	    (!r->to.tls && r->verify_name != NULL)) {
+	if (!tls_to && (r->ca != NULL || r->verify_name != NULL)) {
 		snprintf(err, errlen, "%s%s needs a tls: target (%sto "
-		    "tls:HOST:PORT%s)", dash, r->ca != NULL && !tls_to ? "ca" :
-		    "verify-name", dash, r->ca != NULL && !tls_to ?
-		    ", or a route to one" : "");
+		    "tls:HOST:PORT, or a route to one)", dash, r->ca != NULL ?
+		    "ca" : "verify-name", dash);
 		return -1;
 	}
 	if ((tls_listen && r->accept_proxy) || (tls_to && r->send_proxy)) {

@@ -518,7 +518,8 @@ relay_new(struct event_base *base, const struct relay_conf *conf, char *err,
 	TAILQ_INSERT_TAIL(&relays, r, entry);
 	if (load_tls(conf, &r->tls, &r->tls_to, 0, err, errlen) == -1 ||
 	    (conf->nroutes > 0 && (r->routes = route_table_new(conf->routes,
-	    conf->nroutes, conf->has_to, conf->ca, err, errlen)) == NULL)) {
+	    conf->nroutes, conf->has_to, conf->ca, conf->verify_name, err,
+	    errlen)) == NULL)) {
 		*exitcode = EX_NOINPUT;
 		relay_free(r);
 		return NULL;

@@ -268,7 +268,7 @@ const struct conn_step acme_route_step = {
 
 struct route_table *
 route_table_new(const struct route_conf *routes, size_t n, int has_default,
-    const char *ca, char *err, size_t errlen)
+    const char *ca, const char *verify_name, char *err, size_t errlen)
 {
 	struct route_table	*t;
 	size_t			 i;
@@ -286,7 +286,8 @@ route_table_new(const struct route_conf *routes, size_t n, int has_default,
 	for (i = 0; i < n; i++) {
 		t->names[i] = routes[i].name;
 		if (routes[i].to.tls && (t->tls[i] = tls_client_new(ca,
-		    routes[i].to.host, err, errlen)) == NULL) {
+		    verify_name != NULL ? verify_name : routes[i].to.host,
+		    err, errlen)) == NULL) {
 			route_table_free(t);
 			return NULL;
 		}

@@ -32,12 +32,12 @@ extern const struct conn_step acme_route_step;
 
 /*
  * A table over routes[0..n), with a TLS context for each tls: target
- * (verified against ca, or the system store, and the route's host).
- * Returns NULL with err set.
+ * (verified against ca, or the system store, and verify_name, or if
+ * NULL the route's host). Returns NULL with err set.
  */
 struct route_table *route_table_new(const struct route_conf *routes,
-	    size_t n, int has_default, const char *ca, char *err,
-	    size_t errlen);
+	    size_t n, int has_default, const char *ca, const char *verify_name,
+	    char *err, size_t errlen);
 /*
  * Reads the CA file of each tls: target's context again (SIGHUP): the
  * number read, or -1 with err, the one that failed and those after it

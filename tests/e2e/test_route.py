@@ -263,6 +263,36 @@ def test_sighup_reloads_the_ca_of_routes_to_tls_targets(relayd, pki, sinks, sock
         target.stop()
 
 
+def test_verify_name_applies_to_routes_to_tls_targets(relayd, pki, sinks):
+    """The backend's certificate names other.test, not 127.0.0.1: a route to
+    it fails verification unless --verify-name says which name to expect,
+    as it does for --to tls:."""
+    target = TlsSinkBackend(tcp4(), *pki.other)
+    try:
+        for verify, seed in ((None, 1), ("other.test", 2)):
+            port = free_port()
+            r = relayd("--listen", f"127.0.0.1:{port}", "--ca", pki.ca,
+                       "--route", f"secure.example=tls:{target.spec}", "--to", sinks[0].spec,
+                       *(["--verify-name", verify] if verify else []))
+            try:
+                sent, answer = http_exchange(port, "secure.example", seed=seed)
+            except ConnectionResetError:
+                answer = None
+            line = r.wait_conn()
+            if verify is None:
+                assert line["end"].startswith("target TLS handshake failed: certificate "
+                                              "verify failed"), line["line"]
+            else:
+                assert answer == sink_reply(sent), answer
+                assert line["route"] == "secure.example" and line["end"] == "eof", \
+                    line["line"]
+            r.stop()
+        assert any(rec.get("received") == sent for rec in target.wait_done(2, clean=False))
+        assert not sinks[0].records
+    finally:
+        target.stop()
+
+
 def test_status_counts_per_route(relayd, sinks, tmp_path):
     port, ctl = free_port(), tmp_path / "ctl"
     relayd("--listen", f"127.0.0.1:{port}", *routes(sinks), "--control", ctl)
@@ -284,8 +314,8 @@ def test_status_counts_per_route(relayd, sinks, tmp_path):
      "cannot be combined with --accept-proxy"),
     (["--route", "a.example=127.0.0.1:1", "--ca", "/etc/ssl/certs/ca-certificates.crt"],
      "--ca needs a tls: target (--to tls:HOST:PORT, or a route to one)"),
-    (["--route", "a.example=tls:127.0.0.1:1", "--verify-name", "a.example"],
-     "--verify-name needs a tls: target (--to tls:HOST:PORT)"),
+    (["--route", "a.example=127.0.0.1:1", "--verify-name", "a.example"],
+     "--verify-name needs a tls: target (--to tls:HOST:PORT, or a route to one)"),
     (["--route", "a.example=tls:127.0.0.1:1", "--proxy-protocol", "v1"],
      "proxy-protocol cannot be combined with a tls: target"),
 ])
