@@ -145,44 +145,45 @@ get_connect_failures(const struct service_counts *c, uint64_t *v)
 	memcpy(v, c->connect_failed, sizeof(c->connect_failed));
 }
 
+/* A histogram per TCP relay: the buckets at offset buckets of struct
+ * service_counts (uint64_t, one more than bounds), the sum at sum. */
 static void
-connect_time_family(FILE *fp, const struct relay_fact *f, size_t n)
+histogram_family(FILE *fp, const struct relay_fact *f, size_t n,
+    const char *name, const char *help, const double *bounds, size_t nb,
+    size_t buckets, size_t sum)
 {
-	static const double	 bounds[] = CONNECT_TIME_BOUNDS;
-	const char		*name = "relayd_relay_connect_duration_seconds";
 	struct expo_label	 l = { "relay", NULL };
+	const char		*c;
 	size_t			 i;
 
-	expo_family(fp, name, "histogram", "How long the dial that reached "
-	    "the target took.");
+	expo_family(fp, name, "histogram", help);
 	for (i = 0; i < n; i++) {
 		if (f[i].st.udp)
 			continue;
 		l.value = f[i].name;
+		c = (const char *)&f[i].st.counts;
 		expo_histogram(fp, name, &l, 1, bounds,
-		    f[i].st.counts.connect_time, sizeof(bounds) /
-		    sizeof(bounds[0]), f[i].st.counts.connect_time_sum);
+		    (const uint64_t *)(const void *)(c + buckets), nb,
+		    *(const double *)(const void *)(c + sum));
 	}
 }
 
 static void
-duration_family(FILE *fp, const struct relay_fact *f, size_t n)
+time_families(FILE *fp, const struct relay_fact *f, size_t n)
 {
-	static const double	 bounds[] = CONN_DURATION_BOUNDS;
-	const char		*name = "relayd_relay_connection_duration_seconds";
-	struct expo_label	 l = { "relay", NULL };
-	size_t			 i;
+	static const double	connect[] = CONNECT_TIME_BOUNDS;
+	static const double	lived[] = CONN_DURATION_BOUNDS;
 
-	expo_family(fp, name, "histogram", "How long closed connections "
-	    "lived.");
-	for (i = 0; i < n; i++) {
-		if (f[i].st.udp)
-			continue;
-		l.value = f[i].name;
-		expo_histogram(fp, name, &l, 1, bounds,
-		    f[i].st.counts.duration, sizeof(bounds) / sizeof(bounds[0]),
-		    f[i].st.counts.duration_sum);
-	}
+	histogram_family(fp, f, n, "relayd_relay_connect_duration_seconds",
+	    "How long the dial that reached the target took.", connect,
+	    sizeof(connect) / sizeof(connect[0]),
+	    offsetof(struct service_counts, connect_time),
+	    offsetof(struct service_counts, connect_time_sum));
+	histogram_family(fp, f, n, "relayd_relay_connection_duration_seconds",
+	    "How long closed connections lived.", lived,
+	    sizeof(lived) / sizeof(lived[0]),
+	    offsetof(struct service_counts, duration),
+	    offsetof(struct service_counts, duration_sum));
 }
 
 static void
@@ -222,8 +223,7 @@ write_relays(FILE *fp, const struct relay_fact *f, size_t n, int draining)
 	reason_family(fp, f, n, "relayd_relay_connect_failures_total",
 	    "Connections whose target was not reached, by reason.",
 	    connect_failure_names, CF_NREASONS, get_connect_failures);
-	connect_time_family(fp, f, n);
-	duration_family(fp, f, n);
+	time_families(fp, f, n);
 	relay_family(fp, f, n, 1, "relayd_udp_flows_active", "gauge",
 	    "UDP flows open now.", RS(udp_counts.open), 1);
 	relay_family(fp, f, n, 1, "relayd_udp_flows_total", "counter",
