@@ -123,7 +123,7 @@ reason_family(FILE *fp, const struct relay_fact *f, size_t n,
 }
 
 static const char *const refusal_names[] = { "acl", "per-ip", "rate",
-    "handshake", "max-conns", "held-expired" };
+    "handshake", "proxy", "tls", "max-conns", "held-expired" };
 #define NREFUSALS	(sizeof(refusal_names) / sizeof(refusal_names[0]))
 _Static_assert(NREFUSALS <= REASONS_MAX && CF_NREASONS <= REASONS_MAX,
     "more reasons than reason_family takes");
@@ -135,8 +135,10 @@ get_refusals(const struct service_counts *c, uint64_t *v)
 	v[1] = c->refused.per_ip;
 	v[2] = c->refused.rate;
 	v[3] = c->refused.handshake;
-	v[4] = c->refused.max_conns;
-	v[5] = c->holds.expired;
+	v[4] = c->refused.proxy;
+	v[5] = c->refused.tls;
+	v[6] = c->refused.max_conns;
+	v[7] = c->holds.expired;
 }
 
 static void

@@ -75,9 +75,11 @@ json_relay(FILE *fp, const struct relay *r, int draining)
 	fprintf(fp, ",\"bytes_spliced\":%" PRIu64 ",", st.counts.bytes_spliced);
 	json_connect_failures(fp, st.counts.connect_failed);
 	fprintf(fp, ",\"refused\":{\"acl\":%" PRIu64 ",\"per_ip\":%" PRIu64
-	    ",\"rate\":%" PRIu64 ",\"handshake\":%" PRIu64 ",\"max_conns\":%"
-	    PRIu64 ",\"held_expired\":%" PRIu64 "}}", no->denied, no->per_ip,
-	    no->rate, no->handshake, no->max_conns, st.counts.holds.expired);
+	    ",\"rate\":%" PRIu64 ",\"handshake\":%" PRIu64 ",\"proxy\":%"
+	    PRIu64 ",\"tls\":%" PRIu64 ",\"max_conns\":%" PRIu64
+	    ",\"held_expired\":%" PRIu64 "}}", no->denied, no->per_ip,
+	    no->rate, no->handshake, no->proxy, no->tls, no->max_conns,
+	    st.counts.holds.expired);
 }
 
 char *

@@ -235,14 +235,3 @@ service_log_refusals_end(struct service *svc)
 	svc->refusal_flush = NULL;
 }
 
-void
-service_describe_refusals(const struct service *svc, char *buf, size_t len)
-{
-	const struct refusals	*r = &svc->refused;
-
-	if (svc->nacl == 0 && svc->iplimit == NULL && svc->step == NULL)
-		return;
-	snprintf(buf, len, "; refused: denied=%" PRIu64 " per-ip=%" PRIu64
-	    " rate=%" PRIu64 " handshake=%" PRIu64, r->denied, r->per_ip,
-	    r->rate, r->handshake);
-}

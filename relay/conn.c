@@ -241,15 +241,35 @@ conn_close(struct conn *c, const char *why)
 		closed_hook();
 }
 
-void
-conn_refuse(struct conn *c, const char *why)
+static void
+refuse(struct conn *c, uint64_t *counter, const char *why)
 {
-	if (c->phase == CONN_STEP || c->phase == CONN_CLIENT_HANDSHAKE)
-		c->svc->refused.handshake++;
+	if (counter != NULL)
+		(*counter)++;
 	c->svc->rejected++;
 	service_log_refusal(c->svc, c->client_name, why);
 	c->quiet = 1;
 	conn_close(c, why);
+}
+
+void
+conn_refuse(struct conn *c, const char *why)
+{
+	struct refusals	*r = &c->svc->refused;
+
+	if (c->phase == CONN_CLIENT_HANDSHAKE)
+		refuse(c, &r->tls, why);
+	else if (c->phase == CONN_STEP)
+		refuse(c, c->svc->step->learns_origin ? &r->proxy :
+		    &r->handshake, why);
+	else
+		refuse(c, NULL, why);
+}
+
+void
+conn_refuse_tls(struct conn *c, const char *why)
+{
+	refuse(c, &c->svc->refused.tls, why);
 }
 
 static void
@@ -862,6 +882,8 @@ service_count(const struct service *svc, struct service_counts *sum)
 	sum->refused.per_ip += svc->refused.per_ip;
 	sum->refused.rate += svc->refused.rate;
 	sum->refused.handshake += svc->refused.handshake;
+	sum->refused.proxy += svc->refused.proxy;
+	sum->refused.tls += svc->refused.tls;
 	sum->refused.max_conns += svc->refused.max_conns;
 	sum->refuses |= svc->nacl > 0 || svc->iplimit != NULL ||
 	    svc->step != NULL || svc->screens;
@@ -891,7 +913,7 @@ service_counts_describe(const struct service_counts *n, char *buf,
 		return;
 	snprintf(buf + off, len - off, "; refused: denied=%" PRIu64 " per-ip=%"
 	    PRIu64 " rate=%" PRIu64 " handshake=%" PRIu64, r->denied,
-	    r->per_ip, r->rate, r->handshake);
+	    r->per_ip, r->rate, r->handshake + r->proxy + r->tls);
 }
 
 void

@@ -48,7 +48,8 @@ struct conn_step {
 	/* Frees the state (the step ended, or the connection closed). */
 	void	 (*free)(void *state);
 	/* It tells the client's real address (a PROXY header): the
-	 * per-address limits wait for it. Otherwise they apply at accept. */
+	 * per-address limits wait for it. Otherwise they apply at accept.
+	 * Its refusals are then counted as "proxy", else "handshake". */
 	int	 learns_origin;
 };
 
@@ -83,6 +84,8 @@ void	conn_close(struct conn *, const char *why);
 /* Closes c, refused before its target was opened: logged as a refusal
  * (rate-limited), not as a connection. */
 void	conn_refuse(struct conn *, const char *why);
+/* The same for a client whose TLS handshake failed inside a step. */
+void	conn_refuse_tls(struct conn *, const char *why);
 /* Ends the service's step: c's target is opened (after the access checks
  * on the address the step may have learnt). */
 void	conn_step_done(struct conn *);

@@ -168,7 +168,7 @@ tls_route(struct conn *c, struct route_read *r)
 	case 0:
 		return;
 	case -1:
-		conn_refuse(c, why);
+		conn_refuse_tls(c, why);
 		return;
 	}
 	name[0] = '\0';

@@ -56,7 +56,9 @@ struct refusals {
 	uint64_t	per_ip;		/* --max-conns-per-ip, table full */
 	uint64_t	rate;		/* --rate */
 	uint64_t	handshake;	/* failed or too slow step, or no
-					 * room for one */
+					 * room for one (SOCKS, routing) */
+	uint64_t	proxy;		/* the same, reading a PROXY header */
+	uint64_t	tls;		/* a client's TLS handshake */
 	uint64_t	max_conns;	/* --max-conns reached */
 	/* The log says at most a few lines a second about them. */
 	int64_t		log_sec;
@@ -190,9 +192,6 @@ void	service_log_refusal(struct service *, const char *client,
 /* Says the count still owed and stops the log's timer (the service is
  * going away). */
 void	service_log_refusals_end(struct service *);
-/* Appends "; refused: denied=N ..." when the service refuses anyone. */
-void	service_describe_refusals(const struct service *, char *buf,
-	    size_t len);
 /* Writes "N active, N total, N rejected, in=N out=N spliced=N" (bytes of
  * closed and live connections) for status reports. */
 void	service_describe(const struct service *, char *buf, size_t len);

@@ -18,6 +18,7 @@ import pytest
 
 from conftest import (IO_TIMEOUT, free_port, fwd, kill_pid, run_relayd, sink_roundtrip,
                       tcp4)
+from test_tls import pki  # noqa: F401 (a fixture)
 
 CLIENT = "127.0.0.77"           # the refused one: --deny
 N, B = 5, 20_000
@@ -428,7 +429,8 @@ RELAY_KEYS = {"name": str, "addresses": list, "listening": bool, "udp": bool,
               "connections_active": int, "connections_total": int, "bytes_in": int,
               "bytes_out": int, "bytes_spliced": int, "connect_failures": int,
               "connect_failures_by_reason": dict, "refused": dict}
-REFUSED_KEYS = {"acl", "per_ip", "rate", "handshake", "max_conns", "held_expired"}
+REFUSED_KEYS = {"acl", "per_ip", "rate", "handshake", "proxy", "tls", "max_conns",
+                "held_expired"}
 TUNNEL_KEYS = {"name": str, "server": str, "state": str, "reconnects": int,
                "reconnects_by_cause": dict, "keepalives_sent": int,
                "keepalives_missed": int, "extra_sessions": int, "probe": type(None),
@@ -554,3 +556,26 @@ def test_hostile_scrapers_are_bounded(tmp_path, relayd, sink):
     assert http(mport, "/healthz") == (200, "ok\n")
     assert r.alive()
     r.stop()
+
+
+def test_refusals_tell_proxy_and_tls_apart(tmp_path, relayd, sink, pki):
+    """A client without its PROXY header and one whose TLS handshake fails
+    are refused for different reasons."""
+    mport, pport, tport = free_port(), free_port(), free_port()
+    relayd("--listen", f"127.0.0.1:{pport}", "--to", sink.spec, "--accept-proxy",
+           "--handshake-timeout", 1, "--metrics", mport)
+    with tcp4(pport).connect() as s:
+        s.sendall(b"GET / HTTP/1.0\r\n\r\n")     # no PROXY header
+        s.recv(1)
+    samples, _ = parse(http(mport)[1])
+    assert value(samples, "relayd_relay_refused_total", relay="-", reason="proxy") == 1
+    assert value(samples, "relayd_relay_refused_total", relay="-", reason="tls") == 0
+    mport2 = free_port()
+    relayd("--listen", f"tls:127.0.0.1:{tport}", "--cert", pki.two[0], "--key", pki.two[1],
+           "--to", sink.spec, "--metrics", mport2)
+    with tcp4(tport).connect() as s:
+        s.sendall(b"\x16\x03\x01\x00\x05hello")  # not a ClientHello
+        s.recv(1)
+    samples, _ = parse(http(mport2)[1])
+    assert value(samples, "relayd_relay_refused_total", relay="-", reason="tls") == 1
+    assert value(samples, "relayd_relay_refused_total", relay="-", reason="handshake") == 0
