@@ -246,9 +246,13 @@ channel_closed(ssize_t n)
 	    errno != EINTR);
 }
 
+/* A question is given up ANSWER_MS after it was asked. */
+#define ANSWER_MS	1000
+
 struct pending {
 	char		  kind;
 	int		  sent;		/* the question went out */
+	uint64_t	  asked;	/* mono_ms() */
 	tunproc_answer	 *done;
 	void		 *arg;
 };
@@ -309,10 +313,45 @@ on_message(evutil_socket_t fd, short what, void *arg)
 		event_del(tp->ev);
 }
 
+/* Waits for the oldest question's deadline. */
+static void
+arm_deadline(struct tunproc *tp)
+{
+	uint64_t	oldest = UINT64_MAX, now = mono_ms(), wait;
+	struct timeval	tv;
+	size_t		i;
+
+	for (i = 0; i < tp->npending; i++)
+		if (tp->pending[i].asked < oldest)
+			oldest = tp->pending[i].asked;
+	if (oldest == UINT64_MAX)
+		return;
+	wait = oldest + ANSWER_MS > now ? oldest + ANSWER_MS - now : 0;
+	tv.tv_sec = (time_t)(wait / 1000);
+	tv.tv_usec = (suseconds_t)(wait % 1000 * 1000);
+	evtimer_add(tp->timer, &tv);
+}
+
+/* Only the questions asked ANSWER_MS ago are given up: one asked just
+ * now, while an older one waited, keeps its own time. */
 static void
 on_status_timeout(evutil_socket_t fd, short what, void *arg)
 {
-	answer_kind(arg, 0, NULL, "not answering (restarting)");
+	struct tunproc	*tp = arg;
+	struct pending	 p;
+	uint64_t	 now = mono_ms();
+	size_t		 i = 0;
+
+	while (i < tp->npending) {
+		if (now - tp->pending[i].asked < ANSWER_MS) {
+			i++;
+			continue;
+		}
+		p = tp->pending[i];
+		tp->pending[i] = tp->pending[--tp->npending];
+		p.done(p.arg, NULL, "not answering (restarting)");
+	}
+	arm_deadline(tp);
 }
 
 struct tunproc *
@@ -376,7 +415,6 @@ tunproc_reaped(struct tunproc *tp, pid_t pid, int status, int *code)
 void
 tunproc_ask(struct tunproc *tp, char kind, tunproc_answer *done, void *arg)
 {
-	struct timeval	 tv = { 1, 0 };
 	struct pending	*p;
 	size_t		 i;
 	int		 sent = 0;
@@ -392,11 +430,12 @@ tunproc_ask(struct tunproc *tp, char kind, tunproc_answer *done, void *arg)
 	p->done = done;
 	p->arg = arg;
 	p->sent = 1;
+	p->asked = mono_ms();
+	if (!evtimer_pending(tp->timer, NULL))
+		arm_deadline(tp);
 	if (sent)
 		return;		/* its answer will do for both */
-	if (send(tp->fd, &kind, 1, MSG_DONTWAIT) == -1 ||
-	    (!evtimer_pending(tp->timer, NULL) &&
-	    evtimer_add(tp->timer, &tv) == -1))
+	if (send(tp->fd, &kind, 1, MSG_DONTWAIT) == -1)
 		answer_kind(tp, kind, NULL, "not answering (restarting)");
 }
 
