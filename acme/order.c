@@ -152,6 +152,22 @@ account(struct session *s)
 	return 0;
 }
 
+/* Whether word is one of the space-separated words of list. */
+static int
+one_of(const char *list, const char *word)
+{
+	size_t	n = strlen(word);
+
+	while (n > 0 && *list != '\0') {
+		if (strncmp(list, word, n) == 0 && (list[n] == ' ' ||
+		    list[n] == '\0'))
+			return 1;
+		list += strcspn(list, " ");
+		list += strspn(list, " ");
+	}
+	return 0;
+}
+
 /* Polls url until its status is one of want (space-separated, e.g.
  * "valid invalid"): 0 with the reply (caller frees), or -1. */
 static int
@@ -170,7 +186,7 @@ poll_status(struct session *s, const char *what, const char *url,
 			snprintf(s->err, s->errlen, "%s: no status", what);
 			return -1;
 		}
-		if (strstr(want, status) != NULL)
+		if (one_of(want, status))
 			return 0;
 		https_reply_free(rep);
 		if (https_stop_wait(s->p->stop, 1000)) {
