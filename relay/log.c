@@ -4,11 +4,12 @@
  * at most PIPE_BUF bytes, so they never interleave. An event loop's thread
  * may batch its lines (log_batch): they are written once per pass of the
  * loop, in one write(2) instead of one per line, and before a fatal, a
- * fork or the exit.
+ * fork, the exit or a crash.
  */
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -122,6 +123,47 @@ in_child(void)
 	}
 }
 
+/*
+ * A crash (SIGSEGV, SIGABRT...) writes the lines every batch holds, then
+ * dies of the same signal. Only write(2) is called; a batch whose lock is
+ * held (its thread crashed while adding to it, or is flushing) is
+ * skipped rather than waited for. Sanitizer builds keep their own
+ * handlers, which report the crash.
+ */
+static void
+on_crash(int sig)
+{
+	struct batch	*b;
+	int		 saved = errno;
+
+	for (b = batches; b != NULL; b = b->next)
+		if (pthread_mutex_trylock(&b->lock) == 0) {
+			write_all(b->buf, b->len);
+			b->len = 0;
+			pthread_mutex_unlock(&b->lock);
+		}
+	errno = saved;
+	raise(sig);		/* the handler was reset: dies of it */
+}
+
+static void
+catch_crashes(void)
+{
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+	static const int	 sigs[] = { SIGSEGV, SIGBUS, SIGILL, SIGFPE,
+				    SIGABRT };
+	struct sigaction	 sa;
+	size_t			 i;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_crash;
+	sa.sa_flags = SA_RESETHAND | SA_NODEFER;
+	sigemptyset(&sa.sa_mask);
+	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		sigaction(sigs[i], &sa, NULL);
+#endif
+}
+
 static void
 register_hooks(void)
 {
@@ -217,6 +259,7 @@ log_init(enum log_level level, int use_syslog)
 		openlog("relayd", LOG_PID | LOG_NDELAY, LOG_DAEMON);
 	to_syslog = use_syslog;
 	event_set_log_callback(libevent_log);
+	catch_crashes();
 }
 
 enum log_level

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <signal.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -155,6 +156,42 @@ fatal_writes_the_lines_batched_before_it(void **state)
 	assert_string_equal(out, "relayd: before the end\nrelayd: the end\n");
 }
 
+/* Without the crash handler, lines batched before SIGSEGV die with the
+ * process; a sanitizer build keeps its own handler and is not asked. */
+static void
+a_crash_writes_the_lines_batched_before_it(void **state)
+{
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+	char	out[4096];
+	size_t	off = 0;
+	ssize_t	n;
+	pid_t	pid;
+	int	p[2], status;
+
+	assert_int_equal(pipe(p), 0);
+	if ((pid = fork()) == 0) {
+		dup2(p[1], STDERR_FILENO);
+		close(p[0]);
+		log_init(LOG_LVL_INFO, 0);
+		if (log_batch(event_base_new()) == -1)
+			_exit(99);
+		log_info("before the crash");
+		raise(SIGSEGV);
+		_exit(98);
+	}
+	assert_true(pid > 0);
+	close(p[1]);
+	while ((n = read(p[0], out + off, sizeof(out) - off - 1)) > 0)
+		off += (size_t)n;
+	out[off] = '\0';
+	close(p[0]);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFSIGNALED(status));
+	assert_int_equal(WTERMSIG(status), SIGSEGV);
+	assert_string_equal(out, "relayd: before the crash\n");
+#endif
+}
+
 int
 main(void)
 {
@@ -163,6 +200,7 @@ main(void)
 		cmocka_unit_test(truncates_without_splitting_an_escape),
 		cmocka_unit_test(batched_lines_wait_for_the_pass_in_order),
 		cmocka_unit_test(fatal_writes_the_lines_batched_before_it),
+		cmocka_unit_test(a_crash_writes_the_lines_batched_before_it),
 	};
 
 	return cmocka_run_group_tests_name("log", tests, NULL, NULL);
