@@ -22,6 +22,18 @@
 
 #include "relay/log.h"
 
+/* Sanitizers report a crash from handlers of their own: left alone. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SANITIZED	1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define SANITIZED	1
+#endif
+#endif
+#ifndef SANITIZED
+#define SANITIZED	0
+#endif
+
 /* A reload changes them while other loops log. */
 static _Atomic enum log_level	 threshold = LOG_LVL_INFO;
 static _Atomic int		 to_syslog;
@@ -149,7 +161,7 @@ on_crash(int sig)
 static void
 catch_crashes(void)
 {
-#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+#if !SANITIZED
 	static const int	 sigs[] = { SIGSEGV, SIGBUS, SIGILL, SIGFPE,
 				    SIGABRT };
 	struct sigaction	 sa;

@@ -74,6 +74,12 @@ opens_free(struct opens *q)
 	free(q);
 }
 
+int
+open_sent(const struct open_req *r)
+{
+	return r->slot != NULL;
+}
+
 size_t
 opens_waiting(const struct opens *q)
 {
@@ -254,6 +260,8 @@ open_finish(struct open_slot *sl, struct open_req *r, LIBSSH2_CHANNEL *ch,
 	if (ch != NULL && (ep = chan_new(sl->set, ch)) == NULL) {
 		/* No memory for our side: let the session go. */
 		sshcall_fail(sl->sc, "out of memory");
+		if (done != NULL)
+			done(NULL, "out of memory", arg);
 		return;
 	}
 	if (ep != NULL && done == NULL) {
@@ -264,7 +272,9 @@ open_finish(struct open_slot *sl, struct open_req *r, LIBSSH2_CHANNEL *ch,
 		done(ep, NULL, arg);
 		return;
 	}
-	snprintf(why, sizeof(why), "connect failed: %s",
+	/* Only a refusal is the server's answer about the target. */
+	snprintf(why, sizeof(why), "%s: %s", rc ==
+	    LIBSSH2_ERROR_CHANNEL_FAILURE ? "connect failed" : "tunnel error",
 	    ssh_error(sshcall_session(sl->sc), msg, sizeof(msg)));
 	if (rc != LIBSSH2_ERROR_CHANNEL_FAILURE)
 		sshcall_fail(sl->sc, "channel open failed");

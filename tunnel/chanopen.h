@@ -41,6 +41,8 @@ struct open_req *open_request_first(struct opens *, const struct addr_spec *to,
 	    int timeout_sec, open_done_fn *done, void *arg);
 /* done is not called for r any more. */
 void	open_cancel(struct open_req *r);
+/* Whether r went to the server (a slot took it). */
+int	open_sent(const struct open_req *r);
 /* Opens that wait for a slot. */
 size_t	opens_waiting(const struct opens *);
 

@@ -1,7 +1,8 @@
 /*
  * End-to-end probes of -R forwards. A token is random, so that neither a
  * visitor nor a peer can make one pass for another: "RELAYD-PROBE ",
- * 32 hex digits, CRLF. While a token may come back, every channel the
+ * 32 hex digits, CRLF. While a token may come back (its open is at the
+ * server, or the token left less than AWAIT_SEC ago), every channel the
  * server opens for a forward is looked at before its target is dialled:
  * its first bytes are read (up to the token's length, for at most
  * CATCH_MS), and a visitor's are put back in front of the rest.
@@ -37,7 +38,7 @@ struct probe {
 	struct open_req		*open;		/* while the open is pending */
 	struct endpoint		*ep;		/* our end, once open */
 	size_t			 written;
-	struct timespec		 started;
+	struct timespec		 opened;	/* its token left then */
 	enum probe_result	 result;
 	enum probe_result	*slot;
 	char			*why;		/* of a refused open */
@@ -117,10 +118,14 @@ on_opened(struct endpoint *ep, const char *why, void *arg)
 
 	p->open = NULL;
 	if (ep == NULL) {
-		p->result = PROBE_REFUSED;
+		/* The server's refusal says nothing listens there; a lost
+		 * session or a spent budget says nothing. */
+		if (strncmp(why, "connect failed: ", 16) == 0)
+			p->result = PROBE_REFUSED;
 		snprintf(p->why, p->whylen, "%s", why);
 		return;
 	}
+	clock_gettime(CLOCK_MONOTONIC, &p->opened);
 	p->ep = ep;
 	ep->cb = on_probe_ready;
 	ep->cbarg = p;
@@ -166,7 +171,6 @@ probes_send(struct probes *set, const char *host, int port,
 	p->whylen = whylen;
 	why[0] = '\0';
 	make_token(p->token);
-	clock_gettime(CLOCK_MONOTONIC, &p->started);
 	TAILQ_INSERT_TAIL(&set->probes, p, entry);
 	/* Ahead of the queue: a probe does not wait behind slow opens. */
 	if ((p->open = open_request_first(set->opens, &to, 0, on_opened,
@@ -208,10 +212,13 @@ probes_awaited(const struct probes *set)
 	const struct probe	*p;
 	struct timespec		 now;
 
+	/* The server's channel for a probe may come before the answer to
+	 * the probe's own open, in the same read. */
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	TAILQ_FOREACH(p, &set->probes, entry)
-		if (p->result == PROBE_PENDING &&
-		    now.tv_sec - p->started.tv_sec < AWAIT_SEC)
+		if (p->result == PROBE_PENDING && ((p->open != NULL &&
+		    open_sent(p->open)) || (p->ep != NULL &&
+		    now.tv_sec - p->opened.tv_sec < AWAIT_SEC)))
 			return 1;
 	return 0;
 }

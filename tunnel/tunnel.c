@@ -100,7 +100,8 @@ jitter(void)
 static void
 teardown(struct tunnel *t)
 {
-	recheck_cancel(t->recheck);
+	if (t->recheck != NULL)		/* NULL only if tunnel_new failed */
+		recheck_cancel(t->recheck);
 	event_del(&t->ev_retry);
 	event_del(&t->ev_probe);
 	if (t->main->state == L_UP)
@@ -401,6 +402,10 @@ extra_ended(struct lane *l, const struct lane_ending *e, void *arg)
 	if (l->state != L_UP) {
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		t->extras_refused_until = now.tv_sec + EXTRA_REFUSED_SEC;
+		/* Unless the server said no, a session that could not log
+		 * in is the witness's word that the server is not answering. */
+		if (e->kind != LANE_REFUSED)
+			t->silent_until = now.tv_sec + EXTRA_REFUSED_SEC;
 		log_warnx("tunnel %s: %s: %s; no extra session for %d s",
 		    l->name, e->what, e->why, EXTRA_REFUSED_SEC);
 	} else
@@ -568,7 +573,7 @@ check_lane(struct tunnel *t, struct lane *l, int vouched, int witness)
 	long	held = slot_held_ms(l->slot, 1);
 	char	why[128];
 
-	if (held >= 0 && vouched)
+	if (held >= 0 && held < OPEN_PATIENCE_SEC * 1000L && vouched)
 		l->missed = 0;		/* as if the byte had come here */
 	if (l->missed >= t->conf->keepalive_count) {
 		if (l->state == L_UP)
@@ -616,7 +621,8 @@ static void
 on_tick(struct lane *l, void *arg)
 {
 	struct tunnel	*t = arg;
-	int		 held, free, vouched = vouched_for(t, l);
+	struct timespec	 now;
+	int		 held, free, witness, vouched = vouched_for(t, l);
 
 	l->rx_at_tick = l->rx_bytes;
 	l->total_at_tick = t->rx_total;
@@ -628,12 +634,14 @@ on_tick(struct lane *l, void *arg)
 		add_extra(t, "a witness while opens are pending", 0);
 		free++;
 	}
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	witness = free > 0 || now.tv_sec < t->silent_until;
 	if (l == t->main) {
 		recheck_tick(t->recheck);
 		close_idle(t);
 		spread(t);
 	}
-	check_lane(t, l, vouched, free > 0);
+	check_lane(t, l, vouched, witness);
 }
 
 static void

@@ -56,7 +56,7 @@ struct tunnel_stats {
 	 * tunnel_cause_name); they add up to reconnects. */
 	uint64_t	 reconnects_by[TUNNEL_NCAUSES];
 	uint64_t	 keepalives_sent;	/* probes sent */
-	uint64_t	 keepalives_missed;	/* intervals the up session
+	uint64_t	 keepalives_missed;	/* intervals an up session
 						 * heard nothing */
 	unsigned	 extra_sessions;	/* beside the main one */
 	/* The last --probe verdict: 1 came back, -1 failed (why), 0 none. */

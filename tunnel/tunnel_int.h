@@ -36,6 +36,7 @@ struct tunnel {
 	unsigned		 nextra;
 	unsigned		 extra_seq;	/* numbers them in logs */
 	time_t			 extras_refused_until;
+	time_t			 silent_until;	/* a witness found it so */
 	struct event		 ev_retry;	/* the next attempt */
 	struct event		 ev_spread;	/* waiting opens looked at */
 	struct event		 ev_probe;	/* --probe rounds */
