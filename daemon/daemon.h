@@ -8,6 +8,7 @@
 #define DAEMON_DAEMON_H
 
 #include <sys/types.h>
+#include <stdatomic.h>
 
 #include "caps/caps.h"
 #include "daemon/unit.h"
@@ -32,6 +33,10 @@ struct daemon {
 	struct event		*drain_timer;
 	struct event		*watchdog;
 	struct event		*closed_ev;	/* a worker loop closed one */
+	/* Whether a worker loop tells of each close: only while draining or
+	 * while retired units wait for their last connection. Set before
+	 * the counts it depends on are read (see drained_check). */
+	_Atomic int		 watch_closes;
 	struct listener		*control;
 	struct metrics		*metrics;	/* --metrics, or NULL */
 	int			 draining;

@@ -1,4 +1,5 @@
 /* From start to exit: readiness, the watchdog, draining, reaping, the end. */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,9 @@ reap_retired(struct daemon *d)
 {
 	struct unit	*u, *next;
 
+	/* Before the counts are read: a close after this wakes us. */
+	if (!TAILQ_EMPTY(&d->retired))
+		atomic_store(&d->watch_closes, 1);
 	for (u = TAILQ_FIRST(&d->retired); u != NULL; u = next) {
 		next = TAILQ_NEXT(u, entry);
 		if (unit_active(u) > 0)
@@ -40,6 +44,8 @@ reap_retired(struct daemon *d)
 		TAILQ_REMOVE(&d->retired, u, entry);
 		unit_free(u);
 	}
+	atomic_store(&d->watch_closes, d->draining ||
+	    !TAILQ_EMPTY(&d->retired));
 }
 
 static void
@@ -63,8 +69,14 @@ watch_closed(struct daemon *d)
 	conn_set_closed_hook(drained_check);
 }
 
-/* The unit that called us is still on the stack: free from the loop.
- * A worker loop's connection tells the main loop, which does the rest. */
+/*
+ * The unit that called us is still on the stack: free from the loop.
+ * A worker loop's connection tells the main loop, which does the rest,
+ * but only when there is a rest to do: waking another loop costs system
+ * calls in both. The flag is set before the main loop reads the counts
+ * and the close counted itself down before we read the flag, so one of
+ * the two sees the other.
+ */
 void
 drained_check(void)
 {
@@ -72,7 +84,8 @@ drained_check(void)
 	struct timeval	 now = { 0, 0 };
 
 	if (!workers_on_main()) {
-		event_active(d->closed_ev, EV_TIMEOUT, 0);
+		if (atomic_load(&d->watch_closes))
+			event_active(d->closed_ev, EV_TIMEOUT, 0);
 		return;
 	}
 	if (!TAILQ_EMPTY(&d->retired))
@@ -197,8 +210,10 @@ start_drain(struct daemon *d)
 {
 	struct timeval	 tv = { d->cfg.drain_timeout, 0 };
 	struct unit	*u;
-	unsigned	 n = active_conns(d);
+	unsigned	 n;
 
+	atomic_store(&d->watch_closes, 1);	/* before the count */
+	n = active_conns(d);
 	sysd_stopping();
 	if (d->draining || n == 0 || d->cfg.drain_timeout == 0) {
 		event_base_loopbreak(d->base);

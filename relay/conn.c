@@ -624,11 +624,16 @@ on_dialled(int fd, const struct sockaddr *sa, socklen_t salen,
 static void *
 open_target(struct conn *c)
 {
+	struct dial	*d;
+
 	clock_gettime(CLOCK_MONOTONIC, &c->dial_start);
 	if (c->svc->ops != NULL && c->svc->ops->open != NULL)
 		return c->svc->ops->open(c->svc, c, c->to);
-	return dial_start(c->svc->base, c->to, c->svc->connect_timeout,
-	    on_dialled, c);
+	/* on_dialled makes the target endpoint of the socket at once. */
+	if ((d = dial_start(c->svc->base, c->to, c->svc->connect_timeout,
+	    on_dialled, c)) != NULL)
+		dial_hand_over(d);
+	return d;
 }
 
 /* --proxy-protocol: the header goes before anything the client sent. */

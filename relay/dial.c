@@ -20,7 +20,9 @@
 #include <event2/util.h>
 
 #include "relay/dial.h"
+#include "relay/endpoint.h"
 #include "relay/log.h"
+#include "relay/poller.h"
 #include "relay/resolve.h"
 
 struct dial {
@@ -32,11 +34,13 @@ struct dial {
 	struct addrinfo			*next;	/* next to try */
 	struct addrinfo			 one;	/* literal or unix address */
 	struct sockaddr_storage		 one_sa;
+	struct poller			*poller;	/* of base's loop */
 	struct event			 timer;
-	struct event			 conn_ev;
-	int				 fd;
+	struct event			 retry_ev;	/* out of descriptors */
+	int				 fd;		/* connecting */
 	int				 last_error;
 	int				 sync;	/* still inside dial_start */
+	int				 hand_over;	/* see dial_hand_over */
 	/* A result found inside dial_start, delivered from the loop. */
 	int				 result_fd;
 	int				 result_error;
@@ -54,11 +58,13 @@ dial_free(struct dial *d)
 	if (d->res != NULL)
 		freeaddrinfo(d->res);
 	event_del(&d->timer);
-	event_del(&d->conn_ev);
+	event_del(&d->retry_ev);
 	if (d->result_fd != -1)
 		close(d->result_fd);
-	if (d->fd != -1)
+	if (d->fd != -1) {
+		poller_forget(d->poller, d->fd);
 		close(d->fd);
+	}
 	free(d);
 }
 
@@ -126,32 +132,40 @@ on_timeout(evutil_socket_t fd, short what, void *arg)
 
 /*
  * The connect ended. Watched for reading as well as writing: a failed
- * connect raises EPOLLERR (with EPOLLHUP), which libevent reports as both,
- * while one that succeeded is writable only. Writable alone therefore
+ * connect raises EPOLLERR (with EPOLLHUP), which the poller reports as
+ * both, while one that succeeded is writable only. Writable alone therefore
  * needs no SO_ERROR to ask; anything else (an error, or a target that
- * spoke first) asks.
+ * spoke first) asks. Handed over, the socket stays in the loop's set for
+ * the endpoint the callback makes of it; otherwise it leaves the set now.
  */
 static void
-on_connected(evutil_socket_t fd, short what, void *arg)
+on_connected(int fd, int what, void *arg)
 {
 	struct dial		*d = arg;
 	struct addrinfo		*ai = d->next;
-	int			 error = 0;
+	struct poller		*p = d->poller;
+	int			 error = 0, hand_over = d->hand_over;
 	socklen_t		 len = sizeof(error);
 
-	if (what != EV_WRITE &&
+	if (what != EP_WRITE &&
 	    getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len) == -1)
 		error = errno;
 	if (error != 0) {
 		d->last_error = error;
+		poller_forget(p, fd);
 		close(d->fd);
 		d->fd = -1;
 		d->next = ai->ai_next;
 		try_next(d);
 		return;
 	}
-	d->fd = -1;	/* handed over */
-	finish(d, (int)fd, ai->ai_addr, ai->ai_addrlen, NULL, 0);
+	d->fd = -1;	/* the callback's */
+	poller_offer(p, fd);
+	if (!hand_over)
+		poller_retract(p, fd);
+	finish(d, fd, ai->ai_addr, ai->ai_addrlen, NULL, 0);
+	if (hand_over)
+		poller_retract(p, fd);
 }
 
 static const struct timeval retry_tv = { 0, 100 * 1000 };
@@ -175,8 +189,7 @@ try_next(struct dial *d)
 		if (fd == -1 && (errno == EMFILE || errno == ENFILE)) {
 			/* Out of descriptors: wait for a connection to close
 			 * rather than fail this one; the deadline still holds. */
-			event_assign(&d->conn_ev, d->base, -1, 0, retry, d);
-			event_add(&d->conn_ev, &retry_tv);
+			event_add(&d->retry_ev, &retry_tv);
 			return;
 		}
 		if (fd == -1) {
@@ -190,11 +203,10 @@ try_next(struct dial *d)
 			finish(d, fd, ai->ai_addr, ai->ai_addrlen, NULL, 0);
 			return;
 		}
-		if (errno == EINPROGRESS) {
+		if (errno == EINPROGRESS &&
+		    poller_add(d->poller, fd, on_connected, d) == 0) {
 			d->fd = fd;
-			event_assign(&d->conn_ev, d->base, fd,
-			    EV_READ | EV_WRITE, on_connected, d);
-			event_add(&d->conn_ev, NULL);
+			poller_want(d->poller, fd, EP_READ | EP_WRITE);
 			return;
 		}
 		d->last_error = errno;
@@ -271,15 +283,23 @@ dial_start(struct event_base *base, const struct addr_spec *spec,
 	d->last_error = ECONNREFUSED;
 	d->sync = 1;
 	evtimer_assign(&d->timer, base, on_timeout, d);
-	event_assign(&d->conn_ev, base, -1, 0, retry, d);
+	evtimer_assign(&d->retry_ev, base, retry, d);
 	evtimer_add(&d->timer, &tv);
-	if (spec->kind == ADDR_UNIX || spec->numeric) {
+	if ((d->poller = poller_get(base)) == NULL)
+		fail(d, "connect failed: ", strerror(errno), errno);
+	else if (spec->kind == ADDR_UNIX || spec->numeric) {
 		literal(d, spec);
 		try_next(d);
 	} else
 		resolve(d, spec);
 	d->sync = 0;
 	return d;
+}
+
+void
+dial_hand_over(struct dial *d)
+{
+	d->hand_over = 1;
 }
 
 void

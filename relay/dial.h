@@ -27,6 +27,14 @@ typedef void dial_cb(int fd, const struct sockaddr *sa, socklen_t salen,
  */
 struct dial *dial_start(struct event_base *, const struct addr_spec *spec,
 	    int timeout_sec, dial_cb *, void *);
+/*
+ * The callback will make an endpoint of the fd (endpoint_fd_new), which
+ * then takes over the fd's registration in the loop's poller, saving a
+ * system call each to unregister and register it again. If the callback
+ * makes none, the registration goes when it returns: it must not close fd
+ * and open another socket in the meantime.
+ */
+void	dial_hand_over(struct dial *);
 /* Aborts a dial in progress; its callback will not run. */
 void	dial_cancel(struct dial *);
 

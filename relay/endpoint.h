@@ -55,6 +55,11 @@ struct endpoint {
 	/* Its EP_READ carries EP_HUP whenever the peer's EOF has arrived:
 	 * a short read then says there is nothing more, EOF included. */
 	int				 tells_hup;
+	/* Optional (NULL: nothing to tell), for a socket whose readiness is
+	 * learnt from its reads and writes: whoever splices to or from its
+	 * splice_fd tells it what a read or write would have seen, that it
+	 * had nothing to read (EP_READ) or no room (EP_WRITE). */
+	void				(*exhausted)(struct endpoint *, int what);
 };
 
 /* Changes interest only when it differs from what is armed. */

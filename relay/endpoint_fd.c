@@ -1,7 +1,9 @@
 /*
- * Socket endpoints: two persistent events, armed only while wanted. The
- * reading one asks for EPOLLRDHUP (EV_CLOSED) where libevent has it, so
- * a FIN behind data is known without a read that would only say EAGAIN.
+ * Socket endpoints. Readiness comes from the loop's poller (relay/poller.h):
+ * the socket is registered once, edge-triggered, for reading, writing and
+ * its peer's EOF (EPOLLRDHUP), so a FIN behind data is known without a
+ * read that would only say EAGAIN. Reads and writes that come back short
+ * or with EAGAIN tell the poller the socket is used up for them.
  */
 #include <sys/socket.h>
 #include <netinet/in.h>
@@ -9,34 +11,40 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include <event2/event.h>
-#include <event2/event_struct.h>
-
 #include "relay/endpoint.h"
+#include "relay/poller.h"
 
 struct endpoint_fd {
-	struct endpoint	ep;
-	int		fd;
-	int		tcp;	/* its peer has an IP address */
-	struct event	rd;
-	struct event	wr;
+	struct endpoint	 ep;
+	struct poller	*poller;
+	int		 fd;
+	int		 tcp;	/* its peer has an IP address */
 };
 
 static ssize_t
 fd_read(struct endpoint *ep, void *buf, size_t len)
 {
 	struct endpoint_fd	*e = (struct endpoint_fd *)ep;
+	ssize_t			 n;
 
-	return recv(e->fd, buf, len, 0);
+	/* Short: a stream socket had no more; more would bring an edge. */
+	n = recv(e->fd, buf, len, 0);
+	if ((n == -1 && errno == EAGAIN) || (n > 0 && (size_t)n < len))
+		poller_drained(e->poller, e->fd, EP_READ);
+	return n;
 }
 
 static ssize_t
 fd_write(struct endpoint *ep, const void *buf, size_t len)
 {
 	struct endpoint_fd	*e = (struct endpoint_fd *)ep;
+	ssize_t			 n;
 
 	/* MSG_NOSIGNAL: a peer gone away is an EPIPE to handle, not a death. */
-	return send(e->fd, buf, len, MSG_NOSIGNAL);
+	n = send(e->fd, buf, len, MSG_NOSIGNAL);
+	if ((n == -1 && errno == EAGAIN) || (n >= 0 && (size_t)n < len))
+		poller_drained(e->poller, e->fd, EP_WRITE);
+	return n;
 }
 
 static int
@@ -52,23 +60,24 @@ fd_want(struct endpoint *ep, int what)
 {
 	struct endpoint_fd	*e = (struct endpoint_fd *)ep;
 
-	if ((what & EP_READ) && !(ep->wanted & EP_READ))
-		event_add(&e->rd, NULL);
-	else if (!(what & EP_READ) && (ep->wanted & EP_READ))
-		event_del(&e->rd);
-	if ((what & EP_WRITE) && !(ep->wanted & EP_WRITE))
-		event_add(&e->wr, NULL);
-	else if (!(what & EP_WRITE) && (ep->wanted & EP_WRITE))
-		event_del(&e->wr);
+	poller_want(e->poller, e->fd, what);
 }
 
+static void
+fd_exhausted(struct endpoint *ep, int what)
+{
+	struct endpoint_fd	*e = (struct endpoint_fd *)ep;
+
+	poller_drained(e->poller, e->fd, what);
+}
+
+/* No epoll_ctl: the close takes the socket out of the set. */
 static void
 fd_free(struct endpoint *ep)
 {
 	struct endpoint_fd	*e = (struct endpoint_fd *)ep;
 
-	event_del(&e->rd);
-	event_del(&e->wr);
+	poller_forget(e->poller, e->fd);
 	close(e->fd);
 	free(e);
 }
@@ -88,13 +97,11 @@ static const struct endpoint_ops fd_ops = {
 };
 
 static void
-fd_ready(evutil_socket_t fd, short what, void *arg)
+fd_ready(int fd, int what, void *arg)
 {
 	struct endpoint	*ep = arg;
 
-	ep->cb(ep, (what & EV_READ ? EP_READ : 0) |
-	    (what & EV_WRITE ? EP_WRITE : 0) |
-	    (what & EV_CLOSED ? EP_HUP : 0), ep->cbarg);
+	ep->cb(ep, what, ep->cbarg);
 }
 
 struct endpoint *
@@ -102,21 +109,21 @@ endpoint_fd_new(struct event_base *base, int fd, const struct sockaddr *peer,
     endpoint_cb *cb, void *arg)
 {
 	struct endpoint_fd	*e;
-	short			 hup = 0;
 
 	if ((e = calloc(1, sizeof(*e))) == NULL)
 		return NULL;
-	if (event_base_get_features(base) & EV_FEATURE_EARLY_CLOSE)
-		hup = EV_CLOSED;
-	e->ep.tells_hup = hup != 0;
+	if ((e->poller = poller_get(base)) == NULL ||
+	    poller_add(e->poller, fd, fd_ready, &e->ep) == -1) {
+		free(e);
+		return NULL;
+	}
+	e->ep.tells_hup = 1;
+	e->ep.exhausted = fd_exhausted;
 	e->ep.ops = &fd_ops;
 	e->ep.cb = cb;
 	e->ep.cbarg = arg;
 	e->fd = fd;
 	e->tcp = peer != NULL && (peer->sa_family == AF_INET ||
 	    peer->sa_family == AF_INET6);
-	event_assign(&e->rd, base, fd, EV_READ | EV_PERSIST | hup, fd_ready,
-	    &e->ep);
-	event_assign(&e->wr, base, fd, EV_WRITE | EV_PERSIST, fd_ready, &e->ep);
 	return &e->ep;
 }

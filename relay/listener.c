@@ -102,7 +102,7 @@ on_accept(evutil_socket_t lfd, short what, void *arg)
 	struct listener		*l = s->owner;
 	struct sockaddr_storage	 ss;
 	socklen_t		 len;
-	int			 fd, i, one = 1;
+	int			 fd, i;
 
 	for (i = 0; i < ACCEPT_BATCH; i++) {
 		len = sizeof(ss);
@@ -117,9 +117,6 @@ on_accept(evutil_socket_t lfd, short what, void *arg)
 				log_warn("accept on %s", s->name);
 			return;
 		}
-		if (ss.ss_family != AF_UNIX)
-			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
-			    sizeof(one));
 		l->cb(fd, (struct sockaddr *)&ss, len, l->arg);
 		if (!l->enabled)
 			return;
@@ -150,6 +147,19 @@ listener_exit_code(int error)
 	default:
 		return EX_OSERR;
 	}
+}
+
+/*
+ * Small writes leave at once. Set on the listening socket, which every
+ * socket it accepts inherits (Linux copies the option on accept), so a
+ * new connection costs no call for it.
+ */
+static void
+no_delay(int fd)
+{
+	int	one = 1;
+
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
 /* A unix socket file left by a dead process is removed; a live one is not. */
@@ -210,8 +220,10 @@ bind_one(struct listener *l, struct event_base *base, int family,
 	if ((fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
 	    0)) == -1)
 		goto fail;
-	if (family != AF_UNIX)
+	if (family != AF_UNIX) {
 		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		no_delay(fd);
+	}
 	if (family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only,
 		    sizeof(v6only));
@@ -458,10 +470,12 @@ listener_adopt(struct event_base *base, const int *fds, size_t nfds,
 		s->fd = fds[i];
 		s->owner = l;
 		len = sizeof(ss);
-		if (getsockname(fds[i], (struct sockaddr *)&ss, &len) == 0)
+		if (getsockname(fds[i], (struct sockaddr *)&ss, &len) == 0) {
 			addr_sa_format((struct sockaddr *)&ss, len, s->name,
 			    sizeof(s->name));
-		else
+			if (ss.ss_family != AF_UNIX)
+				no_delay(fds[i]);
+		} else
 			snprintf(s->name, sizeof(s->name), "fd %d", fds[i]);
 		event_assign(&s->ev, base, fds[i], EV_READ | EV_PERSIST,
 		    on_accept, s);

@@ -21,7 +21,8 @@
 #include "relay/pump.h"
 
 /* Reads per wakeup and direction, so one busy connection cannot starve
- * the others; level-triggered events bring us back for the rest. */
+ * the others; an endpoint that is still ready brings us back for the
+ * rest. */
 #define PUMP_ROUNDS	16
 /* The same fairness in bytes, for splicing: what the copying rounds move
  * at most. Each splice() call moves at most one pipe's worth. */
@@ -124,6 +125,15 @@ flow_copy(struct pump *p, struct flow *f)
 	return 0;
 }
 
+/* Tells ep what a read or write of its own would have: a splice found it
+ * had nothing to read (EP_READ) or no room (EP_WRITE). */
+static void
+exhausted(struct endpoint *ep, int what)
+{
+	if (ep->exhausted != NULL)
+		ep->exhausted(ep, what);
+}
+
 /* Splices up to want bytes from the source into the flow's empty pipe.
  * Returns bytes taken, 0 to stop (EOF, or nothing to read now), -1 on
  * failure. */
@@ -144,6 +154,8 @@ pipe_fill(struct pump *p, struct flow *f, size_t want)
 		f->eof = 1;
 	else if (errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP)
 		f->srcfd = f->dstfd = -1;	/* cannot splice here: copy */
+	else if (errno == EAGAIN)
+		exhausted(f->src, EP_READ);
 	else if (!again(errno))
 		return flow_fail(p, f->src, errno);
 	return 0;
@@ -183,6 +195,8 @@ flow_splice(struct pump *p, struct flow *f)
 		n = splice(f->pipe->rd, NULL, f->dstfd, NULL, f->piped,
 		    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 		if (n < 0) {
+			if (errno == EAGAIN)
+				exhausted(f->dst, EP_WRITE);
 			if (again(errno))
 				break;
 			return flow_fail(p, f->dst, errno);

@@ -19,6 +19,7 @@
 #include "relay/bufpool.h"
 #include "relay/log.h"
 #include "relay/pipepool.h"
+#include "relay/poller.h"
 #include "relay/resolve.h"
 #include "relay/workers.h"
 
@@ -92,6 +93,7 @@ free_loops(void)
 	for (i = 0; i < nworkers; i++) {
 		if (workers[i].call_ev != NULL)
 			event_free(workers[i].call_ev);
+		poller_free(workers[i].base);
 		event_base_free(workers[i].base);
 		pthread_mutex_destroy(&workers[i].lock);
 		pthread_cond_destroy(&workers[i].cond);
@@ -114,9 +116,11 @@ workers_init(unsigned n, char *err, size_t errlen)
 		w = &workers[nworkers];
 		pthread_mutex_init(&w->lock, NULL);
 		pthread_cond_init(&w->cond, NULL);
+		/* The poller now, not at the first connection: a loop's
+		 * descriptors are all there before it serves. */
 		if ((w->base = event_base_new()) == NULL || (n > 1 &&
 		    (w->call_ev = event_new(w->base, -1, 0, run_call, w)) ==
-		    NULL)) {
+		    NULL) || poller_get(w->base) == NULL) {
 			if (w->base != NULL)
 				nworkers++;
 			free_loops();
