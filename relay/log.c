@@ -142,6 +142,7 @@ in_child(void)
  * skipped rather than waited for. Sanitizer builds keep their own
  * handlers, which report the crash.
  */
+#if !SANITIZED
 static void
 on_crash(int sig)
 {
@@ -157,6 +158,7 @@ on_crash(int sig)
 	errno = saved;
 	raise(sig);		/* the handler was reset: dies of it */
 }
+#endif
 
 static void
 catch_crashes(void)
