@@ -227,7 +227,8 @@ chan_unread(struct endpoint *ep, const void *buf, size_t len)
 	if ((p = malloc(c->unread_len + len)) == NULL)
 		return -1;
 	memcpy(p, buf, len);
-	memcpy(p + len, c->unread, c->unread_len);
+	if (c->unread_len > 0)
+		memcpy(p + len, c->unread, c->unread_len);
 	free(c->unread);
 	c->unread = p;
 	c->unread_len += len;
