@@ -420,8 +420,8 @@ reconnects_family(FILE *fp, const struct tunnel_fact *f, size_t n)
 	size_t			 i;
 	int			 c;
 
-	expo_family(fp, name, "counter", "SSH sessions started after the "
-	    "first, by what ended the session before.");
+	expo_family(fp, name, "counter", "Main SSH sessions logged in after "
+	    "the first, by what ended the session before.");
 	for (i = 0; i < n; i++)
 		for (c = 0; c < TUNNEL_NCAUSES; c++) {
 			l[0].value = f[i].st.name;

@@ -178,6 +178,12 @@ catch_crashes(void)
 #endif
 }
 
+int
+log_catches_crashes(void)
+{
+	return !SANITIZED;
+}
+
 static void
 register_hooks(void)
 {

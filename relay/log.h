@@ -23,6 +23,9 @@ void	log_flush(void);
 /* Writes what the calling thread batched and stops batching: before its
  * loop's base is freed, or the thread ends. */
 void	log_batch_end(void);
+/* Whether a crash writes the batched lines (not in sanitizer builds,
+ * whose own handlers report it). */
+int	log_catches_crashes(void);
 /* Current threshold, so callers can skip building expensive messages. */
 enum log_level log_get_level(void);
 

@@ -41,6 +41,7 @@
 static void	attempt(struct tunnel *);
 static enum backoff_reason lost_reason(struct tunnel *);
 static void	drop_extras(struct tunnel *);
+static int	held_by_open(const struct lane *);
 static int	may_add_extra(const struct tunnel *);
 static int	add_extra(struct tunnel *, const char *why, int probe);
 
@@ -148,6 +149,13 @@ lost(struct tunnel *t, const char *cause, const char *why)
 	retry_later(t, lost_reason(t), "lost", why);
 }
 
+/* Whether an open of ours (one given up on included) holds l's slot. */
+static int
+held_by_open(const struct lane *l)
+{
+	return slot_held_ms(l->slot, 1) >= 0;
+}
+
 /* recheck.c's probe: on the main session, or if an open holds its slot,
  * on every other session whose slot is free, or on a new one opened as
  * the witness. */
@@ -158,13 +166,13 @@ recheck_probe(void *arg)
 	struct lane	*l;
 	int		 sent = 0;
 
-	if (slot_held_ms(t->main->slot, 1) < 0) {
+	if (!held_by_open(t->main)) {
 		(void)slot_probe(t->main->slot);
 		lane_kick(t->main);
 		return 1;
 	}
 	TAILQ_FOREACH(l, &t->extras, entry) {
-		if (l->state != L_UP || slot_held_ms(l->slot, 1) >= 0)
+		if (l->state != L_UP || held_by_open(l))
 			continue;
 		(void)slot_probe(l->slot);
 		lane_kick(l);
@@ -525,7 +533,7 @@ close_idle(struct tunnel *t)
 {
 	struct lane	*l, *next;
 	struct timespec	 now;
-	int		 witness_needed = slot_held_ms(t->main->slot, 1) >= 0;
+	int		 witness_needed = held_by_open(t->main);
 
 	TAILQ_FOREACH(l, &t->extras, entry)
 		if (slot_held_ms(l->slot, 0) >= 0)
@@ -543,7 +551,7 @@ close_idle(struct tunnel *t)
 			l->idle_since = now;
 		else if (now.tv_sec - l->idle_since.tv_sec < EXTRA_IDLE_SEC)
 			continue;
-		else if (witness_needed && slot_held_ms(l->slot, 1) < 0)
+		else if (witness_needed && !held_by_open(l))
 			witness_needed = 0;	/* this one stays */
 		else {
 			log_info("tunnel %s: closed, idle", l->name);
@@ -594,12 +602,6 @@ check_lane(struct tunnel *t, struct lane *l, int vouched, int witness)
 	lane_kick(l);
 }
 
-static int
-held_by_open(const struct lane *l)
-{
-	return slot_held_ms(l->slot, 1) >= 0;
-}
-
 /* Sessions whose open slot an open of ours holds, and the others. */
 static void
 count_slots(struct tunnel *t, int *held, int *free)
@@ -608,7 +610,7 @@ count_slots(struct tunnel *t, int *held, int *free)
 
 	*held = *free = 0;
 	for (l = t->main; l != NULL; l = next_lane(t, l)) {
-		if (slot_held_ms(l->slot, 1) >= 0)
+		if (held_by_open(l))
 			(*held)++;
 		else
 			(*free)++;
